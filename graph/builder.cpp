@@ -1,0 +1,293 @@
+#include "graph/builder.hpp"
+
+#include <climits>
+
+namespace luoshu {
+
+namespace {
+
+graph& same_graph(expr a, expr b) {
+  if (!a.valid() || !b.valid()) throw luoshu_error("use of an empty expression");
+  if (&a.g() != &b.g()) throw luoshu_error("expressions '" + a.name() + "' and '" + b.name() +
+                                           "' belong to different graphs");
+  return a.g();
+}
+
+expr unary(op_kind k, expr x, op_attrs a = {}) {
+  if (!x.valid()) throw luoshu_error("use of an empty expression");
+  return x.g().add(k, {x.id()}, std::move(a));
+}
+
+expr binary(op_kind k, expr a, expr b, op_attrs at = {}) {
+  graph& g = same_graph(a, b);
+  return g.add(k, {a.id(), b.id()}, std::move(at));
+}
+
+expr scalar_of(expr like, double v) { return like.g().scalar(v, like.type()); }
+
+} // namespace
+
+expr add(expr a, expr b) { return binary(op_kind::add, a, b); }
+expr sub(expr a, expr b) { return binary(op_kind::sub, a, b); }
+expr mul(expr a, expr b) { return binary(op_kind::mul, a, b); }
+expr div(expr a, expr b) { return binary(op_kind::div, a, b); }
+expr pow(expr a, expr b) { return binary(op_kind::pow, a, b); }
+expr pow(expr a, double b) { return pow(a, scalar_of(a, b)); }
+expr maximum(expr a, expr b) { return binary(op_kind::maximum, a, b); }
+expr minimum(expr a, expr b) { return binary(op_kind::minimum, a, b); }
+expr equal(expr a, expr b) { return binary(op_kind::equal, a, b); }
+expr not_equal(expr a, expr b) { return binary(op_kind::not_equal, a, b); }
+expr less(expr a, expr b) { return binary(op_kind::less, a, b); }
+expr less_equal(expr a, expr b) { return binary(op_kind::less_equal, a, b); }
+expr greater(expr a, expr b) { return binary(op_kind::greater, a, b); }
+expr greater_equal(expr a, expr b) { return binary(op_kind::greater_equal, a, b); }
+expr where(expr cond, expr a, expr b) {
+  graph& g = same_graph(cond, a);
+  same_graph(a, b);
+  return g.add(op_kind::where, {cond.id(), a.id(), b.id()});
+}
+
+expr operator+(expr a, expr b) { return add(a, b); }
+expr operator-(expr a, expr b) { return sub(a, b); }
+expr operator*(expr a, expr b) { return mul(a, b); }
+expr operator/(expr a, expr b) { return div(a, b); }
+expr operator+(expr a, double b) { return add(a, scalar_of(a, b)); }
+expr operator-(expr a, double b) { return sub(a, scalar_of(a, b)); }
+expr operator*(expr a, double b) { return mul(a, scalar_of(a, b)); }
+expr operator/(expr a, double b) { return div(a, scalar_of(a, b)); }
+expr operator+(double a, expr b) { return add(scalar_of(b, a), b); }
+expr operator-(double a, expr b) { return sub(scalar_of(b, a), b); }
+expr operator*(double a, expr b) { return mul(scalar_of(b, a), b); }
+expr operator/(double a, expr b) { return div(scalar_of(b, a), b); }
+expr operator-(expr a) { return neg(a); }
+
+expr neg(expr x) { return unary(op_kind::neg, x); }
+expr abs(expr x) { return unary(op_kind::abs, x); }
+expr exp(expr x) { return unary(op_kind::exp, x); }
+expr log(expr x) { return unary(op_kind::log, x); }
+expr sqrt(expr x) { return unary(op_kind::sqrt, x); }
+expr rsqrt(expr x) { return unary(op_kind::rsqrt, x); }
+expr square(expr x) { return unary(op_kind::square, x); }
+expr sign(expr x) { return unary(op_kind::sign, x); }
+expr clamp(expr x, double lo, double hi) {
+  op_attrs a;
+  a.alpha = lo;
+  a.beta = hi;
+  return unary(op_kind::clamp, x, a);
+}
+expr cast(expr x, dtype to) {
+  if (x.valid() && x.type() == to) return x;
+  op_attrs a;
+  a.to = to;
+  return unary(op_kind::cast, x, a);
+}
+expr identity(expr x) { return unary(op_kind::identity, x); }
+expr stop_gradient(expr x) { return unary(op_kind::stop_gradient, x); }
+
+expr relu(expr x) { return unary(op_kind::relu, x); }
+expr leaky_relu(expr x, double slope) {
+  op_attrs a;
+  a.alpha = slope;
+  return unary(op_kind::leaky_relu, x, a);
+}
+expr elu(expr x, double alpha) {
+  op_attrs a;
+  a.alpha = alpha;
+  return unary(op_kind::elu, x, a);
+}
+expr gelu(expr x) { return unary(op_kind::gelu, x); }
+expr sigmoid(expr x) { return unary(op_kind::sigmoid, x); }
+expr tanh(expr x) { return unary(op_kind::tanh, x); }
+expr softplus(expr x) { return unary(op_kind::softplus, x); }
+expr softmax(expr x, int64_t axis) {
+  op_attrs a;
+  a.axis = axis;
+  return unary(op_kind::softmax, x, a);
+}
+expr log_softmax(expr x, int64_t axis) {
+  op_attrs a;
+  a.axis = axis;
+  return unary(op_kind::log_softmax, x, a);
+}
+
+expr matmul(expr a, expr b, bool trans_a, bool trans_b) {
+  op_attrs at;
+  at.trans_a = trans_a;
+  at.trans_b = trans_b;
+  return binary(op_kind::matmul, a, b, at);
+}
+expr batch_matmul(expr a, expr b, bool trans_a, bool trans_b) {
+  op_attrs at;
+  at.trans_a = trans_a;
+  at.trans_b = trans_b;
+  return binary(op_kind::batch_matmul, a, b, at);
+}
+expr linear(expr x, expr w, expr b) {
+  graph& g = same_graph(x, w);
+  same_graph(w, b);
+  return g.add(op_kind::linear, {x.id(), w.id(), b.id()});
+}
+
+namespace {
+expr reduce(op_kind k, expr x, std::vector<int64_t> axes, bool keepdims) {
+  op_attrs a;
+  a.axes = std::move(axes);
+  a.keepdims = keepdims;
+  return unary(k, x, a);
+}
+} // namespace
+
+expr sum(expr x, std::vector<int64_t> axes, bool keepdims) { return reduce(op_kind::sum, x, std::move(axes), keepdims); }
+expr mean(expr x, std::vector<int64_t> axes, bool keepdims) { return reduce(op_kind::mean, x, std::move(axes), keepdims); }
+expr max(expr x, std::vector<int64_t> axes, bool keepdims) { return reduce(op_kind::max, x, std::move(axes), keepdims); }
+expr min(expr x, std::vector<int64_t> axes, bool keepdims) { return reduce(op_kind::min, x, std::move(axes), keepdims); }
+expr norm(expr x, std::vector<int64_t> axes, bool keepdims) { return reduce(op_kind::norm, x, std::move(axes), keepdims); }
+expr argmax(expr x, int64_t axis, bool keepdims) {
+  op_attrs a;
+  a.axis = axis;
+  a.keepdims = keepdims;
+  return unary(op_kind::argmax, x, a);
+}
+expr sum_to_like(expr x, expr ref) { return binary(op_kind::sum_to_like, x, ref); }
+
+expr reshape(expr x, luoshu::shape s) {
+  op_attrs a;
+  a.target = std::move(s);
+  return unary(op_kind::reshape, x, a);
+}
+expr reshape_like(expr x, expr ref) { return binary(op_kind::reshape_like, x, ref); }
+expr transpose(expr x, std::vector<int64_t> perm) {
+  if (perm.empty())
+    for (int i = x.shape().rank() - 1; i >= 0; --i) perm.push_back(i);
+  op_attrs a;
+  a.axes = std::move(perm);
+  return unary(op_kind::transpose, x, a);
+}
+expr concat(const std::vector<expr>& xs, int64_t axis) {
+  if (xs.empty()) throw luoshu_error("concat of no tensors");
+  std::vector<node_id> ids;
+  for (auto& x : xs) ids.push_back((same_graph(xs[0], x), x.id()));
+  op_attrs a;
+  a.axis = axis;
+  return xs[0].g().add(op_kind::concat, std::move(ids), a);
+}
+std::vector<expr> split(expr x, const std::vector<int64_t>& sizes, int64_t axis) {
+  int r = x.shape().rank();
+  int ax = normalize_axis(axis, r, "split");
+  int64_t total = 0;
+  for (auto s : sizes) {
+    if (s < 0) throw luoshu_error("split sizes must be >= 0");
+    total += s;
+  }
+  if (x.shape()[ax] >= 0 && total != x.shape()[ax])
+    throw luoshu_error("split sizes add up to " + std::to_string(total) + " but axis " +
+                       std::to_string(ax) + " of '" + x.name() + "' has " + std::to_string(x.shape()[ax]));
+  std::vector<expr> out;
+  int64_t off = 0;
+  for (auto s : sizes) {
+    std::vector<int64_t> b(static_cast<size_t>(r), 0), e(static_cast<size_t>(r), INT64_MAX);
+    b[static_cast<size_t>(ax)] = off;
+    e[static_cast<size_t>(ax)] = off + s;
+    out.push_back(slice(x, b, e));
+    off += s;
+  }
+  return out;
+}
+expr slice(expr x, std::vector<int64_t> begins, std::vector<int64_t> ends) {
+  op_attrs a;
+  a.axes = std::move(begins);
+  a.axes2 = std::move(ends);
+  return unary(op_kind::slice, x, a);
+}
+expr pad(expr x, std::vector<int64_t> before, std::vector<int64_t> after, double value) {
+  op_attrs a;
+  a.axes = std::move(before);
+  a.axes2 = std::move(after);
+  a.alpha = value;
+  return unary(op_kind::pad, x, a);
+}
+expr broadcast_to(expr x, luoshu::shape s) {
+  op_attrs a;
+  a.target = std::move(s);
+  return unary(op_kind::broadcast_to, x, a);
+}
+expr broadcast_like(expr x, expr ref) { return binary(op_kind::broadcast_like, x, ref); }
+expr squeeze(expr x, std::vector<int64_t> axes) {
+  const auto& s = x.shape();
+  std::vector<bool> drop(static_cast<size_t>(s.rank()), false);
+  if (axes.empty()) {
+    for (int i = 0; i < s.rank(); ++i) drop[static_cast<size_t>(i)] = s[i] == 1;
+  } else {
+    for (auto a : axes) {
+      int ax = normalize_axis(a, s.rank(), "squeeze");
+      if (s[ax] != 1 && s[ax] >= 0)
+        throw luoshu_error("squeeze: axis " + std::to_string(ax) + " of '" + x.name() + "' " +
+                           s.to_string() + " is not 1");
+      drop[static_cast<size_t>(ax)] = true;
+    }
+  }
+  shape t;
+  int unknown = 0;
+  for (int i = 0; i < s.rank(); ++i)
+    if (!drop[static_cast<size_t>(i)]) {
+      t.dims().push_back(s[i]);
+      unknown += s[i] < 0;
+    }
+  if (unknown > 1) throw luoshu_error("squeeze of '" + x.name() + "' needs at most one unknown dim");
+  return reshape(x, t);
+}
+expr unsqueeze(expr x, std::vector<int64_t> axes) {
+  const auto& s = x.shape();
+  int r = s.rank() + static_cast<int>(axes.size());
+  std::vector<bool> ins(static_cast<size_t>(r), false);
+  for (auto a : axes) ins[static_cast<size_t>(normalize_axis(a, r, "unsqueeze"))] = true;
+  shape t;
+  int j = 0, unknown = 0;
+  for (int i = 0; i < r; ++i) {
+    if (ins[static_cast<size_t>(i)]) {
+      t.dims().push_back(1);
+    } else {
+      t.dims().push_back(s[j]);
+      unknown += s[j] < 0;
+      ++j;
+    }
+  }
+  if (unknown > 1) throw luoshu_error("unsqueeze of '" + x.name() + "' needs at most one unknown dim");
+  return reshape(x, t);
+}
+expr gather(expr x, expr indices, int64_t axis) {
+  op_attrs a;
+  a.axis = axis;
+  return binary(op_kind::gather, x, indices, a);
+}
+expr one_hot(expr indices, int64_t depth, dtype t) {
+  op_attrs a;
+  a.axis = depth;
+  a.to = t;
+  return unary(op_kind::one_hot, indices, a);
+}
+
+expr embedding(expr table, expr ids) { return binary(op_kind::embedding, table, ids); }
+expr dropout(expr x, double rate, uint64_t seed) {
+  op_attrs a;
+  a.alpha = rate;
+  a.seed = seed;
+  return unary(op_kind::dropout, x, a);
+}
+
+expr softmax_cross_entropy(expr logits, expr labels) {
+  return binary(op_kind::softmax_cross_entropy, logits, labels);
+}
+expr bce_with_logits(expr logits, expr targets) { return binary(op_kind::bce_with_logits, logits, targets); }
+expr mse_loss(expr pred, expr target) { return square(pred - target); }
+expr l1_loss(expr pred, expr target) { return abs(pred - target); }
+expr huber_loss(expr pred, expr target, double delta) {
+  if (!(delta > 0)) throw luoshu_error("huber delta must be > 0");
+  expr d = pred - target;
+  expr c = clamp(d, -delta, delta);
+  // 0.5 c^2 + delta (|d| - |c|): quadratic inside, linear outside, C1 at |d| = delta.
+  return square(c) * 0.5 + (abs(d) - abs(c)) * delta;
+}
+expr accuracy(expr logits, expr labels) { return binary(op_kind::accuracy, logits, labels); }
+
+} // namespace luoshu

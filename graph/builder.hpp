@@ -1,0 +1,151 @@
+#pragma once
+// The builder API: free functions over `expr` that read like the math,
+//   auto h = relu(matmul(x, w1) + b1);
+// Every call infers its output's dtype and shape at once and throws
+// luoshu_error naming the op, the node and the input shapes on a mismatch.
+
+#include <vector>
+
+#include "graph/graph.hpp"
+
+namespace luoshu {
+
+namespace init {
+inline initializer zeros() { return {initializer::kind_t::zeros, 0, 0}; }
+inline initializer constant(double v) { return {initializer::kind_t::constant, v, 0}; }
+inline initializer uniform(double lo, double hi) { return {initializer::kind_t::uniform, lo, hi}; }
+inline initializer normal(double mean, double stddev) { return {initializer::kind_t::normal, mean, stddev}; }
+/// Normal, redrawn until within two standard deviations of the mean.
+inline initializer truncated_normal(double mean, double stddev) {
+  return {initializer::kind_t::truncated_normal, mean, stddev};
+}
+/// Glorot: U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)).
+inline initializer xavier_uniform(double gain = 1) { return {initializer::kind_t::xavier_uniform, gain, 0}; }
+/// Glorot: N(0, gain * sqrt(2 / (fan_in + fan_out))).
+inline initializer xavier_normal(double gain = 1) { return {initializer::kind_t::xavier_normal, gain, 0}; }
+/// Kaiming: U(-a, a), a = gain * sqrt(3 / fan_in); gain sqrt(2) suits relu.
+inline initializer he_uniform(double gain = 1.4142135623730951) { return {initializer::kind_t::he_uniform, gain, 0}; }
+/// Kaiming: N(0, gain / sqrt(fan_in)).
+inline initializer he_normal(double gain = 1.4142135623730951) { return {initializer::kind_t::he_normal, gain, 0}; }
+} // namespace init
+
+// elementwise (NumPy broadcasting)
+expr operator+(expr a, expr b);
+expr operator-(expr a, expr b);
+expr operator*(expr a, expr b);
+expr operator/(expr a, expr b);
+expr operator+(expr a, double b);
+expr operator-(expr a, double b);
+expr operator*(expr a, double b);
+expr operator/(expr a, double b);
+expr operator+(double a, expr b);
+expr operator-(double a, expr b);
+expr operator*(double a, expr b);
+expr operator/(double a, expr b);
+expr operator-(expr a);
+expr add(expr a, expr b);
+expr sub(expr a, expr b);
+expr mul(expr a, expr b);
+expr div(expr a, expr b);
+expr pow(expr a, expr b);
+expr pow(expr a, double b);
+expr maximum(expr a, expr b);
+expr minimum(expr a, expr b);
+expr equal(expr a, expr b);
+expr not_equal(expr a, expr b);
+expr less(expr a, expr b);
+expr less_equal(expr a, expr b);
+expr greater(expr a, expr b);
+expr greater_equal(expr a, expr b);
+/// cond (u8, nonzero = true) ? a : b, all three broadcast together.
+expr where(expr cond, expr a, expr b);
+expr neg(expr x);
+expr abs(expr x);
+expr exp(expr x);
+expr log(expr x);
+expr sqrt(expr x);
+expr rsqrt(expr x);
+expr square(expr x);
+expr sign(expr x);
+expr clamp(expr x, double lo, double hi);
+expr cast(expr x, dtype to);
+expr identity(expr x);
+/// Identity forward; no gradient flows through it.
+expr stop_gradient(expr x);
+
+// activations
+expr relu(expr x);
+expr leaky_relu(expr x, double slope = 0.01);
+expr elu(expr x, double alpha = 1.0);
+/// Exact (erf) GELU.
+expr gelu(expr x);
+expr sigmoid(expr x);
+expr tanh(expr x);
+expr softplus(expr x);
+expr softmax(expr x, int64_t axis = -1);
+expr log_softmax(expr x, int64_t axis = -1);
+
+// matrix products
+/// [m, k] x [k, n] -> [m, n] (after the optional transposes).
+expr matmul(expr a, expr b, bool trans_a = false, bool trans_b = false);
+/// [batch, m, k] x [batch, k, n] -> [batch, m, n].
+expr batch_matmul(expr a, expr b, bool trans_a = false, bool trans_b = false);
+/// x [.., in] times w [in, out] plus b [out].
+expr linear(expr x, expr w, expr b);
+
+// reductions; empty axes = all axes
+expr sum(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);
+expr mean(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);
+expr max(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);
+expr min(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);
+/// Euclidean norm over the axes.
+expr norm(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);
+/// Index (i64) of the largest element along an axis.
+expr argmax(expr x, int64_t axis = -1, bool keepdims = false);
+/// Sums x down to ref's shape (the inverse of broadcasting).
+expr sum_to_like(expr x, expr ref);
+
+// shape
+/// New shape; one dim may be -1 (inferred).
+expr reshape(expr x, luoshu::shape s);
+expr reshape_like(expr x, expr ref);
+/// Permutes axes; empty perm reverses them.
+expr transpose(expr x, std::vector<int64_t> perm = {});
+expr concat(const std::vector<expr>& xs, int64_t axis = 0);
+/// Splits into pieces of the given sizes along an axis (one slice each).
+std::vector<expr> split(expr x, const std::vector<int64_t>& sizes, int64_t axis = 0);
+/// x[begins[i]:ends[i]] per axis; negative values count from the end, and
+/// an end of shape::unknown (-1 is not special: use INT64_MAX) means "to the end".
+expr slice(expr x, std::vector<int64_t> begins, std::vector<int64_t> ends);
+expr pad(expr x, std::vector<int64_t> before, std::vector<int64_t> after, double value = 0);
+expr broadcast_to(expr x, luoshu::shape s);
+expr broadcast_like(expr x, expr ref);
+expr squeeze(expr x, std::vector<int64_t> axes = {});
+expr unsqueeze(expr x, std::vector<int64_t> axes);
+/// Slices of x along `axis` picked by integer indices; output shape is
+/// x.shape[:axis] + indices.shape + x.shape[axis+1:].
+expr gather(expr x, expr indices, int64_t axis = 0);
+expr one_hot(expr indices, int64_t depth, dtype t = dtype::f32);
+
+// embeddings and regularisation
+/// Rows of table [n, d] picked by integer ids [...]: output [..., d]. Its
+/// gradient w.r.t. the table is sparse (the touched rows only).
+expr embedding(expr table, expr ids);
+/// Zeroes elements with probability `rate` while training and scales the
+/// rest by 1/(1-rate); identity in inference mode. The mask depends on the
+/// seed and the step number only.
+expr dropout(expr x, double rate, uint64_t seed);
+
+// losses (per example unless `mean`) and metrics
+/// Cross-entropy of softmax(logits [n, c]) against integer labels [n]: [n].
+expr softmax_cross_entropy(expr logits, expr labels);
+/// Elementwise binary cross-entropy of sigmoid(logits) against targets in [0, 1].
+/// mse_loss, l1_loss and huber_loss are elementwise too: take mean() of them.
+expr bce_with_logits(expr logits, expr targets);
+expr mse_loss(expr pred, expr target);
+expr l1_loss(expr pred, expr target);
+expr huber_loss(expr pred, expr target, double delta = 1.0);
+/// Fraction (f32 scalar) of rows whose argmax equals the label.
+expr accuracy(expr logits, expr labels);
+
+} // namespace luoshu

@@ -1,0 +1,292 @@
+#include "graph/executor.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+namespace luoshu {
+
+namespace {
+
+size_t round_up(size_t b) { return (b + 63) / 64 * 64; }
+
+enum class where_t : uint8_t { external, pooled, alias };
+
+} // namespace
+
+struct executor::plan {
+  struct step {
+    node_id id;
+    kernel_fn kernel;
+    where_t where;
+    int slot = -1;            ///< pooled: slot index
+    int alias_of = -1;        ///< alias: position (in steps) of the value it views
+    type_shape ts;            ///< concrete dtype and shape
+    std::vector<int> inputs;  ///< positions of the inputs in `steps` (-1 for shape-only)
+    std::vector<int> free_after; ///< slots released once this step ran
+  };
+  std::vector<step> steps;
+  std::vector<int> position; ///< node id -> step position (-1 if not in plan)
+  std::vector<int> fetch_pos;
+  std::vector<std::pair<int, size_t>> feed_pos; ///< step position, index in feeds
+  std::vector<size_t> slot_bytes;
+  std::vector<lifetime> lifetimes;
+  size_t peak_live = 0, unshared = 0;
+};
+
+executor::executor(const graph& g, variable_store& vars, const kernel_registry& kernels,
+                   executor_options opts)
+    : g_(g), vars_(vars), kernels_(kernels), opts_(opts) {}
+
+executor::~executor() = default;
+
+std::vector<executor::lifetime> executor::last_lifetimes() const {
+  return last_ ? last_->lifetimes : std::vector<lifetime>{};
+}
+
+result<executor::plan*> executor::plan_for(const feed_map& feeds, const std::vector<expr>& fetches,
+                                           const std::vector<expr>& targets) {
+  std::ostringstream key;
+  for (auto& f : fetches) key << f.id() << ',';
+  key << '|';
+  for (auto& t : targets) key << t.id() << ',';
+  key << '|';
+  for (auto& [e, t] : feeds) key << e.id() << ':' << static_cast<int>(t.type()) << t.shape().to_string();
+  auto found = plans_.find(key.str());
+  if (found != plans_.end()) return found->second.get();
+
+  auto p = std::make_unique<plan>();
+  const size_t n = g_.size();
+  std::vector<bool> need(n, false);
+  for (auto* list : {&fetches, &targets})
+    for (auto& e : *list) {
+      if (!e.valid() || &e.g() != &g_) return error{"fetch or target is not an expression of this graph"};
+      need[static_cast<size_t>(e.id())] = true;
+    }
+  for (size_t i = n; i-- > 0;)
+    if (need[i])
+      for (auto in : g_.at(static_cast<node_id>(i)).inputs) need[static_cast<size_t>(in)] = true;
+
+  std::vector<node_id> order;
+  for (size_t i = 0; i < n; ++i)
+    if (need[i] && !(info(g_.at(static_cast<node_id>(i)).op).flags & op_flag_stateful))
+      order.push_back(static_cast<node_id>(i));
+  for (size_t i = 0; i < n; ++i)
+    if (need[i] && (info(g_.at(static_cast<node_id>(i)).op).flags & op_flag_stateful))
+      order.push_back(static_cast<node_id>(i));
+
+  p->position.assign(n, -1);
+  std::vector<int> feed_of(n, -1);
+  for (size_t k = 0; k < feeds.size(); ++k) {
+    const expr& e = feeds[k].first;
+    if (!e.valid() || &e.g() != &g_) return error{"feed key is not an expression of this graph"};
+    if (g_.at(e.id()).op != op_kind::placeholder)
+      return error{"feed for '" + e.name() + "': only placeholders can be fed"};
+    feed_of[static_cast<size_t>(e.id())] = static_cast<int>(k);
+  }
+
+  // Concrete shapes and kernels.
+  for (node_id id : order) {
+    const node& nd = g_.at(id);
+    const op_info& oi = info(nd.op);
+    plan::step s;
+    s.id = id;
+    s.kernel = nullptr;
+    if (nd.op == op_kind::placeholder) {
+      int k = feed_of[static_cast<size_t>(id)];
+      if (k < 0) return error{"placeholder '" + nd.name + "' needs a feed"};
+      const tensor& t = feeds[static_cast<size_t>(k)].second;
+      if (t.type() != nd.type)
+        return error{"feed for '" + nd.name + "' is " + name(t.type()) + " but the placeholder is " + name(nd.type)};
+      bool ok = t.shape().rank() == nd.shape.rank();
+      for (int d = 0; ok && d < nd.shape.rank(); ++d) ok = nd.shape[d] < 0 || nd.shape[d] == t.shape()[d];
+      if (!ok)
+        return error{"feed for '" + nd.name + "' has shape " + t.shape().to_string() +
+                     " but the placeholder declares " + nd.shape.to_string()};
+      s.ts = {t.type(), t.shape()};
+      s.where = where_t::external;
+      p->feed_pos.emplace_back(static_cast<int>(p->steps.size()), static_cast<size_t>(k));
+    } else if (oi.flags & op_flag_source) {
+      s.ts = {nd.type, nd.shape};
+      s.where = where_t::external;
+    } else {
+      std::vector<type_shape> in;
+      for (auto i : nd.inputs) {
+        int pos = p->position[static_cast<size_t>(i)];
+        in.push_back(p->steps[static_cast<size_t>(pos)].ts);
+      }
+      try {
+        s.ts = g_.infer(id, in);
+      } catch (const luoshu_error& e) {
+        return error{e.what()};
+      }
+      s.kernel = kernels_.find(nd.op, device::kind_t::cpu);
+      if (!s.kernel) return error{std::string("op '") + oi.name + "' (node '" + nd.name + "') has no CPU kernel"};
+      s.where = (oi.flags & op_flag_alias_input0) ? where_t::alias : where_t::pooled;
+      for (size_t j = 0; j < nd.inputs.size(); ++j) {
+        bool shape_only = (oi.flags & op_flag_shape_only_last) && j + 1 == nd.inputs.size();
+        s.inputs.push_back(shape_only ? -1 : p->position[static_cast<size_t>(nd.inputs[j])]);
+      }
+      if (s.where == where_t::alias) {
+        int src = s.inputs[0];
+        const auto& srcs = p->steps[static_cast<size_t>(src)];
+        // A view of an external value stays external; otherwise it shares
+        // the root pooled value's buffer.
+        if (srcs.where == where_t::external) s.where = where_t::external;
+        s.alias_of = srcs.where == where_t::alias ? srcs.alias_of : src;
+      }
+    }
+    p->position[static_cast<size_t>(id)] = static_cast<int>(p->steps.size());
+    p->steps.push_back(std::move(s));
+  }
+
+  // Liveness of pooled roots: last step that reads them (through aliases too).
+  const int m = static_cast<int>(p->steps.size());
+  auto root = [&](int pos) {
+    const auto& s = p->steps[static_cast<size_t>(pos)];
+    return s.where == where_t::alias ? s.alias_of : pos;
+  };
+  std::vector<int> last(static_cast<size_t>(m), -1);
+  for (int i = 0; i < m; ++i) {
+    last[static_cast<size_t>(root(i))] = std::max(last[static_cast<size_t>(root(i))], i);
+    for (int in : p->steps[static_cast<size_t>(i)].inputs)
+      if (in >= 0) last[static_cast<size_t>(root(in))] = std::max(last[static_cast<size_t>(root(in))], i);
+  }
+  for (auto& f : fetches) {
+    int pos = p->position[static_cast<size_t>(f.id())];
+    p->fetch_pos.push_back(pos);
+    last[static_cast<size_t>(root(pos))] = m; // fetched values live to the end
+  }
+
+  // Slot assignment: best fit among free slots, else a new one.
+  std::vector<int> free_slots;
+  size_t live = 0;
+  for (int i = 0; i < m; ++i) {
+    auto& s = p->steps[static_cast<size_t>(i)];
+    if (s.where == where_t::pooled) {
+      size_t bytes = round_up(static_cast<size_t>(s.ts.shape.numel()) * size_of(s.ts.type));
+      p->unshared += bytes;
+      int best = -1;
+      if (opts_.reuse_buffers)
+        for (size_t k = 0; k < free_slots.size(); ++k) {
+          size_t have = p->slot_bytes[static_cast<size_t>(free_slots[k])];
+          if (have >= bytes &&
+              (best < 0 || have < p->slot_bytes[static_cast<size_t>(free_slots[static_cast<size_t>(best)])]))
+            best = static_cast<int>(k);
+        }
+      if (best >= 0) {
+        s.slot = free_slots[static_cast<size_t>(best)];
+        free_slots.erase(free_slots.begin() + best);
+      } else {
+        s.slot = static_cast<int>(p->slot_bytes.size());
+        p->slot_bytes.push_back(bytes);
+      }
+      live += p->slot_bytes[static_cast<size_t>(s.slot)];
+      p->peak_live = std::max(p->peak_live, live);
+      int end = std::max(last[static_cast<size_t>(i)], i);
+      p->lifetimes.push_back({s.id, s.slot, i, end});
+      if (end < m) p->steps[static_cast<size_t>(end)].free_after.push_back(s.slot);
+    }
+    // Slots whose last reader is step i become free for later steps (never
+    // for step i's own output, which was placed above).
+    for (int sl : p->steps[static_cast<size_t>(i)].free_after) {
+      free_slots.push_back(sl);
+      live -= p->slot_bytes[static_cast<size_t>(sl)];
+    }
+  }
+  auto* raw = p.get();
+  plans_.emplace(key.str(), std::move(p));
+  return raw;
+}
+
+result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vector<expr>& fetches,
+                                          const std::vector<expr>& targets, const run_options& ro) {
+  if (status st = vars_.initialize(g_); !st) return st.err();
+  auto pr = plan_for(feeds, fetches, targets);
+  if (!pr) return pr.err();
+  plan& p = **pr;
+  last_ = &p;
+
+  // Grow the shared pool to this plan's slot sizes.
+  if (slots_.size() < p.slot_bytes.size()) slots_.resize(p.slot_bytes.size());
+  for (size_t k = 0; k < p.slot_bytes.size(); ++k)
+    if (!slots_[k] || slots_[k]->bytes() < p.slot_bytes[k]) slots_[k] = std::make_shared<storage>(p.slot_bytes[k]);
+  stats_.pool_bytes = 0;
+  for (auto& s : slots_) stats_.pool_bytes += s ? s->bytes() : 0;
+  stats_.peak_live_bytes = p.peak_live;
+  stats_.unshared_bytes = p.unshared;
+  stats_.variable_bytes = vars_.bytes();
+
+  const size_t m = p.steps.size();
+  std::vector<tensor> values(m);
+  std::vector<node_id> owner(slots_.size(), -1);
+  for (auto& [pos, k] : p.feed_pos) values[static_cast<size_t>(pos)] = feeds[k].second;
+  kernel_context ctx;
+  ctx.step = ro.step;
+  ctx.training = ro.training;
+  std::vector<tensor> ins;
+  for (size_t i = 0; i < m; ++i) {
+    const auto& s = p.steps[i];
+    const node& nd = g_.at(s.id);
+    if (!s.kernel) { // source
+      if (nd.op == op_kind::variable) values[i] = vars_.get(nd.name);
+      else if (nd.op == op_kind::constant) values[i] = nd.attrs.value;
+      continue;
+    }
+    ins.clear();
+    for (size_t j = 0; j < s.inputs.size(); ++j) {
+      int in = s.inputs[j];
+      if (in < 0) {
+        ins.emplace_back();
+        continue;
+      }
+      if (opts_.poison_freed) {
+        const auto& src = p.steps[static_cast<size_t>(in)];
+        int rootpos = src.where == where_t::alias ? src.alias_of : in;
+        const auto& rs = p.steps[static_cast<size_t>(rootpos)];
+        if (rs.where == where_t::pooled && owner[static_cast<size_t>(rs.slot)] != rs.id)
+          return error{"buffer reuse bug: node '" + nd.name + "' reads '" + g_.at(rs.id).name +
+                       "' whose buffer (slot " + std::to_string(rs.slot) + ") now belongs to " +
+                       (owner[static_cast<size_t>(rs.slot)] < 0 ? std::string("nobody (freed)")
+                                                                : "'" + g_.at(owner[static_cast<size_t>(rs.slot)]).name + "'")};
+      }
+      ins.push_back(values[static_cast<size_t>(in)]);
+    }
+    if (s.where == where_t::pooled) {
+      values[i] = tensor(slots_[static_cast<size_t>(s.slot)], 0, s.ts.type, s.ts.shape);
+      owner[static_cast<size_t>(s.slot)] = s.id;
+    } else {
+      const tensor& src = ins[0];
+      values[i] = tensor(src.storage(), src.offset(), s.ts.type, s.ts.shape);
+    }
+    try {
+      s.kernel(kernel_call{nd, ins, values[i], ctx});
+    } catch (const luoshu_error& e) {
+      std::string msg = e.what();
+      if (msg.find("'" + nd.name + "'") == std::string::npos)
+        msg = "node '" + nd.name + "' (op " + name(nd.op) + "): " + msg;
+      return error{msg};
+    } catch (const std::bad_alloc&) {
+      return error{"node '" + nd.name + "' (op " + name(nd.op) + "): out of memory"};
+    }
+    for (int sl : s.free_after) {
+      if (opts_.poison_freed) {
+        std::memset(slots_[static_cast<size_t>(sl)]->data(), 0xFF, slots_[static_cast<size_t>(sl)]->bytes());
+        owner[static_cast<size_t>(sl)] = -1;
+      }
+    }
+  }
+
+  std::vector<tensor> out;
+  for (int pos : p.fetch_pos) {
+    const auto& s = p.steps[static_cast<size_t>(pos)];
+    op_kind k = g_.at(s.id).op;
+    // Pooled buffers are reused by the next run and variables change with
+    // every update: hand out a copy. Feeds and constants are immutable.
+    bool share = k == op_kind::placeholder || k == op_kind::constant;
+    out.push_back(share ? values[static_cast<size_t>(pos)] : values[static_cast<size_t>(pos)].clone());
+  }
+  return out;
+}
+
+} // namespace luoshu

@@ -1,0 +1,85 @@
+#pragma once
+// The local executor: runs a graph on one device in topological order,
+// reusing intermediate buffers by liveness.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/graph.hpp"
+#include "graph/variables.hpp"
+#include "ops/kernel.hpp"
+
+namespace luoshu {
+
+/// Values for placeholders, by expression.
+using feed_map = std::vector<std::pair<expr, tensor>>;
+
+struct executor_options {
+  /// Reuse intermediate buffers once their last reader ran (off: every
+  /// value gets its own buffer; for debugging and tests).
+  bool reuse_buffers = true;
+  /// Debug mode: fill a buffer with 0xFF bytes (NaN) the moment it is freed,
+  /// and check before every kernel that each input buffer still belongs to
+  /// that input; a violation is an error naming both nodes.
+  bool poison_freed = false;
+};
+
+struct run_options {
+  bool training = true; ///< false: inference mode (dropout is identity)
+  int64_t step = 0;     ///< seeds per-step randomness (dropout)
+};
+
+struct memory_stats {
+  size_t pool_bytes = 0;      ///< bytes held by the reusable buffer pool
+  size_t peak_live_bytes = 0; ///< most intermediate bytes live at once (last plan)
+  size_t variable_bytes = 0;  ///< bytes of variables (incl. optimizer slots)
+  size_t unshared_bytes = 0;  ///< what the last plan would need without reuse
+  size_t peak_bytes() const { return pool_bytes + variable_bytes; }
+};
+
+class executor {
+public:
+  /// `g`, `vars` and `kernels` must outlive the executor.
+  executor(const graph& g, variable_store& vars, const kernel_registry& kernels,
+           executor_options opts = {});
+  ~executor();
+  executor(const executor&) = delete;
+  executor& operator=(const executor&) = delete;
+
+  /// Computes `fetches` (returned in order) and runs `targets` (e.g.
+  /// optimizer updates, run after every other node) from `feeds`. Missing
+  /// variables are initialised first. Any failure (a missing or misshapen
+  /// feed, a kernel error) is an error naming the node.
+  result<std::vector<tensor>> run(const feed_map& feeds, const std::vector<expr>& fetches,
+                                  const std::vector<expr>& targets = {}, const run_options& ro = {});
+
+  const memory_stats& stats() const { return stats_; }
+
+  /// For tests: the last plan's (node, slot, first position, last position)
+  /// for every pooled value; two entries on one slot must not overlap.
+  struct lifetime {
+    node_id node;
+    int slot;
+    int begin;
+    int end;
+  };
+  std::vector<lifetime> last_lifetimes() const;
+
+private:
+  struct plan;
+  result<plan*> plan_for(const feed_map& feeds, const std::vector<expr>& fetches,
+                         const std::vector<expr>& targets);
+
+  const graph& g_;
+  variable_store& vars_;
+  const kernel_registry& kernels_;
+  executor_options opts_;
+  memory_stats stats_;
+  std::map<std::string, std::unique_ptr<plan>> plans_;
+  plan* last_ = nullptr;
+  std::vector<std::shared_ptr<storage>> slots_;
+};
+
+} // namespace luoshu

@@ -1,0 +1,96 @@
+// CPU kernels: matmul, batch_matmul, linear. f32 goes to oneDNN's sgemm,
+// which runs on the same OpenMP pool as every other kernel; f64 (used for
+// reference checks) has a plain cache-friendly loop.
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "ops/cpu/cpu_util.hpp"
+#include "ops/cpu/register.hpp"
+
+namespace luoshu::cpu {
+
+namespace {
+
+/// C[m, n] = alpha * op(A) op(B) + beta * C, row-major.
+void gemm(const kernel_call& c, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
+          const float* b, float beta, float* out) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (beta == 0) std::fill(out, out + m * n, 0.0f);
+    return;
+  }
+  dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, ta ? m : k, b,
+                                tb ? k : n, beta, out, n);
+  if (st != dnnl_success)
+    throw luoshu_error("oneDNN sgemm failed (status " + std::to_string(static_cast<int>(st)) +
+                       ") in node '" + c.n.name + "'");
+}
+
+void gemm(const kernel_call&, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a,
+          const double* b, double beta, double* out) {
+  parallel_for(m, n * k, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      double* ci = out + i * n;
+      if (beta == 0) std::fill(ci, ci + n, 0.0);
+      for (int64_t p = 0; p < k; ++p) {
+        double av = ta ? a[p * m + i] : a[i * k + p];
+        if (tb) {
+          for (int64_t j = 0; j < n; ++j) ci[j] += av * b[j * k + p];
+        } else {
+          const double* bp = b + p * n;
+          for (int64_t j = 0; j < n; ++j) ci[j] += av * bp[j];
+        }
+      }
+    }
+  });
+}
+
+void k_matmul(const kernel_call& c) {
+  const tensor &a = c.in[0], &b = c.in[1];
+  bool ta = c.n.attrs.trans_a, tb = c.n.attrs.trans_b;
+  int64_t m = c.out.dim(0), n = c.out.dim(1);
+  int64_t k = ta ? a.dim(0) : a.dim(1);
+  dispatch_float(c, a.type(), [&](auto z) {
+    using T = decltype(z);
+    gemm(c, ta, tb, m, n, k, a.data<T>(), b.data<T>(), T(0), c.out.data<T>());
+  });
+}
+
+void k_batch_matmul(const kernel_call& c) {
+  const tensor &a = c.in[0], &b = c.in[1];
+  bool ta = c.n.attrs.trans_a, tb = c.n.attrs.trans_b;
+  int64_t batch = c.out.dim(0), m = c.out.dim(1), n = c.out.dim(2);
+  int64_t k = ta ? a.dim(1) : a.dim(2);
+  dispatch_float(c, a.type(), [&](auto z) {
+    using T = decltype(z);
+    for (int64_t i = 0; i < batch; ++i)
+      gemm(c, ta, tb, m, n, k, a.data<T>() + i * m * k, b.data<T>() + i * k * n, T(0),
+           c.out.data<T>() + i * m * n);
+  });
+}
+
+void k_linear(const kernel_call& c) {
+  const tensor &x = c.in[0], &w = c.in[1], &bias = c.in[2];
+  int64_t k = w.dim(0), n = w.dim(1);
+  int64_t m = k == 0 ? 0 : x.numel() / k;
+  dispatch_float(c, x.type(), [&](auto z) {
+    using T = decltype(z);
+    T* out = c.out.data<T>();
+    const T* bv = bias.data<T>();
+    parallel_for(m, n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) std::copy(bv, bv + n, out + i * n);
+    });
+    gemm(c, false, false, m, n, k, x.data<T>(), w.data<T>(), T(1), out);
+  });
+}
+
+} // namespace
+
+void register_matmul(kernel_registry& r) {
+  auto cpu = device::kind_t::cpu;
+  r.add(op_kind::matmul, cpu, k_matmul);
+  r.add(op_kind::batch_matmul, cpu, k_batch_matmul);
+  r.add(op_kind::linear, cpu, k_linear);
+}
+
+} // namespace luoshu::cpu

@@ -1,0 +1,112 @@
+// CPU kernels: dense and sparse optimizer updates (in place).
+
+#include <algorithm>
+#include <numeric>
+
+#include "ops/cpu/cpu_util.hpp"
+#include "ops/cpu/register.hpp"
+#include "ops/update_rules.hpp"
+
+namespace luoshu::cpu {
+
+namespace {
+
+struct layout {
+  ops::update_rule rule;
+  bool sparse;
+  int slots;
+};
+
+layout layout_of(op_kind k) {
+  using R = ops::update_rule;
+  switch (k) {
+    case op_kind::sgd_update: return {R::sgd, false, 0};
+    case op_kind::momentum_update: return {R::momentum, false, 1};
+    case op_kind::adagrad_update: return {R::adagrad, false, 1};
+    case op_kind::adam_update: return {R::adam, false, 2};
+    case op_kind::sparse_sgd_update: return {R::sgd, true, 0};
+    case op_kind::sparse_momentum_update: return {R::momentum, true, 1};
+    case op_kind::sparse_adagrad_update: return {R::adagrad, true, 1};
+    default: return {R::adam, true, 2};
+  }
+}
+
+void k_update(const kernel_call& c) {
+  layout l = layout_of(c.n.op);
+  const tensor& var = c.in[0];
+  size_t first_slot = l.sparse ? 3 : 2;
+  size_t lr_at = first_slot + static_cast<size_t>(l.slots);
+  const auto& a = c.n.attrs;
+  ops::update_hyper h;
+  h.lr = c.in[lr_at].item();
+  h.momentum = a.alpha;
+  h.beta2 = a.beta;
+  h.eps = a.eps;
+  h.weight_decay = a.decay;
+  h.nesterov = l.rule == ops::update_rule::momentum && a.flag;
+  h.decoupled = l.rule == ops::update_rule::adam && a.flag;
+  if (l.rule == ops::update_rule::adam) {
+    int64_t* t = c.in[lr_at + 1].data<int64_t>();
+    h.step = ++*t;
+  }
+  dispatch_float(c, var.type(), [&](auto z) {
+    using T = decltype(z);
+    T* w = var.data<T>();
+    T* s0 = l.slots > 0 ? c.in[first_slot].data<T>() : nullptr;
+    T* s1 = l.slots > 1 ? c.in[first_slot + 1].data<T>() : nullptr;
+    if (!l.sparse) {
+      const T* g = c.in[1].data<T>();
+      parallel_for(var.numel(), 8, [&](int64_t b, int64_t e) {
+        ops::apply_update<T>(l.rule, h, w + b, g + b, s0 ? s0 + b : nullptr, s1 ? s1 + b : nullptr, e - b);
+      });
+      return;
+    }
+    // Sparse: sum the values of repeated rows first, then update each
+    // touched row once; untouched rows and their slots stay as they are.
+    const tensor &idx = c.in[1], &vals = c.in[2];
+    int64_t rows = var.dim(0), width = rows ? var.numel() / rows : 0, k = idx.numel();
+    std::vector<int64_t> order(static_cast<size_t>(k));
+    std::iota(order.begin(), order.end(), 0);
+    for (int64_t i = 0; i < k; ++i) {
+      int64_t v = index_at(idx, i);
+      if (v < 0 || v >= rows)
+        throw luoshu_error("sparse update of '" + c.n.name + "': row " + std::to_string(v) +
+                           " is out of range [0, " + std::to_string(rows) + ")");
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t x, int64_t y) { return index_at(idx, x) < index_at(idx, y); });
+    std::vector<int64_t> starts;
+    for (int64_t i = 0; i < k; ++i)
+      if (i == 0 || index_at(idx, order[static_cast<size_t>(i)]) != index_at(idx, order[static_cast<size_t>(i - 1)]))
+        starts.push_back(i);
+    starts.push_back(k);
+    const T* gv = vals.data<T>();
+    int64_t uniq = static_cast<int64_t>(starts.size()) - 1;
+    parallel_for(uniq, width * 4, [&](int64_t b, int64_t e) {
+      std::vector<T> sum(static_cast<size_t>(width));
+      for (int64_t u = b; u < e; ++u) {
+        auto s = static_cast<size_t>(starts[static_cast<size_t>(u)]);
+        auto f = static_cast<size_t>(starts[static_cast<size_t>(u + 1)]);
+        std::copy(gv + order[s] * width, gv + (order[s] + 1) * width, sum.begin());
+        for (size_t j = s + 1; j < f; ++j) {
+          const T* src = gv + order[j] * width;
+          for (int64_t x = 0; x < width; ++x) sum[static_cast<size_t>(x)] += src[x];
+        }
+        int64_t row = index_at(idx, order[s]);
+        int64_t off = row * width;
+        ops::apply_update<T>(l.rule, h, w + off, sum.data(), s0 ? s0 + off : nullptr, s1 ? s1 + off : nullptr, width);
+      }
+    });
+  });
+}
+
+} // namespace
+
+void register_optimizer(kernel_registry& r) {
+  for (auto k : {op_kind::sgd_update, op_kind::momentum_update, op_kind::adagrad_update,
+                 op_kind::adam_update, op_kind::sparse_sgd_update, op_kind::sparse_momentum_update,
+                 op_kind::sparse_adagrad_update, op_kind::sparse_adam_update})
+    r.add(k, device::kind_t::cpu, k_update);
+}
+
+} // namespace luoshu::cpu

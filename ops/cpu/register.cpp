@@ -1,0 +1,31 @@
+#include "ops/cpu/register.hpp"
+
+#include <omp.h>
+
+#include <cstdlib>
+
+namespace luoshu::cpu {
+
+void register_kernels(kernel_registry& r) {
+  register_elementwise(r);
+  register_activation(r);
+  register_matmul(r);
+  register_reduce(r);
+  register_shape(r);
+  register_embedding(r);
+  register_loss(r);
+  register_optimizer(r);
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = omp_get_num_procs();
+  omp_set_dynamic(0);
+  omp_set_num_threads(n);
+}
+
+int num_threads() { return omp_get_max_threads(); }
+
+int64_t omp_threads_in_team() { return omp_get_num_threads(); }
+int64_t omp_thread_index() { return omp_get_thread_num(); }
+
+} // namespace luoshu::cpu
