@@ -1,0 +1,671 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "graph/data/csv.hpp"
+#include "graph/data/dataset.hpp"
+#include "graph/data/idx.hpp"
+#include "graph/data/libsvm.hpp"
+#include "graph/data/loader.hpp"
+#include "graph/error.hpp"
+
+namespace fs = std::filesystem;
+using namespace luoshu;
+using namespace luoshu::data;
+
+namespace {
+
+/// A fresh directory under the system temp directory, removed with its
+/// contents when the test ends.
+class scratch_dir {
+public:
+  scratch_dir() {
+    static std::atomic<int> counter{0};
+    auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+    path_ = fs::temp_directory_path() /
+            ("luoshu_data_test_" + std::to_string(::getpid()) + "_" +
+             std::to_string(counter++) + "_" + std::to_string(stamp));
+    fs::create_directories(path_);
+  }
+  ~scratch_dir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+private:
+  fs::path path_;
+};
+
+using bytes = std::vector<uint8_t>;
+
+void write_bytes(const std::string& path, const bytes& b) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  ASSERT_TRUE(f.good()) << path;
+}
+
+void write_gzip(const std::string& path, const bytes& b) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  if (!b.empty()) {
+    EXPECT_EQ(gzwrite(f, b.data(), static_cast<unsigned>(b.size())), static_cast<int>(b.size()));
+  }
+  ASSERT_EQ(gzclose(f), Z_OK);
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  ASSERT_TRUE(f.good()) << path;
+}
+
+void put_be32(bytes& b, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<uint8_t>(v >> shift));
+}
+
+void put_be64(bytes& b, uint64_t v) {
+  put_be32(b, static_cast<uint32_t>(v >> 32));
+  put_be32(b, static_cast<uint32_t>(v));
+}
+
+bytes idx_header(uint8_t code, const std::vector<uint32_t>& dims) {
+  bytes b = {0, 0, code, static_cast<uint8_t>(dims.size())};
+  for (auto d : dims) put_be32(b, d);
+  return b;
+}
+
+bytes idx_u8(const std::vector<uint32_t>& dims, const bytes& values) {
+  bytes b = idx_header(0x08, dims);
+  b.insert(b.end(), values.begin(), values.end());
+  return b;
+}
+
+bytes idx_f32(const std::vector<uint32_t>& dims, const std::vector<float>& values) {
+  bytes b = idx_header(0x0D, dims);
+  for (float v : values) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    put_be32(b, u);
+  }
+  return b;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+template <class T>
+std::vector<T> values_of(const tensor& t) {
+  auto s = t.span<T>();
+  return {s.begin(), s.end()};
+}
+
+} // namespace
+
+// --- IDX ----------------------------------------------------------------------
+
+TEST(IdxReader, ReadsGzipAndRaw) {
+  scratch_dir dir;
+  bytes pixels;
+  for (int i = 0; i < 12; ++i) pixels.push_back(static_cast<uint8_t>(i * 20 + 3));
+  const std::vector<float> floats = {1.5f, -2.25f, 3e10f, 0.0f};
+  write_bytes(dir.file("u8.idx"), idx_u8({2, 2, 3}, pixels));
+  write_gzip(dir.file("u8.idx.gz"), idx_u8({2, 2, 3}, pixels));
+  write_bytes(dir.file("f32.idx"), idx_f32({2, 2}, floats));
+  write_gzip(dir.file("f32.idx.gz"), idx_f32({2, 2}, floats));
+
+  for (const char* name : {"u8.idx", "u8.idx.gz"}) {
+    auto t = read_idx(dir.file(name));
+    ASSERT_TRUE(t.ok()) << t.err().message;
+    EXPECT_EQ(t->type(), dtype::u8) << name;
+    EXPECT_EQ(t->shape(), (shape{2, 2, 3})) << name;
+    EXPECT_EQ(values_of<uint8_t>(*t), pixels) << name;
+  }
+  for (const char* name : {"f32.idx", "f32.idx.gz"}) {
+    auto t = read_idx(dir.file(name));
+    ASSERT_TRUE(t.ok()) << t.err().message;
+    EXPECT_EQ(t->type(), dtype::f32) << name;
+    EXPECT_EQ(t->shape(), (shape{2, 2})) << name;
+    EXPECT_EQ(values_of<float>(*t), floats) << name;
+  }
+}
+
+TEST(IdxReader, WidensSignedTypesAndReadsDoubles) {
+  scratch_dir dir;
+  bytes i8 = idx_header(0x09, {3});
+  i8.insert(i8.end(), {0xFF, 0x7F, 0x80});
+  bytes i16 = idx_header(0x0B, {2});
+  i16.insert(i16.end(), {0xFF, 0xFE, 0x01, 0x2C});
+  bytes i32 = idx_header(0x0C, {2});
+  put_be32(i32, static_cast<uint32_t>(-70000));
+  put_be32(i32, 123456789);
+  bytes f64 = idx_header(0x0E, {1, 1});
+  double tenth = 0.1;
+  uint64_t bits;
+  std::memcpy(&bits, &tenth, 8);
+  put_be64(f64, bits);
+  write_bytes(dir.file("i8.idx"), i8);
+  write_bytes(dir.file("i16.idx"), i16);
+  write_gzip(dir.file("i32.idx.gz"), i32);
+  write_bytes(dir.file("f64.idx"), f64);
+
+  auto a = read_idx(dir.file("i8.idx"));
+  ASSERT_TRUE(a.ok()) << a.err().message;
+  EXPECT_EQ(a->type(), dtype::i32);
+  EXPECT_EQ(values_of<int32_t>(*a), (std::vector<int32_t>{-1, 127, -128}));
+  auto b = read_idx(dir.file("i16.idx"));
+  ASSERT_TRUE(b.ok()) << b.err().message;
+  EXPECT_EQ(values_of<int32_t>(*b), (std::vector<int32_t>{-2, 300}));
+  auto c = read_idx(dir.file("i32.idx.gz"));
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  EXPECT_EQ(values_of<int32_t>(*c), (std::vector<int32_t>{-70000, 123456789}));
+  auto d = read_idx(dir.file("f64.idx"));
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  EXPECT_EQ(d->type(), dtype::f64);
+  EXPECT_EQ(d->shape(), (shape{1, 1}));
+  EXPECT_EQ(d->data<double>()[0], 0.1);
+}
+
+TEST(IdxReader, TruncatedFilesNameTheFileAndOffset) {
+  scratch_dir dir;
+  bytes full = idx_u8({3, 4}, bytes(12, 7));
+  bytes cut(full.begin(), full.end() - 5); // 12-byte header + 7 of 12 data bytes
+  write_bytes(dir.file("cut.idx"), cut);
+  write_gzip(dir.file("cut.idx.gz"), cut);
+  // A gzip stream that itself stops half way (no trailer, partial deflate).
+  bytes big = idx_u8({64, 1024}, bytes(65536, 0));
+  for (size_t i = 12; i < big.size(); ++i) big[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
+  write_gzip(dir.file("whole.idx.gz"), big);
+  {
+    std::ifstream f(dir.file("whole.idx.gz"), std::ios::binary);
+    bytes gz((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    gz.resize(gz.size() / 2);
+    write_bytes(dir.file("halfstream.idx.gz"), gz);
+  }
+  write_bytes(dir.file("header.idx"), bytes{0, 0, 0x08, 2, 0, 0});
+
+  auto raw = read_idx(dir.file("cut.idx"));
+  ASSERT_FALSE(raw.ok());
+  EXPECT_TRUE(contains(raw.err().message, dir.file("cut.idx"))) << raw.err().message;
+  EXPECT_TRUE(contains(raw.err().message, "expected 12 bytes of data, file ends at offset 19"))
+      << raw.err().message;
+
+  auto gz = read_idx(dir.file("cut.idx.gz"));
+  ASSERT_FALSE(gz.ok());
+  EXPECT_TRUE(contains(gz.err().message, dir.file("cut.idx.gz"))) << gz.err().message;
+  EXPECT_TRUE(contains(gz.err().message, "expected 12 bytes of data, file ends at offset 19"))
+      << gz.err().message;
+
+  auto half = read_idx(dir.file("halfstream.idx.gz"));
+  ASSERT_FALSE(half.ok());
+  EXPECT_TRUE(contains(half.err().message, dir.file("halfstream.idx.gz"))) << half.err().message;
+  EXPECT_TRUE(contains(half.err().message, "offset")) << half.err().message;
+  ASSERT_TRUE(read_idx(dir.file("whole.idx.gz")).ok());
+
+  auto head = read_idx(dir.file("header.idx"));
+  ASSERT_FALSE(head.ok());
+  EXPECT_TRUE(contains(head.err().message, dir.file("header.idx"))) << head.err().message;
+  EXPECT_TRUE(contains(head.err().message, "file ends at offset 6")) << head.err().message;
+}
+
+TEST(IdxReader, RejectsBadMagicAndTypeCode) {
+  scratch_dir dir;
+  write_bytes(dir.file("magic.idx"), bytes{1, 0, 0x08, 1, 0, 0, 0, 1, 5});
+  write_bytes(dir.file("code.idx"), bytes{0, 0, 0x07, 1, 0, 0, 0, 1, 5});
+  write_bytes(dir.file("empty.idx"), bytes{});
+
+  auto m = read_idx(dir.file("magic.idx"));
+  ASSERT_FALSE(m.ok());
+  EXPECT_TRUE(contains(m.err().message, dir.file("magic.idx"))) << m.err().message;
+  EXPECT_TRUE(contains(m.err().message, "bad magic at offset 0")) << m.err().message;
+  auto c = read_idx(dir.file("code.idx"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(contains(c.err().message, "type code 0x07 at offset 2")) << c.err().message;
+  auto e = read_idx(dir.file("empty.idx"));
+  ASSERT_FALSE(e.ok());
+  EXPECT_TRUE(contains(e.err().message, "file ends at offset 0")) << e.err().message;
+}
+
+TEST(IdxReader, RejectsAbsurdDimensionsWithoutAllocating) {
+  scratch_dir dir;
+  // The product overflows 64 bits.
+  write_bytes(dir.file("overflow.idx"), idx_header(0x0E, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}));
+  // 2^40 bytes: over the 2^34 cap.
+  write_gzip(dir.file("huge.idx.gz"), idx_header(0x08, {1u << 20, 1u << 20}));
+  // 2^32 bytes (under the cap) declared, 3 present.
+  bytes liar = idx_header(0x08, {65536, 65536});
+  liar.insert(liar.end(), {1, 2, 3});
+  write_bytes(dir.file("liar.idx"), liar);
+  write_gzip(dir.file("liar.idx.gz"), liar);
+
+  for (const char* name : {"overflow.idx", "huge.idx.gz"}) {
+    auto t = read_idx(dir.file(name));
+    ASSERT_FALSE(t.ok()) << name;
+    EXPECT_TRUE(contains(t.err().message, dir.file(name))) << t.err().message;
+    EXPECT_TRUE(contains(t.err().message, "at offset 4")) << t.err().message;
+    EXPECT_TRUE(contains(t.err().message, "17179869184")) << t.err().message;
+  }
+  auto raw = read_idx(dir.file("liar.idx"));
+  ASSERT_FALSE(raw.ok());
+  EXPECT_TRUE(contains(raw.err().message, "expected 4294967296 bytes of data, file ends at offset 15"))
+      << raw.err().message;
+  auto gz = read_idx(dir.file("liar.idx.gz"));
+  ASSERT_FALSE(gz.ok());
+  EXPECT_TRUE(contains(gz.err().message,
+                       "expected 4294967296 bytes of data, file ends at offset 15 of the "
+                       "decompressed data"))
+      << gz.err().message;
+}
+
+TEST(IdxReader, CorruptGzipIsAnError) {
+  scratch_dir dir;
+  bytes payload = idx_u8({100, 100}, bytes(10000, 0));
+  for (size_t i = 12; i < payload.size(); ++i) payload[i] = static_cast<uint8_t>(i % 251);
+  write_gzip(dir.file("ok.idx.gz"), payload);
+  std::ifstream f(dir.file("ok.idx.gz"), std::ios::binary);
+  bytes gz((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  for (size_t i = gz.size() / 3; i < gz.size() / 3 + 16; ++i) gz[i] ^= 0x5A;
+  write_bytes(dir.file("bad.idx.gz"), gz);
+  auto t = read_idx(dir.file("bad.idx.gz"));
+  ASSERT_FALSE(t.ok());
+  EXPECT_TRUE(contains(t.err().message, dir.file("bad.idx.gz"))) << t.err().message;
+  EXPECT_TRUE(contains(t.err().message, "offset")) << t.err().message;
+}
+
+TEST(IdxReader, MissingFileIsAnError) {
+  scratch_dir dir;
+  auto t = read_idx(dir.file("nope.idx"));
+  ASSERT_FALSE(t.ok());
+  EXPECT_TRUE(contains(t.err().message, dir.file("nope.idx"))) << t.err().message;
+  auto d = read_idx_dataset(dir.file("nope-images.idx"), dir.file("nope-labels.idx"));
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(contains(d.err().message, "nope-images.idx")) << d.err().message;
+}
+
+TEST(IdxDataset, FlattensAndScalesImages) {
+  scratch_dir dir;
+  bytes pixels = {0, 51, 102, 255, 1, 2, 3, 4, 254, 253, 252, 251};
+  write_gzip(dir.file("images.gz"), idx_u8({3, 2, 2}, pixels));
+  write_bytes(dir.file("labels"), idx_u8({3}, {9, 0, 4}));
+
+  auto d = read_idx_dataset(dir.file("images.gz"), dir.file("labels"));
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  EXPECT_EQ(d->size(), 3);
+  EXPECT_EQ(d->features.type(), dtype::f32);
+  EXPECT_EQ(d->features.shape(), (shape{3, 4}));
+  for (size_t i = 0; i < pixels.size(); ++i)
+    EXPECT_EQ(d->features.data<float>()[i], static_cast<float>(pixels[i]) / 255.0f) << i;
+  EXPECT_EQ(d->features.data<float>()[3], 1.0f);
+  EXPECT_EQ(d->labels.type(), dtype::i64);
+  EXPECT_EQ(values_of<int64_t>(d->labels), (std::vector<int64_t>{9, 0, 4}));
+
+  auto unscaled = read_idx_dataset(dir.file("images.gz"), dir.file("labels"), false);
+  ASSERT_TRUE(unscaled.ok()) << unscaled.err().message;
+  for (size_t i = 0; i < pixels.size(); ++i)
+    EXPECT_EQ(unscaled->features.data<float>()[i], static_cast<float>(pixels[i])) << i;
+}
+
+TEST(IdxDataset, CountMismatchNamesBothFiles) {
+  scratch_dir dir;
+  write_bytes(dir.file("imgs.idx"), idx_u8({3, 2}, bytes(6, 1)));
+  write_bytes(dir.file("labs.idx"), idx_u8({2}, {1, 2}));
+  auto d = read_idx_dataset(dir.file("imgs.idx"), dir.file("labs.idx"));
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(contains(d.err().message, dir.file("imgs.idx"))) << d.err().message;
+  EXPECT_TRUE(contains(d.err().message, dir.file("labs.idx"))) << d.err().message;
+  EXPECT_TRUE(contains(d.err().message, "3 images")) << d.err().message;
+  EXPECT_TRUE(contains(d.err().message, "2 labels")) << d.err().message;
+}
+
+TEST(IdxDataset, ReadsFashionMnistTestSetWhenInstalled) {
+  const std::string dir = "/usr/share/datasets/fashion-mnist/";
+  const std::string images = dir + "t10k-images-idx3-ubyte.gz";
+  const std::string labels = dir + "t10k-labels-idx1-ubyte.gz";
+  if (!fs::exists(images) || !fs::exists(labels))
+    GTEST_SKIP() << "Fashion-MNIST not installed at " << dir;
+  auto d = read_idx_dataset(images, labels);
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  EXPECT_EQ(d->features.shape(), (shape{10000, 784}));
+  EXPECT_EQ(d->labels.shape(), (shape{10000}));
+  std::vector<int64_t> per_class(10, 0);
+  for (int64_t l : d->labels.span<int64_t>()) {
+    ASSERT_GE(l, 0);
+    ASSERT_LE(l, 9);
+    ++per_class[static_cast<size_t>(l)];
+  }
+  EXPECT_EQ(per_class, std::vector<int64_t>(10, 1000)); // the test set is balanced
+  float lo = 1, hi = 0;
+  for (float v : d->features.span<float>()) lo = std::min(lo, v), hi = std::max(hi, v);
+  EXPECT_GE(lo, 0.0f);
+  EXPECT_LE(hi, 1.0f);
+  EXPECT_EQ(hi, 1.0f);
+}
+
+// --- CSV ----------------------------------------------------------------------
+
+TEST(CsvReader, ReadsHeaderLabelColumnAndCrlf) {
+  scratch_dir dir;
+  write_text(dir.file("a.csv"), "x,y,class\r\n1,2,0\r\n3.5, -4 ,1\r\n\r\n");
+  auto d = read_csv(dir.file("a.csv"), {.header = true});
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  EXPECT_EQ(d->features.shape(), (shape{2, 2}));
+  EXPECT_EQ(values_of<float>(d->features), (std::vector<float>{1, 2, 3.5f, -4}));
+  EXPECT_EQ(d->labels.type(), dtype::i64);
+  EXPECT_EQ(values_of<int64_t>(d->labels), (std::vector<int64_t>{0, 1}));
+
+  write_text(dir.file("b.csv"), "0.5;10;20\n-1.25;+30;1e2");
+  auto r = read_csv(dir.file("b.csv"),
+                    {.label_column = 0, .delimiter = ';', .label_is_class = false});
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(values_of<float>(r->features), (std::vector<float>{10, 20, 30, 100}));
+  EXPECT_EQ(r->labels.type(), dtype::f32);
+  EXPECT_EQ(values_of<float>(r->labels), (std::vector<float>{0.5f, -1.25f}));
+
+  auto middle = read_csv(dir.file("b.csv"), {.label_column = 1, .delimiter = ';'});
+  ASSERT_TRUE(middle.ok()) << middle.err().message;
+  EXPECT_EQ(values_of<int64_t>(middle->labels), (std::vector<int64_t>{10, 30}));
+  EXPECT_EQ(values_of<float>(middle->features), (std::vector<float>{0.5f, 20, -1.25f, 100}));
+}
+
+TEST(CsvReader, BadNumberNamesLineAndColumn) {
+  scratch_dir dir;
+  write_text(dir.file("bad.csv"), "h1,h2,h3\n1,2,3\n4,abc,6\n");
+  auto d = read_csv(dir.file("bad.csv"), {.header = true});
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(contains(d.err().message, dir.file("bad.csv"))) << d.err().message;
+  EXPECT_TRUE(contains(d.err().message, "line 3, column 2: 'abc' is not a number"))
+      << d.err().message;
+}
+
+TEST(CsvReader, RejectsRaggedEmptyAndFractionalClassLabels) {
+  scratch_dir dir;
+  write_text(dir.file("ragged.csv"), "1,2,3\n4,5\n");
+  write_text(dir.file("empty.csv"), "");
+  write_text(dir.file("header-only.csv"), "a,b\r\n");
+  write_text(dir.file("frac.csv"), "1,2\n3,1.5\n");
+
+  auto ragged = read_csv(dir.file("ragged.csv"));
+  ASSERT_FALSE(ragged.ok());
+  EXPECT_TRUE(contains(ragged.err().message, "line 2: expected 3 columns")) << ragged.err().message;
+  EXPECT_TRUE(contains(ragged.err().message, "found 2")) << ragged.err().message;
+  auto empty = read_csv(dir.file("empty.csv"));
+  ASSERT_FALSE(empty.ok());
+  EXPECT_TRUE(contains(empty.err().message, "empty")) << empty.err().message;
+  EXPECT_FALSE(read_csv(dir.file("header-only.csv"), {.header = true}).ok());
+  auto frac = read_csv(dir.file("frac.csv"));
+  ASSERT_FALSE(frac.ok());
+  EXPECT_TRUE(contains(frac.err().message, "line 2, column 2: class label '1.5' is not an integer"))
+      << frac.err().message;
+  EXPECT_TRUE(read_csv(dir.file("frac.csv"), {.label_is_class = false}).ok());
+  auto range = read_csv(dir.file("frac.csv"), {.label_column = 5});
+  ASSERT_FALSE(range.ok());
+  EXPECT_TRUE(contains(range.err().message, "label_column 5")) << range.err().message;
+  EXPECT_FALSE(read_csv(dir.file("missing.csv")).ok());
+}
+
+// --- libsvm -------------------------------------------------------------------
+
+TEST(LibsvmReader, ParsesCommentsQidAndConvertsToDense) {
+  scratch_dir dir;
+  write_text(dir.file("a.svm"),
+             "# a comment line\n"
+             "1 qid:3 1:0.5 3:-2 # trailing comment\r\n"
+             "-1 2:4\n"
+             "\n"
+             "+0.5 qid:1 4:1e-1\n");
+  auto s = read_libsvm(dir.file("a.svm"));
+  ASSERT_TRUE(s.ok()) << s.err().message;
+  EXPECT_EQ(s->size(), 3);
+  EXPECT_EQ(s->num_features, 4);
+  EXPECT_EQ(s->row_offsets, (std::vector<int64_t>{0, 2, 3, 4}));
+  EXPECT_EQ(s->columns, (std::vector<int64_t>{0, 2, 1, 3}));
+  EXPECT_EQ(s->values, (std::vector<float>{0.5f, -2, 4, 0.1f}));
+  EXPECT_EQ(values_of<float>(s->labels), (std::vector<float>{1, -1, 0.5f}));
+
+  dataset d = s->to_dense();
+  EXPECT_EQ(d.features.shape(), (shape{3, 4}));
+  EXPECT_EQ(values_of<float>(d.features),
+            (std::vector<float>{0.5f, 0, -2, 0, 0, 4, 0, 0, 0, 0, 0, 0.1f}));
+  EXPECT_EQ(values_of<float>(d.labels), (std::vector<float>{1, -1, 0.5f}));
+
+  auto wide = read_libsvm(dir.file("a.svm"), 6);
+  ASSERT_TRUE(wide.ok()) << wide.err().message;
+  EXPECT_EQ(wide->to_dense().features.shape(), (shape{3, 6}));
+}
+
+TEST(LibsvmReader, BadIndicesNameTheLine) {
+  scratch_dir dir;
+  write_text(dir.file("zero.svm"), "1 1:1\n1 0:2\n");
+  write_text(dir.file("order.svm"), "1 1:1\n0 3:1 2:1\n");
+  write_text(dir.file("token.svm"), "1 1:1\n1 1:1\n1 a:b\n");
+  write_text(dir.file("wide.svm"), "1 3:1\n");
+
+  auto zero = read_libsvm(dir.file("zero.svm"));
+  ASSERT_FALSE(zero.ok());
+  EXPECT_TRUE(contains(zero.err().message, dir.file("zero.svm") + ": line 2: index 0"))
+      << zero.err().message;
+  auto order = read_libsvm(dir.file("order.svm"));
+  ASSERT_FALSE(order.ok());
+  EXPECT_TRUE(contains(order.err().message, "line 2: index 2 follows index 3"))
+      << order.err().message;
+  auto token = read_libsvm(dir.file("token.svm"));
+  ASSERT_FALSE(token.ok());
+  EXPECT_TRUE(contains(token.err().message, "line 3: bad token 'a:b'")) << token.err().message;
+  auto wide = read_libsvm(dir.file("wide.svm"), 2);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_TRUE(contains(wide.err().message, "line 1: index 3 exceeds num_features 2"))
+      << wide.err().message;
+  EXPECT_TRUE(read_libsvm(dir.file("wide.svm"), 3).ok());
+}
+
+// --- loader -------------------------------------------------------------------
+
+namespace {
+
+/// n examples of shape [2, 3]: element j of example i is i * 100 + j, and
+/// the label of example i is i.
+std::shared_ptr<const dataset> indexed_dataset(int64_t n) {
+  auto d = std::make_shared<dataset>();
+  d->source = "indexed";
+  d->features = tensor(dtype::f32, shape{n, 2, 3});
+  d->labels = tensor(dtype::i64, shape{n});
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < 6; ++j)
+      d->features.data<float>()[i * 6 + j] = static_cast<float>(i * 100 + j);
+    d->labels.data<int64_t>()[i] = i;
+  }
+  return d;
+}
+
+/// Every batch of one epoch, checking shapes, indices and that each row's
+/// features belong to its label.
+std::vector<batch> epoch_batches(loader& l, int64_t epoch) {
+  l.start_epoch(epoch);
+  std::vector<batch> out;
+  while (auto b = l.next()) {
+    EXPECT_EQ(b->index, static_cast<int64_t>(out.size()));
+    EXPECT_EQ(b->features.rank(), 3);
+    EXPECT_EQ(b->features.dim(1), 2);
+    EXPECT_EQ(b->features.dim(2), 3);
+    EXPECT_EQ(b->features.dim(0), b->labels.dim(0));
+    for (int64_t k = 0; k < b->labels.dim(0); ++k) {
+      int64_t label = b->labels.data<int64_t>()[k];
+      for (int64_t j = 0; j < 6; ++j)
+        EXPECT_EQ(b->features.data<float>()[k * 6 + j], static_cast<float>(label * 100 + j));
+    }
+    out.push_back(std::move(*b));
+  }
+  EXPECT_EQ(static_cast<int64_t>(out.size()), l.batches_per_epoch());
+  return out;
+}
+
+std::vector<int64_t> order_of(const std::vector<batch>& batches) {
+  std::vector<int64_t> out;
+  for (const auto& b : batches)
+    for (int64_t l : b.labels.span<int64_t>()) out.push_back(l);
+  return out;
+}
+
+std::vector<int64_t> iota(int64_t n) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = i;
+  return v;
+}
+
+} // namespace
+
+TEST(ShuffleRng, MatchesReferenceStreams) {
+  uint64_t state = 1234567;
+  EXPECT_EQ(shuffle_rng::splitmix64(state), 6457827717110365317ull);
+  EXPECT_EQ(shuffle_rng::splitmix64(state), 3203168211198807973ull);
+  EXPECT_EQ(shuffle_rng::splitmix64(state), 9817491932198370423ull);
+  shuffle_rng rng(0);
+  EXPECT_EQ(rng.next(), 11091344671253066420ull);
+  EXPECT_EQ(rng.next(), 13793997310169335082ull);
+  EXPECT_EQ(rng.next(), 1900383378846508768ull);
+  // Golden orders, computed independently: a change here changes every
+  // shuffled training run.
+  EXPECT_EQ(epoch_permutation(10, 42, 0), (std::vector<int64_t>{9, 3, 6, 4, 0, 7, 5, 2, 8, 1}));
+  EXPECT_EQ(epoch_permutation(10, 42, 1), (std::vector<int64_t>{5, 4, 3, 6, 8, 1, 9, 7, 2, 0}));
+}
+
+TEST(Loader, VisitsEveryExampleOncePerEpoch) {
+  loader l(indexed_dataset(103), {.batch_size = 10, .seed = 7});
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    auto order = order_of(epoch_batches(l, epoch));
+    EXPECT_NE(order, iota(103)) << "epoch " << epoch << " was not shuffled";
+    std::sort(order.begin(), order.end());
+    EXPECT_EQ(order, iota(103)) << "epoch " << epoch;
+  }
+}
+
+TEST(Loader, OrderIsAFunctionOfSeedAndEpoch) {
+  auto d = indexed_dataset(50);
+  loader a(d, {.batch_size = 8, .seed = 3});
+  loader b(d, {.batch_size = 8, .seed = 3, .prefetch = 0});
+  loader c(d, {.batch_size = 8, .seed = 4});
+  auto a1 = order_of(epoch_batches(a, 1));
+  EXPECT_EQ(a1, order_of(epoch_batches(b, 1)));
+  EXPECT_EQ(a1, order_of(epoch_batches(a, 1)));
+  EXPECT_NE(a1, order_of(epoch_batches(a, 2)));
+  EXPECT_NE(a1, order_of(epoch_batches(c, 1)));
+  EXPECT_EQ(a1, epoch_permutation(50, 3, 1));
+}
+
+TEST(Loader, DropLastControlsTheFinalPartialBatch) {
+  auto d = indexed_dataset(103);
+  loader keep(d, {.batch_size = 10, .drop_last = false});
+  EXPECT_EQ(keep.batches_per_epoch(), 11);
+  auto kept = epoch_batches(keep, 0);
+  ASSERT_EQ(kept.size(), 11u);
+  EXPECT_EQ(kept.back().features.dim(0), 3);
+  EXPECT_EQ(kept.back().labels.dim(0), 3);
+  EXPECT_EQ(order_of(kept).size(), 103u);
+
+  loader drop(d, {.batch_size = 10, .drop_last = true});
+  EXPECT_EQ(drop.batches_per_epoch(), 10);
+  auto dropped = epoch_batches(drop, 0);
+  ASSERT_EQ(dropped.size(), 10u);
+  for (const auto& b : dropped) EXPECT_EQ(b.features.dim(0), 10);
+
+  loader exact(indexed_dataset(100), {.batch_size = 10, .drop_last = false});
+  EXPECT_EQ(exact.batches_per_epoch(), 10);
+}
+
+TEST(Loader, WithoutShuffleKeepsOrder) {
+  loader l(indexed_dataset(25), {.batch_size = 4, .shuffle = false});
+  EXPECT_EQ(order_of(epoch_batches(l, 0)), iota(25));
+  EXPECT_EQ(order_of(epoch_batches(l, 5)), iota(25));
+}
+
+TEST(Loader, PrefetchDoesNotChangeTheBatches) {
+  auto d = indexed_dataset(77);
+  loader sync(d, {.batch_size = 9, .seed = 11, .prefetch = 0});
+  loader async(d, {.batch_size = 9, .seed = 11, .prefetch = 2});
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    auto s = epoch_batches(sync, epoch);
+    auto a = epoch_batches(async, epoch);
+    ASSERT_EQ(s.size(), a.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+      EXPECT_EQ(s[i].index, a[i].index);
+      EXPECT_EQ(values_of<float>(s[i].features), values_of<float>(a[i].features)) << i;
+      EXPECT_EQ(values_of<int64_t>(s[i].labels), values_of<int64_t>(a[i].labels)) << i;
+    }
+  }
+}
+
+TEST(Loader, StoppingMidEpochNeitherHangsNorLeaks) {
+  auto d = indexed_dataset(5000);
+  // Restarting mid-epoch gives a complete new epoch.
+  loader l(d, {.batch_size = 16, .prefetch = 2});
+  l.start_epoch(0);
+  ASSERT_TRUE(l.next().has_value());
+  auto order = order_of(epoch_batches(l, 1));
+  std::sort(order.begin(), order.end());
+  EXPECT_EQ(order, iota(5000));
+
+  // Destroying with a full queue and a blocked producer returns promptly.
+  for (int consumed : {0, 1, 3}) {
+    auto victim = std::make_shared<loader>(d, loader_options{.batch_size = 16, .prefetch = 2});
+    victim->start_epoch(0);
+    for (int i = 0; i < consumed; ++i) ASSERT_TRUE(victim->next().has_value());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20)); // let the queue fill
+    auto done = std::make_shared<std::promise<void>>();
+    auto finished = done->get_future();
+    std::thread destroyer([victim = std::move(victim), done]() mutable {
+      victim.reset();
+      done->set_value();
+    });
+    if (finished.wait_for(std::chrono::seconds(20)) == std::future_status::ready) {
+      destroyer.join();
+    } else {
+      destroyer.detach();
+      FAIL() << "destroying a loader after " << consumed << " batches hung";
+    }
+  }
+}
+
+TEST(Loader, RejectsBadOptions) {
+  auto d = indexed_dataset(10);
+  auto message = [](auto&& make) -> std::string {
+    try {
+      make();
+    } catch (const luoshu_error& e) {
+      return e.what();
+    }
+    return "<no exception>";
+  };
+  EXPECT_TRUE(contains(message([&] { loader(d, {.batch_size = 0}); }), "batch_size"));
+  EXPECT_TRUE(contains(message([&] { loader(d, {.batch_size = -3}); }), "batch_size"));
+  EXPECT_TRUE(contains(message([&] { loader(d, {.prefetch = -1}); }), "prefetch"));
+  EXPECT_TRUE(contains(message([&] { loader(nullptr, {}); }), "null"));
+  EXPECT_TRUE(
+      contains(message([&] { loader(d, {.batch_size = 11, .drop_last = true}); }), "no batches"));
+
+  auto empty = std::make_shared<dataset>();
+  empty->source = "nothing";
+  empty->features = tensor(dtype::f32, shape{0, 4});
+  empty->labels = tensor(dtype::i64, shape{0});
+  EXPECT_TRUE(contains(message([&] { loader(empty, {}); }), "'nothing' is empty"));
+
+  auto ragged = std::make_shared<dataset>();
+  ragged->features = tensor(dtype::f32, shape{4, 2});
+  ragged->labels = tensor(dtype::i64, shape{3});
+  EXPECT_TRUE(contains(message([&] { loader(ragged, {}); }), "4 feature rows"));
+}
