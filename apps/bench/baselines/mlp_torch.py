@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""PyTorch baseline for `luoshu bench mlp`.
+
+Trains an MLP 784-256-256-10 (ReLU, softmax cross-entropy, SGD lr 0.01
+momentum 0.9) on pre-generated random data (standard-normal features, random
+int labels, --nbatches batches cycled), on the CPU. Runs --warmup untimed
+steps, then times --steps steps with time.perf_counter and prints ONE JSON
+line on stdout:
+  {"framework":"pytorch","version":..,"samples_per_sec":..,"step_ms":..,
+   "intra_threads":N,"interop_threads":N,"blas_threads":..,"final_loss":..}
+
+Threads: --intra -> torch.set_num_threads, --interop ->
+torch.set_num_interop_threads. OMP_NUM_THREADS / MKL_NUM_THREADS /
+OPENBLAS_NUM_THREADS are read by the libraries at load time, so the caller
+(run_baseline.py) sets them in the environment; they are only reported here.
+Note: this torch build's intra-op pool is OpenMP and set_num_threads also sets
+the OpenMP/MKL thread counts, so --intra usually overrides the environment.
+"""
+import argparse
+import json
+import math
+import os
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--intra", type=int, default=0, help="0 = torch default")
+    p.add_argument("--interop", type=int, default=0, help="0 = torch default")
+    p.add_argument("--nbatches", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    if min(a.steps, a.batch, a.nbatches) < 1 or a.warmup < 0:
+        p.error("--steps, --batch, --nbatches must be >= 1, --warmup >= 0")
+
+    if a.interop > 0:  # must precede any inter-op parallel work
+        torch.set_num_interop_threads(a.interop)
+    if a.intra > 0:
+        torch.set_num_threads(a.intra)
+    torch.manual_seed(a.seed)
+
+    dev = torch.device("cpu")
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(),
+                          nn.Linear(256, 256), nn.ReLU(),
+                          nn.Linear(256, 10)).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    xs = torch.randn(a.nbatches, a.batch, 784, device=dev)
+    ys = torch.randint(0, 10, (a.nbatches, a.batch), device=dev)
+
+    def step(i):
+        k = i % a.nbatches
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xs[k]), ys[k])
+        loss.backward()
+        opt.step()
+        return loss
+
+    for i in range(a.warmup):
+        step(i)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(a.steps):
+        loss = step(a.warmup + i)
+    final_loss = loss.item()
+    dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0  # CPU seconds of all threads
+
+    blas = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS") \
+        or os.environ.get("OPENBLAS_NUM_THREADS")
+    print(json.dumps({
+        "framework": "pytorch", "version": torch.__version__,
+        "samples_per_sec": round(a.steps * a.batch / dt, 1),
+        "step_ms": round(1e3 * dt / a.steps, 4),
+        "intra_threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "blas_threads": int(blas) if blas and blas.isdigit() else None,
+        "final_loss": round(final_loss, 6) if math.isfinite(final_loss) else None,
+        "cpu_util": round(cpu / dt, 2),  # ~ busy cores during timing
+        "steps": a.steps, "warmup": a.warmup, "batch": a.batch,
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+#include "apps/bench/mlp_bench.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "graph/builder.hpp"
+#include "graph/optimizer.hpp"
+#include "ops/kernel.hpp"
+#include "ops/random.hpp"
+
+#ifndef LUOSHU_SOURCE_DIR
+#define LUOSHU_SOURCE_DIR "."
+#endif
+
+namespace luoshu::bench {
+
+namespace {
+
+struct luoshu_result {
+  int threads = 0;
+  double samples_per_sec = 0;
+  double step_ms = 0;
+  double final_loss = 0;
+};
+
+/// Trains the MLP on random data with `threads` intra-op threads.
+luoshu_result measure_luoshu(const mlp_bench_options& o, int threads) {
+  cpu::set_num_threads(threads);
+  graph g;
+  expr x = g.placeholder("x", dtype::f32, shape{-1, 784});
+  expr y = g.placeholder("y", dtype::i64, shape{-1});
+  expr h = relu(linear(x, g.variable("w1", {784, 256}, init::he_uniform()), g.variable("b1", {256}, init::zeros())));
+  h = relu(linear(h, g.variable("w2", {256, 256}, init::he_uniform()), g.variable("b2", {256}, init::zeros())));
+  expr logits = linear(h, g.variable("w3", {256, 10}, init::he_uniform()), g.variable("b3", {10}, init::zeros()));
+  expr loss = mean(softmax_cross_entropy(logits, y));
+  kernel_registry reg;
+  cpu::register_kernels(reg);
+  variable_store vars(7);
+  executor ex(g, vars, reg);
+  optimizer_config cfg;
+  cfg.kind = optimizer_config::kind_t::momentum;
+  cfg.lr.base = 0.01;
+  cfg.momentum = 0.9;
+  trainer tr(g, loss, cfg, ex);
+
+  // A few pre-made batches, cycled (as the baselines do).
+  constexpr int nb = 8;
+  std::vector<tensor> xs, ys;
+  for (int b = 0; b < nb; ++b) {
+    tensor xt(dtype::f32, shape{o.batch, 784});
+    tensor yt(dtype::i64, shape{o.batch});
+    float* xp = xt.data<float>();
+    for (int64_t i = 0; i < xt.numel(); ++i)
+      xp[i] = static_cast<float>(ops::uniform01(static_cast<uint64_t>(b), static_cast<uint64_t>(i)) * 2 - 1);
+    for (int64_t i = 0; i < o.batch; ++i)
+      yt.data<int64_t>()[i] = static_cast<int64_t>(ops::mix64(static_cast<uint64_t>(b * 100000 + i)) % 10);
+    xs.push_back(xt);
+    ys.push_back(yt);
+  }
+  auto step = [&](int64_t i) {
+    auto r = tr.step({{x, xs[static_cast<size_t>(i % nb)]}, {y, ys[static_cast<size_t>(i % nb)]}});
+    if (!r) throw luoshu_error(r.err().message);
+    return r->at(0).item();
+  };
+  for (int64_t i = 0; i < o.warmup; ++i) step(i);
+  auto t0 = std::chrono::steady_clock::now();
+  double last = 0;
+  for (int64_t i = 0; i < o.steps; ++i) last = step(i);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  luoshu_result r;
+  r.threads = threads;
+  r.samples_per_sec = static_cast<double>(o.steps * o.batch) / secs;
+  r.step_ms = 1000 * secs / static_cast<double>(o.steps);
+  r.final_loss = last;
+  return r;
+}
+
+std::string default_python() {
+  if (const char* p = std::getenv("LUOSHU_BENCH_PYTHON")) return p;
+  return std::string(LUOSHU_SOURCE_DIR) + "/.venv-bench/bin/python";
+}
+
+/// Runs one baseline driver and returns its final JSON line (or an object
+/// with "error").
+nlohmann::json run_baseline(const mlp_bench_options& o, const std::string& python, const std::string& which) {
+  nlohmann::json err;
+  err["framework"] = which == "torch" ? "pytorch" : "tensorflow";
+  if (!std::filesystem::exists(python)) {
+    err["error"] = "no interpreter at " + python + ": run scripts/setup-bench.sh (or pass --python)";
+    return err;
+  }
+  std::string script = std::string(LUOSHU_SOURCE_DIR) + "/apps/bench/baselines/run_baseline.py";
+  std::string cmd = "'" + python + "' '" + script + "' " + which + " --steps " + std::to_string(o.steps) +
+                    " --warmup " + std::to_string(o.warmup) + " --batch " + std::to_string(o.batch) + " 2>/dev/null";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) {
+    err["error"] = "could not start " + cmd;
+    return err;
+  }
+  std::string out, last;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, f)) out += buf;
+  int rc = pclose(f);
+  for (size_t s = 0, e; s < out.size(); s = e + 1) {
+    e = out.find('\n', s);
+    if (e == std::string::npos) e = out.size();
+    std::string line = out.substr(s, e - s);
+    if (!line.empty() && line[0] == '{') last = line;
+  }
+  if (last.empty()) {
+    err["error"] = "baseline printed no result (exit status " + std::to_string(WEXITSTATUS(rc)) + ")";
+    return err;
+  }
+  try {
+    return nlohmann::json::parse(last);
+  } catch (const std::exception& e) {
+    err["error"] = std::string("unreadable baseline output: ") + e.what();
+    return err;
+  }
+}
+
+} // namespace
+
+int run_mlp_bench(const mlp_bench_options& o) {
+  std::printf("MLP 784-256-256-10, batch %lld, SGD momentum 0.9, random data; %lld warm-up + %lld timed steps\n",
+              static_cast<long long>(o.batch), static_cast<long long>(o.warmup), static_cast<long long>(o.steps));
+  nlohmann::json report;
+  report["benchmark"] = "mlp";
+  report["batch"] = o.batch;
+  report["steps"] = o.steps;
+  luoshu_result best;
+  for (int t : o.threads) {
+    luoshu_result r;
+    try {
+      r = measure_luoshu(o, t);
+    } catch (const luoshu_error& e) {
+      spdlog::error("luoshu run failed: {}", e.what());
+      return 1;
+    }
+    std::printf("  luoshu      threads=%d: %10.0f samples/s  (%.3f ms/step)\n", t, r.samples_per_sec, r.step_ms);
+    report["luoshu_tried"].push_back({{"threads", t}, {"samples_per_sec", r.samples_per_sec}});
+    if (r.samples_per_sec > best.samples_per_sec) best = r;
+  }
+  report["luoshu"] = {{"samples_per_sec", best.samples_per_sec}, {"threads", best.threads},
+                      {"step_ms", best.step_ms}, {"final_loss", best.final_loss}};
+
+  double best_baseline = 0;
+  std::string best_name;
+  if (o.baselines) {
+    std::string python = o.python.empty() ? default_python() : o.python;
+    for (const char* which : {"torch", "tf"}) {
+      nlohmann::json b = run_baseline(o, python, which);
+      std::string fw = b.value("framework", std::string(which));
+      if (b.contains("error")) {
+        std::printf("  %-11s unavailable: %s\n", fw.c_str(), b["error"].get<std::string>().c_str());
+      } else {
+        const auto& bb = b["best"];
+        double sps = bb.value("samples_per_sec", 0.0);
+        std::printf("  %-11s %s best: %10.0f samples/s  (%s)\n", fw.c_str(), b.value("version", std::string("?")).c_str(), sps,
+                    b.value("note", std::string()).c_str());
+        for (const auto& t : b["tried"]) std::printf("      tried %s\n", t.dump().c_str());
+        if (sps > best_baseline) {
+          best_baseline = sps;
+          best_name = fw;
+        }
+      }
+      report["baselines"][fw] = b;
+    }
+  }
+  if (best_baseline > 0) {
+    double ratio = best.samples_per_sec / best_baseline;
+    for (auto& [fw, b] : report["baselines"].items()) {
+      if (b.contains("best")) {
+        double r = best.samples_per_sec / b["best"].value("samples_per_sec", 1.0);
+        std::printf("  luoshu / %-10s = %.2fx\n", fw.c_str(), r);
+        report["ratios"][fw] = r;
+      }
+    }
+    std::printf("luoshu %.0f samples/s (threads=%d) vs fastest baseline %s %.0f: %.2fx (goal >= 1.30x: %s)\n",
+                best.samples_per_sec, best.threads, best_name.c_str(), best_baseline, ratio,
+                ratio >= 1.3 ? "met" : "not met");
+    report["ratio_vs_fastest"] = ratio;
+    report["goal_met"] = ratio >= 1.3;
+  } else {
+    std::printf("luoshu %.0f samples/s (threads=%d); no baseline ran\n", best.samples_per_sec, best.threads);
+  }
+  if (!o.json_path.empty()) {
+    std::ofstream f(o.json_path);
+    if (!f) {
+      spdlog::error("cannot write {}", o.json_path);
+      return 1;
+    }
+    f << report.dump(2) << "\n";
+  }
+  return 0;
+}
+
+} // namespace luoshu::bench

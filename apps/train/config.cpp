@@ -1,0 +1,243 @@
+#include "apps/train/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace luoshu::app {
+
+const std::vector<std::string>& known_layer_ops() {
+  static const std::vector<std::string> ops{"linear", "relu", "leaky_relu", "elu", "gelu",
+                                            "sigmoid", "tanh", "softplus", "dropout"};
+  return ops;
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+  return s;
+}
+
+/// Reads typed values out of a YAML map, remembering which keys it saw so
+/// that unknown (misspelt) keys are reported.
+class reader {
+public:
+  reader(const YAML::Node& n, std::string where) : n_(n), where_(std::move(where)) {
+    if (n_ && !n_.IsMap()) fail(where_, "must be a mapping");
+  }
+
+  template <class T>
+  void get(const char* key, T& out) {
+    seen_.insert(key);
+    if (!n_ || !n_[key]) return;
+    try {
+      out = n_[key].as<T>();
+    } catch (const YAML::Exception&) {
+      fail(path(key), "has the wrong type (got '" + dump(n_[key]) + "')");
+    }
+  }
+
+  YAML::Node child(const char* key) {
+    seen_.insert(key);
+    return n_ ? n_[key] : YAML::Node();
+  }
+
+  void finish() {
+    if (!n_) return;
+    for (auto it = n_.begin(); it != n_.end(); ++it) {
+      auto k = it->first.as<std::string>();
+      if (!seen_.count(k)) fail(path(k.c_str()), "is not a known key");
+    }
+  }
+
+  std::string path(const char* key) const { return where_.empty() ? key : where_ + "." + key; }
+
+  [[noreturn]] static void fail(const std::string& key, const std::string& why) {
+    throw luoshu_error(key + ": " + why);
+  }
+
+private:
+  static std::string dump(const YAML::Node& n) {
+    std::ostringstream os;
+    os << n;
+    return os.str();
+  }
+  YAML::Node n_;
+  std::string where_;
+  std::set<std::string> seen_;
+};
+
+void apply_override(YAML::Node root, const std::string& ov) {
+  auto eq = ov.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw luoshu_error("--set '" + ov + "': expected key=value, e.g. optimizer.lr=0.1");
+  std::string key = ov.substr(0, eq), value = ov.substr(eq + 1);
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string p; std::getline(ss, p, '.');) {
+    if (p.empty()) throw luoshu_error("--set '" + ov + "': empty key component");
+    parts.push_back(p);
+  }
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    throw luoshu_error("--set '" + ov + "': value is not valid YAML: " + e.msg);
+  }
+  // Walk down with fresh handles: yaml-cpp nodes are references, so
+  // reassigning one would overwrite the parent's child.
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node next = chain.back()[parts[i]];
+    if (next.IsDefined() && !next.IsMap() && !next.IsNull())
+      throw luoshu_error("--set '" + ov + "': '" + parts[i] + "' is not a mapping");
+    chain.push_back(next);
+  }
+  chain.back()[parts.back()] = parsed;
+}
+
+initializer::kind_t check_init(const std::string& s, const std::string& key) {
+  static const std::vector<std::string> names{"zeros", "xavier_uniform", "xavier_normal", "he_uniform",
+                                              "he_normal"};
+  if (std::find(names.begin(), names.end(), s) == names.end())
+    reader::fail(key, "unknown initializer '" + s + "' (known: " + join(names) + ")");
+  return initializer::kind_t::zeros;
+}
+
+train_config build(const YAML::Node& root, const std::string& source) {
+  train_config c;
+  c.source = source;
+  reader top(root, "");
+
+  reader m(top.child("model"), "model");
+  m.get("input", c.model.input);
+  m.get("loss", c.model.loss);
+  m.get("dtype", c.model.dtype);
+  YAML::Node layers = m.child("layers");
+  if (!layers || !layers.IsSequence() || layers.size() == 0)
+    reader::fail("model.layers", "must be a non-empty list of layers");
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::string where = "model.layers[" + std::to_string(i) + "]";
+    reader l(layers[i], where);
+    layer_config lc;
+    l.get("op", lc.op);
+    l.get("units", lc.units);
+    l.get("bias", lc.bias);
+    l.get("init", lc.init);
+    l.get("alpha", lc.alpha);
+    l.get("rate", lc.rate);
+    l.finish();
+    const auto& known = known_layer_ops();
+    if (lc.op.empty()) reader::fail(where + ".op", "is missing (known ops: " + join(known) + ")");
+    if (std::find(known.begin(), known.end(), lc.op) == known.end())
+      reader::fail(where + ".op", "unknown op '" + lc.op + "' (known ops: " + join(known) + ")");
+    if (lc.op == "linear" && lc.units <= 0) reader::fail(where + ".units", "linear needs units > 0");
+    if (lc.op == "dropout" && !(lc.rate >= 0 && lc.rate < 1)) reader::fail(where + ".rate", "must be in [0, 1)");
+    check_init(lc.init, where + ".init");
+    c.model.layers.push_back(lc);
+  }
+  m.finish();
+  if (c.model.input.empty()) reader::fail("model.input", "is missing (per-example feature shape, e.g. [784])");
+  for (auto d : c.model.input)
+    if (d <= 0) reader::fail("model.input", "dims must be positive");
+  if (c.model.loss != "softmax_cross_entropy" && c.model.loss != "bce_with_logits" && c.model.loss != "mse")
+    reader::fail("model.loss", "unknown loss '" + c.model.loss + "' (known: softmax_cross_entropy, bce_with_logits, mse)");
+  if (c.model.dtype != "f32" && c.model.dtype != "f64")
+    reader::fail("model.dtype", "must be f32 or f64");
+
+  reader d(top.child("data"), "data");
+  d.get("format", c.data.format);
+  d.get("train", c.data.train_path);
+  d.get("train_labels", c.data.train_labels);
+  d.get("test", c.data.test_path);
+  d.get("test_labels", c.data.test_labels);
+  d.get("label_column", c.data.label_column);
+  d.get("header", c.data.header);
+  d.get("num_features", c.data.num_features);
+  d.get("scale", c.data.scale);
+  d.finish();
+  if (c.data.format != "idx" && c.data.format != "csv" && c.data.format != "libsvm")
+    reader::fail("data.format", "unknown format '" + c.data.format + "' (known: idx, csv, libsvm)");
+  if (c.data.train_path.empty()) reader::fail("data.train", "is missing");
+  if (c.data.format == "idx" && c.data.train_labels.empty())
+    reader::fail("data.train_labels", "is missing (idx data comes as an images file and a labels file)");
+  if (c.data.format == "idx" && !c.data.test_path.empty() && c.data.test_labels.empty())
+    reader::fail("data.test_labels", "is missing");
+
+  reader o(top.child("optimizer"), "optimizer");
+  std::string kind = "sgd";
+  o.get("kind", kind);
+  auto k = optimizer_config::parse(kind);
+  if (!k) reader::fail("optimizer.kind", "unknown optimizer '" + kind + "' (known: sgd, momentum, nesterov, adagrad, adam, adamw)");
+  c.optimizer.kind = *k;
+  o.get("lr", c.optimizer.lr.base);
+  o.get("momentum", c.optimizer.momentum);
+  o.get("beta1", c.optimizer.momentum);
+  o.get("beta2", c.optimizer.beta2);
+  o.get("eps", c.optimizer.eps);
+  o.get("weight_decay", c.optimizer.weight_decay);
+  o.get("clip_norm", c.optimizer.clip_norm);
+  reader s(o.child("schedule"), "optimizer.schedule");
+  std::string sk = "constant";
+  s.get("kind", sk);
+  auto skk = lr_schedule::parse(sk);
+  if (!skk) reader::fail("optimizer.schedule.kind", "unknown schedule '" + sk + "' (known: constant, step, exponential, cosine)");
+  c.optimizer.lr.kind = *skk;
+  s.get("warmup_steps", c.optimizer.lr.warmup_steps);
+  s.get("step_size", c.optimizer.lr.step_size);
+  s.get("gamma", c.optimizer.lr.gamma);
+  s.get("total_steps", c.optimizer.lr.total_steps);
+  s.get("min_lr", c.optimizer.lr.min_lr);
+  s.finish();
+  o.finish();
+  if (!(c.optimizer.lr.base > 0)) reader::fail("optimizer.lr", "must be > 0");
+
+  reader r(top.child("run"), "run");
+  r.get("epochs", c.run.epochs);
+  r.get("batch_size", c.run.batch_size);
+  r.get("eval_batch_size", c.run.eval_batch_size);
+  r.get("seed", c.run.seed);
+  r.get("shuffle", c.run.shuffle);
+  r.get("drop_last", c.run.drop_last);
+  r.get("threads", c.run.threads);
+  r.get("max_steps", c.run.max_steps);
+  r.get("checkpoint", c.run.checkpoint);
+  r.finish();
+  if (c.run.epochs <= 0) reader::fail("run.epochs", "must be > 0");
+  if (c.run.batch_size <= 0) reader::fail("run.batch_size", "must be > 0");
+  if (c.run.eval_batch_size <= 0) reader::fail("run.eval_batch_size", "must be > 0");
+  if (c.run.threads < 0) reader::fail("run.threads", "must be >= 0");
+  top.finish();
+  return c;
+}
+
+} // namespace
+
+result<train_config> parse_train_config(const std::string& yaml_text, const std::string& source,
+                                        const std::vector<std::string>& overrides) {
+  try {
+    YAML::Node root = YAML::Load(yaml_text);
+    if (!root.IsMap()) return error{source + ": the configuration must be a YAML mapping"};
+    for (const auto& ov : overrides) apply_override(root, ov);
+    return build(root, source);
+  } catch (const YAML::Exception& e) {
+    return error{source + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg};
+  } catch (const luoshu_error& e) {
+    return error{source + ": " + e.what()};
+  }
+}
+
+result<train_config> load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream f(path);
+  if (!f) return error{path + ": cannot open the configuration file"};
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_train_config(ss.str(), path, overrides);
+}
+
+} // namespace luoshu::app

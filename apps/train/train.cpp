@@ -1,0 +1,316 @@
+#include "apps/train/train.hpp"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "graph/builder.hpp"
+#include "graph/checkpoint.hpp"
+#include "graph/data/csv.hpp"
+#include "graph/data/idx.hpp"
+#include "graph/data/libsvm.hpp"
+#include "graph/data/loader.hpp"
+#include "graph/metrics.hpp"
+#include "graph/optimizer.hpp"
+#include "ops/kernel.hpp"
+
+namespace luoshu::app {
+
+namespace {
+
+initializer init_of(const std::string& s) {
+  if (s == "zeros") return init::zeros();
+  if (s == "xavier_uniform") return init::xavier_uniform();
+  if (s == "xavier_normal") return init::xavier_normal();
+  if (s == "he_normal") return init::he_normal();
+  return init::he_uniform();
+}
+
+using clock_t_ = std::chrono::steady_clock;
+double seconds_since(clock_t_::time_point t0) {
+  return std::chrono::duration<double>(clock_t_::now() - t0).count();
+}
+
+size_t max_rss_bytes() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<size_t>(ru.ru_maxrss) * 1024;
+}
+
+} // namespace
+
+model build_model(graph& g, const model_config& cfg, uint64_t seed) {
+  (void)seed; // initial values come from the variable store's seed
+  dtype t = cfg.dtype == "f64" ? dtype::f64 : dtype::f32;
+  model m;
+  m.classification = cfg.loss == "softmax_cross_entropy";
+  shape in{-1};
+  int64_t features = 1;
+  for (auto d : cfg.input) {
+    in.dims().push_back(d);
+    features *= d;
+  }
+  m.x = g.placeholder("x", t, in);
+  m.y = g.placeholder("y", m.classification ? dtype::i64 : t, shape{-1});
+  expr h = cfg.input.size() > 1 ? reshape(m.x, shape{-1, features}) : m.x;
+  int64_t width = features;
+  int linear_index = 0;
+  for (size_t i = 0; i < cfg.layers.size(); ++i) {
+    const layer_config& l = cfg.layers[i];
+    std::string where = "model.layers[" + std::to_string(i) + "] (" + l.op + ")";
+    try {
+      if (l.op == "linear") {
+        std::string base = "dense" + std::to_string(++linear_index);
+        expr w = g.variable(base + "/w", shape{width, l.units}, init_of(l.init), t);
+        if (l.bias) {
+          expr b = g.variable(base + "/b", shape{l.units}, init::zeros(), t);
+          h = linear(h, w, b);
+        } else {
+          h = matmul(h, w);
+        }
+        width = l.units;
+      } else if (l.op == "relu") {
+        h = relu(h);
+      } else if (l.op == "leaky_relu") {
+        h = leaky_relu(h, l.alpha == 0 ? 0.01 : l.alpha);
+      } else if (l.op == "elu") {
+        h = elu(h, l.alpha == 0 ? 1.0 : l.alpha);
+      } else if (l.op == "gelu") {
+        h = gelu(h);
+      } else if (l.op == "sigmoid") {
+        h = sigmoid(h);
+      } else if (l.op == "tanh") {
+        h = tanh(h);
+      } else if (l.op == "softplus") {
+        h = softplus(h);
+      } else if (l.op == "dropout") {
+        h = dropout(h, l.rate, 1000 + i);
+      } else {
+        throw luoshu_error("unknown op '" + l.op + "'");
+      }
+    } catch (const luoshu_error& e) {
+      throw luoshu_error(where + ": " + e.what());
+    }
+  }
+  m.logits = h.named("logits");
+  if (m.classification) {
+    if (width < 2) throw luoshu_error("softmax_cross_entropy needs a last layer with >= 2 units, got " + std::to_string(width));
+    m.loss = mean(softmax_cross_entropy(m.logits, m.y)).named("loss");
+    m.accuracy = accuracy(m.logits, m.y).named("accuracy");
+  } else {
+    if (width != 1) throw luoshu_error(cfg.loss + " needs a last layer with 1 unit, got " + std::to_string(width));
+    m.logits = reshape(m.logits, shape{-1});
+    m.loss = (cfg.loss == "mse" ? mean(mse_loss(m.logits, m.y)) : mean(bce_with_logits(m.logits, m.y))).named("loss");
+  }
+  return m;
+}
+
+result<datasets> load_datasets(const train_config& cfg) {
+  const data_config& d = cfg.data;
+  bool classes = cfg.model.loss == "softmax_cross_entropy";
+  auto read = [&](const std::string& path, const std::string& labels) -> result<data::dataset> {
+    if (d.format == "idx") return data::read_idx_dataset(path, labels, d.scale);
+    if (d.format == "csv") {
+      data::csv_options o;
+      o.label_column = d.label_column;
+      o.header = d.header;
+      o.label_is_class = classes;
+      return data::read_csv(path, o);
+    }
+    auto sp = data::read_libsvm(path, d.num_features);
+    if (!sp) return sp.err();
+    data::dataset ds = sp->to_dense();
+    if (classes) ds.labels = ds.labels.cast(dtype::i64);
+    return ds;
+  };
+  datasets out;
+  auto tr = read(d.train_path, d.train_labels);
+  if (!tr) return tr.err();
+  out.train = std::make_shared<data::dataset>(std::move(*tr));
+  if (!d.test_path.empty()) {
+    auto te = read(d.test_path, d.test_labels);
+    if (!te) return te.err();
+    out.test = std::make_shared<data::dataset>(std::move(*te));
+  }
+  // Features must match the model's input; labels the loss.
+  int64_t want = 1;
+  for (auto v : cfg.model.input) want *= v;
+  for (auto* ds : {out.train.get(), out.test.get()}) {
+    if (!ds) continue;
+    int64_t have = ds->size() ? ds->features.numel() / ds->size() : 0;
+    if (have != want)
+      return error{ds->source + ": examples have " + std::to_string(have) + " features but model.input " +
+                   shape(cfg.model.input).to_string() + " needs " + std::to_string(want)};
+  }
+  if (!classes) {
+    auto t = cfg.model.dtype == "f64" ? dtype::f64 : dtype::f32;
+    for (auto* ds : {out.train.get(), out.test.get()})
+      if (ds && ds->labels.type() != t) const_cast<data::dataset*>(ds)->labels = ds->labels.cast(t);
+  }
+  if (cfg.model.dtype == "f64")
+    for (auto* ds : {out.train.get(), out.test.get()})
+      if (ds) const_cast<data::dataset*>(ds)->features = ds->features.cast(dtype::f64);
+  return out;
+}
+
+result<train_summary> train(const train_config& cfg, progress_sink* progress) {
+  auto t_start = clock_t_::now();
+  cpu::set_num_threads(cfg.run.threads);
+  train_summary sum;
+  sum.threads = cpu::num_threads();
+
+  auto ds = load_datasets(cfg);
+  if (!ds) return ds.err();
+
+  graph g;
+  model m;
+  try {
+    m = build_model(g, cfg.model, cfg.run.seed);
+  } catch (const luoshu_error& e) {
+    return error{cfg.source + ": " + e.what()};
+  }
+  kernel_registry reg;
+  cpu::register_kernels(reg);
+  variable_store vars(cfg.run.seed);
+  executor ex(g, vars, reg);
+  std::unique_ptr<trainer> tr;
+  try {
+    tr = std::make_unique<trainer>(g, m.loss, cfg.optimizer, ex);
+  } catch (const luoshu_error& e) {
+    return error{cfg.source + ": " + e.what()};
+  }
+
+  data::loader_options lo;
+  lo.batch_size = cfg.run.batch_size;
+  lo.shuffle = cfg.run.shuffle;
+  lo.seed = cfg.run.seed;
+  lo.drop_last = cfg.run.drop_last;
+  std::unique_ptr<data::loader> train_loader;
+  try {
+    train_loader = std::make_unique<data::loader>(ds->train, lo);
+  } catch (const luoshu_error& e) {
+    return error{cfg.source + ": " + e.what()};
+  }
+  int64_t steps_per_epoch = train_loader->batches_per_epoch();
+  if (progress) progress->on_start(cfg, ds->train->size(), steps_per_epoch);
+
+  double train_seconds = 0;
+  int64_t train_samples = 0;
+  bool stop = false;
+  for (int64_t epoch = 0; epoch < cfg.run.epochs && !stop; ++epoch) {
+    epoch_stats es;
+    es.epoch = epoch + 1;
+    auto t_epoch = clock_t_::now();
+    train_loader->start_epoch(epoch);
+    double loss_sum = 0;
+    int64_t batches = 0, samples = 0;
+    while (auto b = train_loader->next()) {
+      auto r = tr->step({{m.x, b->features}, {m.y, b->labels}});
+      if (!r) return error{"step " + std::to_string(tr->steps_done()) + ": " + r.err().message};
+      double loss = r->at(0).item();
+      if (!std::isfinite(loss))
+        return error{"step " + std::to_string(tr->steps_done()) + ": the loss became " + std::to_string(loss) +
+                     " (try a smaller optimizer.lr or clip_norm)"};
+      loss_sum += loss;
+      ++batches;
+      samples += b->features.dim(0);
+      if (progress)
+        progress->on_step(epoch + 1, batches, steps_per_epoch, loss_sum / static_cast<double>(batches),
+                          static_cast<double>(samples) / seconds_since(t_epoch));
+      if (cfg.run.max_steps > 0 && tr->steps_done() >= cfg.run.max_steps) {
+        stop = true;
+        break;
+      }
+    }
+    es.seconds = seconds_since(t_epoch);
+    train_seconds += es.seconds;
+    train_samples += samples;
+    es.train_loss = batches ? loss_sum / static_cast<double>(batches) : 0;
+    es.samples_per_sec = es.seconds > 0 ? static_cast<double>(samples) / es.seconds : 0;
+
+    if (ds->test) {
+      data::loader_options eo;
+      eo.batch_size = cfg.run.eval_batch_size;
+      eo.shuffle = false;
+      eo.prefetch = 1;
+      data::loader el(ds->test, eo);
+      el.start_epoch(0);
+      double lsum = 0, hits = 0;
+      int64_t n = 0;
+      std::vector<double> scores, labels;
+      std::vector<expr> fetches{m.loss, m.logits};
+      if (m.classification) fetches.push_back(m.accuracy);
+      while (auto b = el.next()) {
+        auto r = tr->infer({{m.x, b->features}, {m.y, b->labels}}, fetches);
+        if (!r) return error{"evaluation: " + r.err().message};
+        int64_t bs = b->features.dim(0);
+        lsum += r->at(0).item() * static_cast<double>(bs);
+        if (m.classification) {
+          hits += r->at(2).item() * static_cast<double>(bs);
+        } else if (cfg.model.loss == "bce_with_logits") {
+          for (double v : r->at(1).to_doubles()) scores.push_back(v);
+          for (double v : b->labels.to_doubles()) labels.push_back(v);
+        }
+        n += bs;
+      }
+      es.test_loss = n ? lsum / static_cast<double>(n) : 0;
+      if (m.classification) es.test_accuracy = n ? hits / static_cast<double>(n) : 0;
+      if (!scores.empty()) {
+        auto a = metrics::auc(scores, labels);
+        if (a) es.test_auc = *a;
+      }
+    }
+    sum.epochs.push_back(es);
+    if (progress) progress->on_epoch(es);
+  }
+
+  if (!cfg.run.checkpoint.empty()) {
+    checkpoint ck;
+    for (auto& [name, t] : vars.all()) ck.tensors[name] = t;
+    ck.metadata["step"] = std::to_string(tr->steps_done());
+    ck.metadata["config"] = cfg.source;
+    if (status st = save_checkpoint(cfg.run.checkpoint, ck); !st) return st.err();
+  }
+
+  sum.steps = tr->steps_done();
+  if (!sum.epochs.empty()) {
+    sum.train_loss = sum.epochs.back().train_loss;
+    sum.test_loss = sum.epochs.back().test_loss;
+    sum.test_accuracy = sum.epochs.back().test_accuracy;
+    sum.test_auc = sum.epochs.back().test_auc;
+  }
+  sum.samples_per_sec = train_seconds > 0 ? static_cast<double>(train_samples) / train_seconds : 0;
+  sum.peak_memory_bytes = ex.stats().peak_bytes();
+  sum.max_rss_bytes = max_rss_bytes();
+  sum.wall_seconds = seconds_since(t_start);
+  return sum;
+}
+
+std::string summary_json(const train_config& cfg, const train_summary& s) {
+  auto num = [](double v) -> nlohmann::json { return v < 0 ? nlohmann::json() : nlohmann::json(v); };
+  nlohmann::json j;
+  j["config"] = cfg.source;
+  j["epochs"] = s.epochs.size();
+  j["steps"] = s.steps;
+  j["train_loss"] = s.train_loss;
+  j["test_loss"] = num(s.test_loss);
+  j["test_accuracy"] = num(s.test_accuracy);
+  j["test_auc"] = num(s.test_auc);
+  j["samples_per_sec"] = s.samples_per_sec;
+  j["peak_memory_bytes"] = s.peak_memory_bytes;
+  j["max_rss_bytes"] = s.max_rss_bytes;
+  j["wall_seconds"] = s.wall_seconds;
+  j["threads"] = s.threads;
+  j["per_epoch"] = nlohmann::json::array();
+  for (const auto& e : s.epochs)
+    j["per_epoch"].push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"test_loss", num(e.test_loss)},
+                              {"test_accuracy", num(e.test_accuracy)}, {"test_auc", num(e.test_auc)},
+                              {"samples_per_sec", e.samples_per_sec}, {"seconds", e.seconds}});
+  return j.dump(2) + "\n";
+}
+
+} // namespace luoshu::app

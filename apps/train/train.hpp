@@ -1,0 +1,78 @@
+#pragma once
+// Builds a model from a train_config and trains it on the local executor:
+// the engine behind `luoshu train`.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apps/train/config.hpp"
+#include "graph/data/dataset.hpp"
+#include "graph/executor.hpp"
+#include "graph/graph.hpp"
+
+namespace luoshu::app {
+
+/// The graph pieces of a built model.
+struct model {
+  expr x;        ///< features placeholder [?, input...]
+  expr y;        ///< labels placeholder [?] (i64 for classification, else f32)
+  expr logits;   ///< [?, classes] (or [?] for a single output)
+  expr loss;     ///< mean loss over the batch
+  expr accuracy; ///< fraction correct (classification only)
+  bool classification = true;
+};
+
+/// Adds the model described by `cfg` to `g`. Throws luoshu_error naming the
+/// layer on a bad configuration (shape mismatch etc.).
+model build_model(graph& g, const model_config& cfg, uint64_t seed);
+
+/// Loads the training and (optional) test sets the config names.
+struct datasets {
+  std::shared_ptr<const data::dataset> train;
+  std::shared_ptr<const data::dataset> test; ///< null when the config has none
+};
+result<datasets> load_datasets(const train_config& cfg);
+
+struct epoch_stats {
+  int64_t epoch = 0;
+  double train_loss = 0;   ///< mean over the epoch's batches
+  double test_loss = -1;   ///< -1 without a test set
+  double test_accuracy = -1;
+  double test_auc = -1;    ///< binary models only
+  double samples_per_sec = 0;
+  double seconds = 0;
+};
+
+struct train_summary {
+  std::vector<epoch_stats> epochs;
+  int64_t steps = 0;
+  double train_loss = 0;
+  double test_loss = -1;
+  double test_accuracy = -1;
+  double test_auc = -1;
+  double samples_per_sec = 0;     ///< training throughput (excluding evaluation)
+  double wall_seconds = 0;        ///< the whole run, data loading included
+  size_t peak_memory_bytes = 0;   ///< executor pool + variables
+  size_t max_rss_bytes = 0;       ///< the process's peak resident set
+  int threads = 0;
+};
+
+/// Receives progress while training runs.
+class progress_sink {
+public:
+  virtual ~progress_sink() = default;
+  virtual void on_start(const train_config& cfg, int64_t train_examples, int64_t steps_per_epoch) = 0;
+  virtual void on_step(int64_t epoch, int64_t step_in_epoch, int64_t steps_per_epoch, double loss,
+                       double samples_per_sec) = 0;
+  virtual void on_epoch(const epoch_stats& e) = 0;
+};
+
+/// Trains as configured. Errors (missing data, bad shapes, a kernel error)
+/// come back as values naming the problem.
+result<train_summary> train(const train_config& cfg, progress_sink* progress = nullptr);
+
+/// The summary as a JSON object (for --summary-json).
+std::string summary_json(const train_config& cfg, const train_summary& s);
+
+} // namespace luoshu::app
