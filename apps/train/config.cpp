@@ -28,13 +28,13 @@ std::string join(const std::vector<std::string>& v) {
 class reader {
 public:
   reader(const YAML::Node& n, std::string where) : n_(n), where_(std::move(where)) {
-    if (n_ && !n_.IsMap()) fail(where_, "must be a mapping");
+    if (n_ && !n_.IsMap() && !n_.IsNull()) fail(where_, "must be a mapping");
   }
 
   template <class T>
   void get(const char* key, T& out) {
     seen_.insert(key);
-    if (!n_ || !n_[key]) return;
+    if (!n_ || !n_.IsMap() || !n_[key]) return;
     try {
       out = n_[key].as<T>();
     } catch (const YAML::Exception&) {
@@ -44,11 +44,11 @@ public:
 
   YAML::Node child(const char* key) {
     seen_.insert(key);
-    return n_ ? n_[key] : YAML::Node();
+    return n_ && n_.IsMap() ? n_[key] : YAML::Node(YAML::NodeType::Undefined);
   }
 
   void finish() {
-    if (!n_) return;
+    if (!n_ || !n_.IsMap()) return;
     for (auto it = n_.begin(); it != n_.end(); ++it) {
       auto k = it->first.as<std::string>();
       if (!seen_.count(k)) fail(path(k.c_str()), "is not a known key");

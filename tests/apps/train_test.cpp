@@ -1,0 +1,174 @@
+// `luoshu train` engine: config validation errors, data errors, and the
+// Fashion-MNIST MLP reaching >= 80% test accuracy after one epoch.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "apps/train/config.hpp"
+#include "apps/train/train.hpp"
+
+using namespace luoshu;
+using namespace luoshu::app;
+
+namespace {
+
+const char* fmnist_dir = "/usr/share/datasets/fashion-mnist";
+
+std::string mlp_yaml(const std::string& extra_layer_op = "relu") {
+  return R"(
+model:
+  input: [784]
+  layers:
+    - {op: linear, units: 256}
+    - {op: )" + extra_layer_op + R"(}
+    - {op: linear, units: 10}
+data:
+  format: idx
+  train: /nonexistent/train-images.gz
+  train_labels: /nonexistent/train-labels.gz
+optimizer: {kind: momentum, lr: 0.02}
+run: {epochs: 1, batch_size: 128}
+)";
+}
+
+class temp_dir {
+public:
+  temp_dir() {
+    path_ = std::filesystem::temp_directory_path() / ("luoshu-train-test-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(path_);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name, const std::string& text) const {
+    auto p = path_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+
+private:
+  std::filesystem::path path_;
+};
+
+} // namespace
+
+TEST(TrainConfig, ParsesTheExampleConfig) {
+  auto c = load_train_config(std::string(LUOSHU_SOURCE_DIR) + "/apps/examples/mlp_fashion_mnist.yaml");
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  EXPECT_EQ(c->model.layers.size(), 5u);
+  EXPECT_EQ(c->model.layers[0].units, 256);
+  EXPECT_EQ(c->optimizer.kind, optimizer_config::kind_t::momentum);
+  EXPECT_EQ(c->run.epochs, 10);
+}
+
+TEST(TrainConfig, UnknownOpIsNamedWithItsKey) {
+  auto c = parse_train_config(mlp_yaml("rellu"), "cfg.yaml");
+  ASSERT_FALSE(c.ok());
+  const auto& m = c.err().message;
+  EXPECT_NE(m.find("cfg.yaml"), std::string::npos) << m;
+  EXPECT_NE(m.find("model.layers[1].op"), std::string::npos) << m;
+  EXPECT_NE(m.find("unknown op 'rellu'"), std::string::npos) << m;
+  EXPECT_NE(m.find("relu"), std::string::npos) << m; // lists the known ops
+}
+
+TEST(TrainConfig, RejectsMisspeltKeysAndBadValues) {
+  auto typo = parse_train_config(mlp_yaml() + "extra_key: 1\n", "cfg.yaml");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.err().message.find("extra_key: is not a known key"), std::string::npos) << typo.err().message;
+
+  auto lr = parse_train_config(mlp_yaml(), "cfg.yaml", {"optimizer.lr=-1"});
+  ASSERT_FALSE(lr.ok());
+  EXPECT_NE(lr.err().message.find("optimizer.lr"), std::string::npos);
+
+  auto kind = parse_train_config(mlp_yaml(), "cfg.yaml", {"optimizer.kind=adamax"});
+  ASSERT_FALSE(kind.ok());
+  EXPECT_NE(kind.err().message.find("unknown optimizer 'adamax'"), std::string::npos);
+
+  auto type = parse_train_config(mlp_yaml(), "cfg.yaml", {"run.epochs=many"});
+  ASSERT_FALSE(type.ok());
+  EXPECT_NE(type.err().message.find("run.epochs"), std::string::npos);
+
+  auto bad_set = parse_train_config(mlp_yaml(), "cfg.yaml", {"no-equals-sign"});
+  ASSERT_FALSE(bad_set.ok());
+  EXPECT_NE(bad_set.err().message.find("expected key=value"), std::string::npos);
+
+  auto yaml = parse_train_config("model: [unclosed", "cfg.yaml");
+  ASSERT_FALSE(yaml.ok());
+  EXPECT_NE(yaml.err().message.find("invalid YAML"), std::string::npos);
+
+  auto missing = load_train_config("/nonexistent/config.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.err().message.find("/nonexistent/config.yaml"), std::string::npos);
+}
+
+TEST(TrainConfig, OverridesReplaceValuesAndCreateKeys) {
+  auto c = parse_train_config(mlp_yaml(), "cfg.yaml",
+                              {"optimizer.lr=0.5", "run.epochs=3", "optimizer.schedule.kind=cosine"});
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  EXPECT_DOUBLE_EQ(c->optimizer.lr.base, 0.5);
+  EXPECT_EQ(c->run.epochs, 3);
+  EXPECT_EQ(c->optimizer.lr.kind, lr_schedule::kind_t::cosine);
+  EXPECT_EQ(c->optimizer.kind, optimizer_config::kind_t::momentum); // untouched sibling
+}
+
+TEST(Train, MissingDataFileIsNamed) {
+  auto c = parse_train_config(mlp_yaml(), "cfg.yaml");
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  auto r = train(*c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().message.find("/nonexistent/train-images.gz"), std::string::npos) << r.err().message;
+}
+
+TEST(Train, FeatureCountMismatchIsAnError) {
+  temp_dir dir;
+  std::string csv = dir.file("d.csv", "1,2,3,0\n4,5,6,1\n7,8,9,0\n");
+  auto c = parse_train_config(mlp_yaml(), "cfg.yaml",
+                              {"data.format=csv", "data.train=" + csv, "data.train_labels=''"});
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  auto r = train(*c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().message.find("3 features"), std::string::npos) << r.err().message;
+  EXPECT_NE(r.err().message.find("784"), std::string::npos) << r.err().message;
+}
+
+TEST(Train, LearnsAnXorLikeCsvProblem) {
+  // Two Gaussian-free clusters per class: not linearly separable, so the
+  // hidden layer has to do its job.
+  temp_dir dir;
+  std::string text;
+  for (int i = 0; i < 400; ++i) {
+    double a = (i % 2) ? 1 : -1, b = ((i / 2) % 2) ? 1 : -1;
+    double jx = ((i * 37) % 100) / 500.0, jy = ((i * 53) % 100) / 500.0;
+    text += std::to_string(a + jx) + "," + std::to_string(b + jy) + "," + (a * b > 0 ? "1" : "0") + "\n";
+  }
+  std::string csv = dir.file("xor.csv", text);
+  std::string yaml = R"(
+model:
+  input: [2]
+  layers: [{op: linear, units: 16}, {op: tanh}, {op: linear, units: 2}]
+data: {format: csv, train: )" + csv + ", test: " + csv + R"(}
+optimizer: {kind: adam, lr: 0.05}
+run: {epochs: 30, batch_size: 32}
+)";
+  auto c = parse_train_config(yaml, "xor.yaml");
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  auto r = train(*c);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_GE(r->test_accuracy, 0.99);
+  EXPECT_LT(r->train_loss, 0.1);
+}
+
+TEST(Train, FashionMnistMlpReaches80PercentInOneEpoch) {
+  if (!std::filesystem::exists(std::string(fmnist_dir) + "/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "Fashion-MNIST is not installed (scripts/setup.sh installs dataset-fashion-mnist)";
+  auto c = load_train_config(std::string(LUOSHU_SOURCE_DIR) + "/apps/examples/mlp_fashion_mnist.yaml",
+                             {"run.epochs=1"});
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  auto r = train(*c);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(r->steps, 469);
+  EXPECT_GE(r->test_accuracy, 0.80);
+  EXPECT_GT(r->peak_memory_bytes, 0u);
+  std::string json = summary_json(*c, *r);
+  EXPECT_NE(json.find("\"test_accuracy\""), std::string::npos);
+}
