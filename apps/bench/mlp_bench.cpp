@@ -157,7 +157,8 @@ int run_mlp_bench(const mlp_bench_options& o) {
     for (const char* which : {"torch", "tf"}) {
       nlohmann::json b = run_baseline(o, python, which);
       std::string fw = b.value("framework", std::string(which));
-      if (b.contains("error")) {
+      if (b.contains("error") || !b.contains("best") || !b["best"].is_object()) {
+        if (!b.contains("error")) b["error"] = "baseline reported no best run";
         std::printf("  %-11s unavailable: %s\n", fw.c_str(), b["error"].get<std::string>().c_str());
       } else {
         const auto& bb = b["best"];
@@ -176,7 +177,7 @@ int run_mlp_bench(const mlp_bench_options& o) {
   if (best_baseline > 0) {
     double ratio = best.samples_per_sec / best_baseline;
     for (auto& [fw, b] : report["baselines"].items()) {
-      if (b.contains("best")) {
+      if (b.contains("best") && b["best"].is_object()) {
         double r = best.samples_per_sec / b["best"].value("samples_per_sec", 1.0);
         std::printf("  luoshu / %-10s = %.2fx\n", fw.c_str(), r);
         report["ratios"][fw] = r;

@@ -108,15 +108,15 @@ def main():
             rec["error"] = f"timeout after {a.timeout:g} s"
         tried.append(rec)
 
-    out = {"framework": name, "version": version, "best": None, "tried": tried}
-    if not runs:
+    out = {"framework": name, "version": version, "tried": tried}
+    if not runs:  # no "best" key at all, so callers can test for it
         out["error"] = "every run failed"
         out["note"] = "no setting completed"
         print(json.dumps(out))
         return 1
     best, brec = max(runs, key=lambda t: t[0]["samples_per_sec"])
     worst = min(r[0]["samples_per_sec"] for r in runs)
-    out["best"] = best
+    out = {"framework": name, "version": version, "best": best, "tried": tried}
     out["note"] = ("fastest: intra=%d interop=%d blas=%d (%.0f samples/s); "
                    "slowest setting was %.2fx slower"
                    % (brec["intra"], brec["interop"], brec["blas"],
