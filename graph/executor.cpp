@@ -32,6 +32,7 @@ struct executor::plan {
   std::vector<size_t> slot_bytes;
   std::vector<lifetime> lifetimes;
   size_t peak_live = 0, unshared = 0;
+  size_t first_stateful = 0; ///< position of the first update step (steps.size() if none)
 };
 
 executor::executor(const graph& g, variable_store& vars, const kernel_registry& kernels,
@@ -140,6 +141,13 @@ result<executor::plan*> executor::plan_for(const feed_map& feeds, const std::vec
     p->steps.push_back(std::move(s));
   }
 
+  p->first_stateful = p->steps.size();
+  for (size_t i = 0; i < p->steps.size(); ++i)
+    if (info(g_.at(p->steps[i].id).op).flags & op_flag_stateful) {
+      p->first_stateful = i;
+      break;
+    }
+
   // Liveness of pooled roots: last step that reads them (through aliases too).
   const int m = static_cast<int>(p->steps.size());
   auto root = [&](int pos) {
@@ -225,9 +233,28 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
   ctx.step = ro.step;
   ctx.training = ro.training;
   std::vector<tensor> ins;
+  // Fetched values are copied out before the first update runs, so a
+  // fetched variable shows the value this step computed with.
+  std::vector<tensor> out(p.fetch_pos.size());
+  bool snapshotted = false;
+  auto snapshot = [&](bool final_pass) {
+    for (size_t f = 0; f < p.fetch_pos.size(); ++f) {
+      int pos = p.fetch_pos[f];
+      if (out[f].defined() || (!final_pass && static_cast<size_t>(pos) >= p.first_stateful)) continue;
+      op_kind k = g_.at(p.steps[static_cast<size_t>(pos)].id).op;
+      // Pooled buffers are reused by the next run and variables change with
+      // every update: hand out a copy. Feeds and constants are immutable.
+      bool share = k == op_kind::placeholder || k == op_kind::constant;
+      out[f] = share ? values[static_cast<size_t>(pos)] : values[static_cast<size_t>(pos)].clone();
+    }
+  };
   for (size_t i = 0; i < m; ++i) {
     const auto& s = p.steps[i];
     const node& nd = g_.at(s.id);
+    if (!snapshotted && i == p.first_stateful) {
+      snapshot(false);
+      snapshotted = true;
+    }
     if (!s.kernel) { // source
       if (nd.op == op_kind::variable) values[i] = vars_.get(nd.name);
       else if (nd.op == op_kind::constant) values[i] = nd.attrs.value;
@@ -277,15 +304,7 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
     }
   }
 
-  std::vector<tensor> out;
-  for (int pos : p.fetch_pos) {
-    const auto& s = p.steps[static_cast<size_t>(pos)];
-    op_kind k = g_.at(s.id).op;
-    // Pooled buffers are reused by the next run and variables change with
-    // every update: hand out a copy. Feeds and constants are immutable.
-    bool share = k == op_kind::placeholder || k == op_kind::constant;
-    out.push_back(share ? values[static_cast<size_t>(pos)] : values[static_cast<size_t>(pos)].clone());
-  }
+  snapshot(true);
   return out;
 }
 

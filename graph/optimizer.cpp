@@ -76,15 +76,22 @@ train_ops minimize(expr loss, const optimizer_config& cfg, std::vector<expr> par
   // Global-norm clipping: scale = clip / max(norm, clip).
   std::vector<gradient> grads = t.grads;
   if (cfg.clip_norm > 0) {
+    // Accumulate in f64 when any parameter is f64, else f32.
+    dtype nt = dtype::f32;
+    for (auto& p : params)
+      if (p.type() == dtype::f64) nt = dtype::f64;
     expr total;
     for (auto& gr : grads) {
-      expr sq = sum(square(gr.sparse() ? gr.values : gr.dense));
-      if (sq.type() != dtype::f32) sq = cast(sq, dtype::f32);
+      // A sparse gradient may list a row several times: its norm is that of
+      // the summed rows, as for the dense gradient it stands for.
+      expr sq = gr.sparse() ? g.add(op_kind::sparse_square_sum, {gr.indices.id(), gr.values.id()})
+                            : sum(square(gr.dense));
+      sq = cast(sq, nt);
       total = total.valid() ? total + sq : sq;
     }
     t.grad_norm = sqrt(total);
     if (!g.find("grad_norm").valid()) t.grad_norm.named("grad_norm");
-    expr clip = g.scalar(cfg.clip_norm, dtype::f32);
+    expr clip = g.scalar(cfg.clip_norm, nt);
     expr scale = clip / maximum(t.grad_norm, clip);
     for (auto& gr : grads) {
       expr& v = gr.sparse() ? gr.values : gr.dense;

@@ -34,7 +34,7 @@ struct optimizer_config {
   lr_schedule lr;
   double momentum = 0.9;    ///< momentum/nesterov; adam beta1
   double beta2 = 0.999;
-  double eps = 1e-8;        ///< adam; adagrad uses 1e-10 unless set
+  double eps = 1e-8;        ///< adam and adagrad denominators
   double weight_decay = 0;  ///< L2 (decoupled for adamw)
   double clip_norm = 0;     ///< global-norm clipping threshold; 0 = off
   double adagrad_init = 0;  ///< adagrad accumulator start value

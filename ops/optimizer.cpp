@@ -1,3 +1,6 @@
+// sparse_square_sum(indices [k], values [k, row...]): the squared norm of
+// the dense gradient a sparse one stands for (repeated rows summed first).
+//
 // Optimizer update ops: in place on input 0 (a variable), which is also the
 // output. Dense: (var, grad, slots..., lr); sparse: (var, indices i64 [k],
 // values [k, row...], slots..., lr). Slot order: momentum: velocity;
@@ -71,9 +74,19 @@ type_shape infer_update(const node& n, std::span<const type_shape> in) {
   return var;
 }
 
+type_shape infer_sparse_square_sum(const node&, std::span<const type_shape> in) {
+  require_integer(in[0], "indices");
+  require_rank(in[0], 1, "indices");
+  require_float(in[1], "values");
+  if (in[1].shape.rank() < 1 || !dims_agree(in[0].shape[0], in[1].shape[0]))
+    throw luoshu_error("values need one row per index");
+  return {in[1].type, shape{}};
+}
+
 } // namespace
 
 void describe_optimizer(op_table& t) {
+  t.set(op_kind::sparse_square_sum, op_flag_no_grad, infer_sparse_square_sum, nullptr);
   for (auto k : {op_kind::sgd_update, op_kind::momentum_update, op_kind::adagrad_update,
                  op_kind::adam_update, op_kind::sparse_sgd_update, op_kind::sparse_momentum_update,
                  op_kind::sparse_adagrad_update, op_kind::sparse_adam_update})

@@ -60,6 +60,8 @@ void apply_update(update_rule rule, const update_hyper& h, T* w, const T* g, T* 
     }
     case update_rule::adam: {
       const T b1 = static_cast<T>(h.momentum), b2 = static_cast<T>(h.beta2), eps = static_cast<T>(h.eps);
+      // 1 - beta in double: rounding beta to f32 first would skew v by ~1e-5.
+      const T one_b1 = static_cast<T>(1.0 - h.momentum), one_b2 = static_cast<T>(1.0 - h.beta2);
       const double t = static_cast<double>(h.step);
       const T c1 = static_cast<T>(1.0 / (1.0 - std::pow(h.momentum, t)));
       const T c2 = static_cast<T>(1.0 / (1.0 - std::pow(h.beta2, t)));
@@ -68,8 +70,8 @@ void apply_update(update_rule rule, const update_hyper& h, T* w, const T* g, T* 
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) {
         T gi = g[i] + l2 * w[i];
-        s0[i] = b1 * s0[i] + (T(1) - b1) * gi;
-        s1[i] = b2 * s1[i] + (T(1) - b2) * gi * gi;
+        s0[i] = b1 * s0[i] + one_b1 * gi;
+        s1[i] = b2 * s1[i] + one_b2 * gi * gi;
         w[i] = w[i] * shrink - lr * (s0[i] * c1) / (std::sqrt(s1[i] * c2) + eps);
       }
       return;

@@ -31,6 +31,59 @@ layout layout_of(op_kind k) {
   }
 }
 
+/// Groups the positions of equal indices: order[starts[u] .. starts[u+1])
+/// are the positions holding the u-th distinct row. Checks the range.
+struct row_groups {
+  std::vector<int64_t> order, starts;
+};
+row_groups group_rows(const kernel_call& c, const tensor& idx, int64_t rows) {
+  int64_t k = idx.numel();
+  row_groups g;
+  g.order.resize(static_cast<size_t>(k));
+  std::iota(g.order.begin(), g.order.end(), 0);
+  for (int64_t i = 0; i < k; ++i) {
+    int64_t v = index_at(idx, i);
+    if (v < 0 || (rows >= 0 && v >= rows))
+      throw luoshu_error("sparse gradient of '" + c.n.name + "': row " + std::to_string(v) + " is out of range [0, " +
+                         std::to_string(rows) + ")");
+  }
+  std::stable_sort(g.order.begin(), g.order.end(),
+                   [&](int64_t x, int64_t y) { return index_at(idx, x) < index_at(idx, y); });
+  for (int64_t i = 0; i < k; ++i)
+    if (i == 0 || index_at(idx, g.order[static_cast<size_t>(i)]) != index_at(idx, g.order[static_cast<size_t>(i - 1)]))
+      g.starts.push_back(i);
+  g.starts.push_back(k);
+  return g;
+}
+
+/// Sums the rows of group u of `vals` into `sum` (width elements).
+template <class T>
+void sum_group(const row_groups& g, int64_t u, const T* vals, int64_t width, T* sum) {
+  auto s = static_cast<size_t>(g.starts[static_cast<size_t>(u)]);
+  auto f = static_cast<size_t>(g.starts[static_cast<size_t>(u + 1)]);
+  std::copy(vals + g.order[s] * width, vals + (g.order[s] + 1) * width, sum);
+  for (size_t j = s + 1; j < f; ++j) {
+    const T* src = vals + g.order[j] * width;
+    for (int64_t x = 0; x < width; ++x) sum[x] += src[x];
+  }
+}
+
+void k_sparse_square_sum(const kernel_call& c) {
+  const tensor &idx = c.in[0], &vals = c.in[1];
+  int64_t k = idx.numel(), width = k ? vals.numel() / k : 0;
+  row_groups g = group_rows(c, idx, -1);
+  dispatch_float(c, vals.type(), [&](auto z) {
+    using T = decltype(z);
+    std::vector<T> sum(static_cast<size_t>(width));
+    double total = 0;
+    for (int64_t u = 0; u + 1 < static_cast<int64_t>(g.starts.size()); ++u) {
+      sum_group(g, u, vals.data<T>(), width, sum.data());
+      for (T v : sum) total += static_cast<double>(v) * static_cast<double>(v);
+    }
+    c.out.data<T>()[0] = static_cast<T>(total);
+  });
+}
+
 void k_update(const kernel_call& c) {
   layout l = layout_of(c.n.op);
   const tensor& var = c.in[0];
@@ -64,36 +117,15 @@ void k_update(const kernel_call& c) {
     // Sparse: sum the values of repeated rows first, then update each
     // touched row once; untouched rows and their slots stay as they are.
     const tensor &idx = c.in[1], &vals = c.in[2];
-    int64_t rows = var.dim(0), width = rows ? var.numel() / rows : 0, k = idx.numel();
-    std::vector<int64_t> order(static_cast<size_t>(k));
-    std::iota(order.begin(), order.end(), 0);
-    for (int64_t i = 0; i < k; ++i) {
-      int64_t v = index_at(idx, i);
-      if (v < 0 || v >= rows)
-        throw luoshu_error("sparse update of '" + c.n.name + "': row " + std::to_string(v) +
-                           " is out of range [0, " + std::to_string(rows) + ")");
-    }
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int64_t x, int64_t y) { return index_at(idx, x) < index_at(idx, y); });
-    std::vector<int64_t> starts;
-    for (int64_t i = 0; i < k; ++i)
-      if (i == 0 || index_at(idx, order[static_cast<size_t>(i)]) != index_at(idx, order[static_cast<size_t>(i - 1)]))
-        starts.push_back(i);
-    starts.push_back(k);
+    int64_t rows = var.dim(0), width = rows ? var.numel() / rows : 0;
+    row_groups g = group_rows(c, idx, rows);
     const T* gv = vals.data<T>();
-    int64_t uniq = static_cast<int64_t>(starts.size()) - 1;
+    int64_t uniq = static_cast<int64_t>(g.starts.size()) - 1;
     parallel_for(uniq, width * 4, [&](int64_t b, int64_t e) {
       std::vector<T> sum(static_cast<size_t>(width));
       for (int64_t u = b; u < e; ++u) {
-        auto s = static_cast<size_t>(starts[static_cast<size_t>(u)]);
-        auto f = static_cast<size_t>(starts[static_cast<size_t>(u + 1)]);
-        std::copy(gv + order[s] * width, gv + (order[s] + 1) * width, sum.begin());
-        for (size_t j = s + 1; j < f; ++j) {
-          const T* src = gv + order[j] * width;
-          for (int64_t x = 0; x < width; ++x) sum[static_cast<size_t>(x)] += src[x];
-        }
-        int64_t row = index_at(idx, order[s]);
-        int64_t off = row * width;
+        sum_group(g, u, gv, width, sum.data());
+        int64_t off = index_at(idx, g.order[static_cast<size_t>(g.starts[static_cast<size_t>(u)])]) * width;
         ops::apply_update<T>(l.rule, h, w + off, sum.data(), s0 ? s0 + off : nullptr, s1 ? s1 + off : nullptr, width);
       }
     });
@@ -107,6 +139,7 @@ void register_optimizer(kernel_registry& r) {
                  op_kind::adam_update, op_kind::sparse_sgd_update, op_kind::sparse_momentum_update,
                  op_kind::sparse_adagrad_update, op_kind::sparse_adam_update})
     r.add(k, device::kind_t::cpu, k_update);
+  r.add(op_kind::sparse_square_sum, device::kind_t::cpu, k_sparse_square_sum);
 }
 
 } // namespace luoshu::cpu
