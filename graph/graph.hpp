@@ -3,6 +3,7 @@
 // them (so node order is a topological order), and `expr`, the handle the
 // builder API passes around.
 
+#include <deque>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -93,7 +94,9 @@ private:
   std::string unique_name(const std::string& base);
   [[noreturn]] void fail(const node& n, std::span<const type_shape> in, const std::string& why) const;
 
-  std::vector<node> nodes_;
+  // A deque: adding a node never moves the others, so a `const node&`
+  // (e.g. in a gradient function that adds nodes) stays valid.
+  std::deque<node> nodes_;
   std::unordered_map<std::string, node_id> by_name_;
   std::unordered_map<std::string, int> name_counters_;
 };
