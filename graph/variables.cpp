@@ -128,6 +128,27 @@ status variable_store::initialize(const graph& g) {
   return {};
 }
 
+status variable_store::save(const std::string& path, std::map<std::string, std::string> metadata) const {
+  checkpoint ck;
+  ck.tensors = vars_;
+  ck.metadata = std::move(metadata);
+  return save_checkpoint(path, ck);
+}
+
+result<std::map<std::string, std::string>> variable_store::load(const std::string& path) {
+  auto ck = load_checkpoint(path);
+  if (!ck) return ck.err();
+  for (auto& [name, t] : ck->tensors) {
+    auto it = vars_.find(name);
+    if (it != vars_.end() && (it->second.type() != t.type() || !(it->second.shape() == t.shape())))
+      return error{path + ": '" + name + "' is " + luoshu::name(t.type()) + t.shape().to_string() +
+                   " in the checkpoint but " + luoshu::name(it->second.type()) + it->second.shape().to_string() +
+                   " in the model"};
+  }
+  for (auto& [name, t] : ck->tensors) vars_[name] = t;
+  return ck->metadata;
+}
+
 size_t variable_store::bytes() const {
   size_t b = 0;
   for (auto& [k, v] : vars_) b += v.nbytes();

@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "graph/checkpoint.hpp"
 #include "graph/graph.hpp"
 #include "graph/tensor.hpp"
 
@@ -31,6 +32,14 @@ public:
 
   const std::map<std::string, tensor>& all() const { return vars_; }
   uint64_t seed() const { return seed_; }
+  /// Writes every value (variables and optimizer slots) and `metadata` to
+  /// a checkpoint file, atomically.
+  status save(const std::string& path, std::map<std::string, std::string> metadata = {}) const;
+  /// Replaces values with those in the checkpoint at `path` and returns its
+  /// metadata. A name the store holds with another dtype or shape is an
+  /// error naming it (and nothing is changed).
+  result<std::map<std::string, std::string>> load(const std::string& path);
+
   /// Bytes held by all values.
   size_t bytes() const;
 

@@ -4,12 +4,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "graph/builder.hpp"
-#include "graph/checkpoint.hpp"
 #include "graph/data/csv.hpp"
 #include "graph/data/idx.hpp"
 #include "graph/data/libsvm.hpp"
@@ -196,12 +196,26 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
     return error{cfg.source + ": " + e.what()};
   }
   int64_t steps_per_epoch = train_loader->batches_per_epoch();
+  int64_t first_epoch = 0, skip_batches = 0;
+  if (!cfg.run.resume.empty()) {
+    // Every variable must exist (with its optimizer slots) before loading
+    // so that a checkpoint of another model is caught by name and shape.
+    if (status st = vars.initialize(g); !st) return st.err();
+    auto meta = vars.load(cfg.run.resume);
+    if (!meta) return meta.err();
+    int64_t done = 0;
+    auto it = meta->find("step");
+    if (it != meta->end()) done = std::strtoll(it->second.c_str(), nullptr, 10);
+    tr->set_steps_done(done);
+    first_epoch = steps_per_epoch ? done / steps_per_epoch : 0;
+    skip_batches = steps_per_epoch ? done % steps_per_epoch : 0;
+  }
   if (progress) progress->on_start(cfg, ds->train->size(), steps_per_epoch);
 
   double train_seconds = 0;
   int64_t train_samples = 0;
   bool stop = false;
-  for (int64_t epoch = 0; epoch < cfg.run.epochs && !stop; ++epoch) {
+  for (int64_t epoch = first_epoch; epoch < cfg.run.epochs && !stop; ++epoch) {
     epoch_stats es;
     es.epoch = epoch + 1;
     auto t_epoch = clock_t_::now();
@@ -209,6 +223,10 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
     double loss_sum = 0;
     int64_t batches = 0, samples = 0;
     while (auto b = train_loader->next()) {
+      if (skip_batches > 0) { // resuming in the middle of this epoch
+        --skip_batches;
+        continue;
+      }
       auto r = tr->step({{m.x, b->features}, {m.y, b->labels}});
       if (!r) return error{"step " + std::to_string(tr->steps_done()) + ": " + r.err().message};
       double loss = r->at(0).item();
@@ -266,14 +284,12 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
     }
     sum.epochs.push_back(es);
     if (progress) progress->on_epoch(es);
-  }
-
-  if (!cfg.run.checkpoint.empty()) {
-    checkpoint ck;
-    for (auto& [name, t] : vars.all()) ck.tensors[name] = t;
-    ck.metadata["step"] = std::to_string(tr->steps_done());
-    ck.metadata["config"] = cfg.source;
-    if (status st = save_checkpoint(cfg.run.checkpoint, ck); !st) return st.err();
+    if (!cfg.run.checkpoint.empty()) {
+      status st = vars.save(cfg.run.checkpoint, {{"step", std::to_string(tr->steps_done())},
+                                                 {"epoch", std::to_string(epoch + 1)},
+                                                 {"config", cfg.source}});
+      if (!st) return st.err();
+    }
   }
 
   sum.steps = tr->steps_done();

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 
 #include "apps/train/config.hpp"
 #include "apps/train/train.hpp"
+#include "graph/checkpoint.hpp"
 
 using namespace luoshu;
 using namespace luoshu::app;
@@ -171,4 +173,89 @@ TEST(Train, FashionMnistMlpReaches80PercentInOneEpoch) {
   EXPECT_GT(r->peak_memory_bytes, 0u);
   std::string json = summary_json(*c, *r);
   EXPECT_NE(json.find("\"test_accuracy\""), std::string::npos);
+}
+
+namespace {
+
+std::string xor_csv(const temp_dir& dir) {
+  std::string text;
+  for (int i = 0; i < 200; ++i) {
+    double a = (i % 2) ? 1 : -1, b = ((i / 2) % 2) ? 1 : -1;
+    text += std::to_string(a + ((i * 37) % 100) / 500.0) + "," + std::to_string(b + ((i * 53) % 100) / 500.0) +
+            "," + (a * b > 0 ? "1" : "0") + "\n";
+  }
+  return dir.file("xor.csv", text);
+}
+
+std::string xor_yaml(const std::string& csv) {
+  return R"(
+model:
+  input: [2]
+  layers: [{op: linear, units: 8}, {op: tanh}, {op: dropout, rate: 0.1}, {op: linear, units: 2}]
+data: {format: csv, train: )" + csv + R"(}
+optimizer: {kind: adam, lr: 0.01}
+run: {epochs: 4, batch_size: 16, seed: 3}
+)";
+}
+
+} // namespace
+
+TEST(Train, ResumeEqualsAnUninterruptedRun) {
+  temp_dir dir;
+  std::string csv = xor_csv(dir), yaml = xor_yaml(csv);
+  std::string a = dir.file("a.ck", ""), b = dir.file("b.ck", "");
+
+  auto full = parse_train_config(yaml, "x.yaml", {"run.checkpoint=" + a});
+  ASSERT_TRUE(full.ok()) << full.err().message;
+  ASSERT_TRUE(train(*full).ok());
+
+  // Stop in the middle of the second epoch (13 batches per epoch), then
+  // resume and finish: the parameters and Adam state must match bit for bit.
+  auto part = parse_train_config(yaml, "x.yaml", {"run.checkpoint=" + b, "run.max_steps=20"});
+  ASSERT_TRUE(part.ok());
+  auto pr = train(*part);
+  ASSERT_TRUE(pr.ok()) << pr.err().message;
+  EXPECT_EQ(pr->steps, 20);
+  auto rest = parse_train_config(yaml, "x.yaml", {"run.checkpoint=" + b, "run.resume=" + b});
+  ASSERT_TRUE(rest.ok());
+  auto rr = train(*rest);
+  ASSERT_TRUE(rr.ok()) << rr.err().message;
+  EXPECT_EQ(rr->steps, 4 * 13);
+
+  auto ca = load_checkpoint(a), cb = load_checkpoint(b);
+  ASSERT_TRUE(ca.ok() && cb.ok());
+  ASSERT_EQ(ca->tensors.size(), cb->tensors.size());
+  EXPECT_GT(ca->tensors.count("dense1/w/m"), 0u); // optimizer state is in the file
+  for (auto& [name, t] : ca->tensors) {
+    ASSERT_TRUE(cb->tensors.count(name)) << name;
+    const tensor& u = cb->tensors.at(name);
+    ASSERT_EQ(t.nbytes(), u.nbytes()) << name;
+    EXPECT_EQ(std::memcmp(t.raw(), u.raw(), t.nbytes()), 0) << name << " differs after resume";
+  }
+  EXPECT_EQ(ca->metadata.at("step"), cb->metadata.at("step"));
+}
+
+TEST(Train, ResumeFromACorruptOrForeignCheckpointFails) {
+  temp_dir dir;
+  std::string csv = xor_csv(dir);
+  std::string junk = dir.file("junk.ck", "not a checkpoint at all");
+  auto c = parse_train_config(xor_yaml(csv), "x.yaml", {"run.resume=" + junk});
+  ASSERT_TRUE(c.ok());
+  auto r = train(*c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().message.find(junk), std::string::npos) << r.err().message;
+
+  // A checkpoint of a wider model: the shape mismatch is named.
+  std::string other = dir.file("other.ck", "");
+  std::string wide_yaml = xor_yaml(csv);
+  wide_yaml.replace(wide_yaml.find("units: 8"), 8, "units: 9");
+  auto w = parse_train_config(wide_yaml, "w.yaml", {"run.checkpoint=" + other, "run.epochs=1"});
+  ASSERT_TRUE(w.ok()) << w.err().message;
+  ASSERT_TRUE(train(*w).ok());
+  auto c2 = parse_train_config(xor_yaml(csv), "x.yaml", {"run.resume=" + other});
+  ASSERT_TRUE(c2.ok());
+  auto r2 = train(*c2);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.err().message.find("'dense1/"), std::string::npos) << r2.err().message;
+  EXPECT_NE(r2.err().message.find("9]"), std::string::npos) << r2.err().message;
 }
