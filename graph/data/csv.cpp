@@ -1,5 +1,7 @@
 #include "graph/data/csv.hpp"
 
+#include "graph/data/text.hpp"
+
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -16,17 +18,6 @@ namespace luoshu::data {
 
 namespace {
 
-result<std::string> read_text(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    return error{path + ": cannot read: is a directory"};
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return error{path + ": cannot open: " + std::strerror(errno)};
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) return error{path + ": read error"};
-  return text;
-}
-
 bool is_blank(char c, char delimiter) {
   return (c == ' ' || c == '\t') && c != delimiter;
 }
@@ -37,23 +28,14 @@ std::string_view trim(std::string_view s, char delimiter) {
   return s;
 }
 
-/// The whole of `s` as a double, or nullopt ("+" allowed, as are nan/inf).
-std::optional<double> parse_number(std::string_view s) {
-  if (s.size() > 1 && s[0] == '+' && s[1] != '-') s.remove_prefix(1);
-  double v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
-}
-
 } // namespace
 
 result<dataset> read_csv(const std::string& path, const csv_options& options) {
   if (options.delimiter == '\n' || options.delimiter == '\r')
     return error{path + ": the CSV delimiter cannot be a line break"};
-  auto text = read_text(path);
-  if (!text) return text.err();
-  std::string_view rest = *text;
+  auto content = text::read_file(path);
+  if (!content) return content.err();
+  std::string_view rest = *content;
   if (rest.substr(0, 3) == "\xEF\xBB\xBF") rest.remove_prefix(3); // UTF-8 byte order mark
 
   std::vector<float> features;
@@ -102,7 +84,7 @@ result<dataset> read_csv(const std::string& path, const csv_options& options) {
     }
 
     for (size_t c = 0; c < columns; ++c) {
-      auto v = parse_number(fields[c]);
+      auto v = text::parse_double(fields[c]);
       if (!v) return error{where(c) + ": '" + std::string(fields[c]) + "' is not a number"};
       if (c == label_col) {
         if (options.label_is_class &&

@@ -14,31 +14,18 @@
 #include <string_view>
 #include <vector>
 
+#include "graph/data/text.hpp"
 #include "graph/error.hpp"
 
 namespace luoshu::data {
 
 namespace {
 
-// TODO(cleanup): read_text and parse_number duplicate csv.cpp's; move them
-// to a shared text-parsing header once one exists.
-result<std::string> read_text(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    return error{path + ": cannot read: is a directory"};
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return error{path + ": cannot open: " + std::strerror(errno)};
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) return error{path + ": read error"};
-  return text;
-}
-
 /// The whole of `s` as a float (finite, in f32 range), or nullopt.
 std::optional<float> parse_float(std::string_view s) {
-  if (s.size() > 1 && s[0] == '+' && s[1] != '-') s.remove_prefix(1);
-  double v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  auto d = text::parse_double(s);
+  if (!d) return std::nullopt;
+  double v = *d;
   if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max()) return std::nullopt;
   return static_cast<float>(v);
 }
@@ -60,8 +47,8 @@ result<sparse_dataset> read_libsvm(const std::string& path, int64_t num_features
   if (num_features < 0)
     return error{path + ": num_features must be >= 0 (0 = the largest index seen), got " +
                  std::to_string(num_features)};
-  auto text = read_text(path);
-  if (!text) return text.err();
+  auto content = text::read_file(path);
+  if (!content) return content.err();
 
   sparse_dataset d;
   d.source = path;
@@ -69,7 +56,7 @@ result<sparse_dataset> read_libsvm(const std::string& path, int64_t num_features
   std::vector<float> labels;
   int64_t max_index = 0;
   int64_t line_no = 0;
-  std::string_view rest = *text;
+  std::string_view rest = *content;
   while (!rest.empty()) {
     size_t nl = rest.find('\n');
     std::string_view line = rest.substr(0, nl);
