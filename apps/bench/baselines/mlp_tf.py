@@ -15,11 +15,12 @@ Threads: --intra / --interop go to tf.config.threading.set_intra_op_ /
 set_inter_op_parallelism_threads before any op runs (0 = TF default).
 TF's C++ logging is silenced (TF_CPP_MIN_LOG_LEVEL=2 unless already set).
 """
-import argparse
 import json
 import math
 import os
 import time
+
+import baseline_args
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, even if a GPU build
@@ -28,17 +29,7 @@ import tensorflow as tf  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--intra", type=int, default=0, help="0 = TF default")
-    p.add_argument("--interop", type=int, default=0, help="0 = TF default")
-    p.add_argument("--nbatches", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args()
-    if min(a.steps, a.batch, a.nbatches) < 1 or a.warmup < 0:
-        p.error("--steps, --batch, --nbatches must be >= 1, --warmup >= 0")
+    a = baseline_args.parse(__doc__.splitlines()[0], "TF")
 
     # Must happen before the runtime is initialised (i.e. before any op).
     tf.config.threading.set_intra_op_parallelism_threads(a.intra)

@@ -16,11 +16,12 @@ OPENBLAS_NUM_THREADS are read by the libraries at load time, so the caller
 Note: this torch build's intra-op pool is OpenMP and set_num_threads also sets
 the OpenMP/MKL thread counts, so --intra usually overrides the environment.
 """
-import argparse
 import json
 import math
 import os
 import time
+
+import baseline_args
 
 import torch
 import torch.nn as nn
@@ -28,17 +29,7 @@ import torch.nn.functional as F
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--intra", type=int, default=0, help="0 = torch default")
-    p.add_argument("--interop", type=int, default=0, help="0 = torch default")
-    p.add_argument("--nbatches", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args()
-    if min(a.steps, a.batch, a.nbatches) < 1 or a.warmup < 0:
-        p.error("--steps, --batch, --nbatches must be >= 1, --warmup >= 0")
+    a = baseline_args.parse(__doc__.splitlines()[0], "torch")
 
     if a.interop > 0:  # must precede any inter-op parallel work
         torch.set_num_interop_threads(a.interop)
