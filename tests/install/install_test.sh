@@ -40,9 +40,12 @@ int main() {
   return r->at(0).item() == 17 && r->at(1).item(0) == 5 ? 0 : 1;
 }
 CPP
+# A sanitized library needs its consumer built with the same sanitizers.
+sanitize=$(meson introspect --buildoptions "$build" |
+  python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "b_sanitize"))')
 export PKG_CONFIG_SYSROOT_DIR="$tmp/root"
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
-meson setup "$tmp/app/build" "$tmp/app" >"$tmp/setup.log" 2>&1 || { cat "$tmp/setup.log"; exit 1; }
+meson setup "$tmp/app/build" "$tmp/app" -Db_sanitize="$sanitize" >"$tmp/setup.log" 2>&1 || { cat "$tmp/setup.log"; exit 1; }
 ninja -C "$tmp/app/build" >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; exit 1; }
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/app/build/outside")
 echo "outside program printed: $out"
