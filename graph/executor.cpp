@@ -209,7 +209,10 @@ result<executor::plan*> executor::plan_for(const feed_map& feeds, const std::vec
 
 result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vector<expr>& fetches,
                                           const std::vector<expr>& targets, const run_options& ro) {
-  if (status st = vars_.initialize(g_); !st) return st.err();
+  if (g_.size() != initialized_upto_) { // new nodes (e.g. optimizer slots) since the last run
+    if (status st = vars_.initialize(g_); !st) return st.err();
+    initialized_upto_ = g_.size();
+  }
   auto pr = plan_for(feeds, fetches, targets);
   if (!pr) return pr.err();
   plan& p = **pr;
@@ -256,8 +259,16 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
       snapshotted = true;
     }
     if (!s.kernel) { // source
-      if (nd.op == op_kind::variable) values[i] = vars_.get(nd.name);
-      else if (nd.op == op_kind::constant) values[i] = nd.attrs.value;
+      if (nd.op == op_kind::variable) {
+        if (!vars_.contains(nd.name)) return error{"variable '" + nd.name + "' is missing from the store"};
+        const tensor& v = vars_.get(nd.name);
+        // The store may have been changed behind the executor's back.
+        if (v.type() != nd.type || !(v.shape() == nd.shape))
+          return error{"variable '" + nd.name + "' holds " + name(v.type()) + v.shape().to_string() +
+                       " but the graph declares " + name(nd.type) + nd.shape.to_string()};
+        values[i] = v;
+      }
+      if (nd.op == op_kind::constant) values[i] = nd.attrs.value;
       continue;
     }
     ins.clear();

@@ -79,6 +79,7 @@ private:
   memory_stats stats_;
   std::map<std::string, std::unique_ptr<plan>> plans_;
   plan* last_ = nullptr;
+  size_t initialized_upto_ = 0; ///< graph size when variables were last initialised
   std::vector<std::shared_ptr<storage>> slots_;
 };
 

@@ -134,8 +134,14 @@ int run_mlp_bench(const mlp_bench_options& o) {
   report["benchmark"] = "mlp";
   report["batch"] = o.batch;
   report["steps"] = o.steps;
+  std::vector<int> threads = o.threads;
+  if (threads.empty()) {
+    cpu::set_num_threads(0);
+    threads = {1};
+    if (cpu::num_threads() > 1) threads.push_back(cpu::num_threads());
+  }
   luoshu_result best;
-  for (int t : o.threads) {
+  for (int t : threads) {
     luoshu_result r;
     try {
       r = measure_luoshu(o, t);

@@ -11,7 +11,7 @@ struct mlp_bench_options {
   int64_t batch = 128;
   int64_t steps = 300;
   int64_t warmup = 30;
-  std::vector<int> threads{1, 2};  ///< Luoshu intra-op thread counts to try (best is kept)
+  std::vector<int> threads;        ///< Luoshu intra-op thread counts to try (best kept); empty: 1 and all cores
   bool baselines = true;
   std::string python;              ///< interpreter with torch/tensorflow; default: the repo's .venv-bench
   std::string json_path;           ///< write the results here as JSON

@@ -363,6 +363,23 @@ TEST(Executor, FetchedTensorsSurviveLaterRuns) {
   EXPECT_TRUE(bitwise_equal(snap[0], before));
 }
 
+TEST(Executor, VariableReplacedWithAnotherShapeIsAnError) {
+  graph g;
+  auto x = g.placeholder("x", dtype::f32, {2, 3});
+  auto w = g.variable("w", {3, 4}, init::uniform(-1, 1));
+  auto y = matmul(x, w);
+  auto kr = cpu_kernels();
+  variable_store vars;
+  executor ex(g, vars, kr);
+  tensor xv = tensor::zeros(dtype::f32, {2, 3});
+  run_ok(ex, {{x, xv}}, {y});
+  vars.set("w", tensor::zeros(dtype::f32, {5, 4})); // behind the executor's back
+  std::string msg = run_error(ex, {{x, xv}}, {y});
+  EXPECT_NE(msg.find("'w'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[5, 4]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[3, 4]"), std::string::npos) << msg;
+}
+
 TEST(Executor, ReportsMemoryStats) {
   graph g;
   auto w = g.variable("w", {10, 10}, init::zeros(), dtype::f64);
