@@ -203,6 +203,12 @@ result<executor::plan*> executor::plan_for(const feed_map& feeds, const std::vec
     }
   }
   auto* raw = p.get();
+  // Feeds of ever-changing shapes would grow the cache without bound.
+  constexpr size_t max_plans = 64;
+  if (plans_.size() >= max_plans) {
+    plans_.clear();
+    last_ = nullptr;
+  }
   plans_.emplace(key.str(), std::move(p));
   return raw;
 }
