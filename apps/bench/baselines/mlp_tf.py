@@ -15,12 +15,10 @@ Threads: --intra / --interop go to tf.config.threading.set_intra_op_ /
 set_inter_op_parallelism_threads before any op runs (0 = TF default).
 TF's C++ logging is silenced (TF_CPP_MIN_LOG_LEVEL=2 unless already set).
 """
-import json
-import math
 import os
 import time
 
-import baseline_args
+import baseline_common
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, even if a GPU build
@@ -29,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 
 def main():
-    a = baseline_args.parse(__doc__.splitlines()[0], "TF")
+    a = baseline_common.parse(__doc__.splitlines()[0], "TF")
 
     # Must happen before the runtime is initialised (i.e. before any op).
     tf.config.threading.set_intra_op_parallelism_threads(a.intra)
@@ -69,18 +67,10 @@ def main():
     dt = time.perf_counter() - t0
     cpu = time.process_time() - c0  # CPU seconds of all threads
 
-    blas = os.environ.get("OMP_NUM_THREADS")
-    print(json.dumps({
-        "framework": "tensorflow", "version": tf.__version__,
-        "samples_per_sec": round(a.steps * a.batch / dt, 1),
-        "step_ms": round(1e3 * dt / a.steps, 4),
-        "intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "interop_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "blas_threads": int(blas) if blas and blas.isdigit() else None,
-        "final_loss": round(final_loss, 6) if math.isfinite(final_loss) else None,
-        "cpu_util": round(cpu / dt, 2),  # ~ busy cores during timing
-        "steps": a.steps, "warmup": a.warmup, "batch": a.batch,
-    }), flush=True)
+    baseline_common.report("tensorflow", tf.__version__, a, dt, cpu,
+                           tf.config.threading.get_intra_op_parallelism_threads(),
+                           tf.config.threading.get_inter_op_parallelism_threads(), final_loss,
+                           ("OMP_NUM_THREADS",))
 
 
 if __name__ == "__main__":

@@ -16,12 +16,10 @@ OPENBLAS_NUM_THREADS are read by the libraries at load time, so the caller
 Note: this torch build's intra-op pool is OpenMP and set_num_threads also sets
 the OpenMP/MKL thread counts, so --intra usually overrides the environment.
 """
-import json
-import math
 import os
 import time
 
-import baseline_args
+import baseline_common
 
 import torch
 import torch.nn as nn
@@ -29,7 +27,7 @@ import torch.nn.functional as F
 
 
 def main():
-    a = baseline_args.parse(__doc__.splitlines()[0], "torch")
+    a = baseline_common.parse(__doc__.splitlines()[0], "torch")
 
     if a.interop > 0:  # must precede any inter-op parallel work
         torch.set_num_interop_threads(a.interop)
@@ -62,19 +60,9 @@ def main():
     dt = time.perf_counter() - t0
     cpu = time.process_time() - c0  # CPU seconds of all threads
 
-    blas = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS") \
-        or os.environ.get("OPENBLAS_NUM_THREADS")
-    print(json.dumps({
-        "framework": "pytorch", "version": torch.__version__,
-        "samples_per_sec": round(a.steps * a.batch / dt, 1),
-        "step_ms": round(1e3 * dt / a.steps, 4),
-        "intra_threads": torch.get_num_threads(),
-        "interop_threads": torch.get_num_interop_threads(),
-        "blas_threads": int(blas) if blas and blas.isdigit() else None,
-        "final_loss": round(final_loss, 6) if math.isfinite(final_loss) else None,
-        "cpu_util": round(cpu / dt, 2),  # ~ busy cores during timing
-        "steps": a.steps, "warmup": a.warmup, "batch": a.batch,
-    }), flush=True)
+    baseline_common.report("pytorch", torch.__version__, a, dt, cpu, torch.get_num_threads(),
+                           torch.get_num_interop_threads(), final_loss,
+                           ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
 
 
 if __name__ == "__main__":
