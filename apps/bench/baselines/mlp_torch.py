@@ -16,7 +16,6 @@ OPENBLAS_NUM_THREADS are read by the libraries at load time, so the caller
 Note: this torch build's intra-op pool is OpenMP and set_num_threads also sets
 the OpenMP/MKL thread counts, so --intra usually overrides the environment.
 """
-import os
 import time
 
 import baseline_common
