@@ -127,6 +127,9 @@ type_shape infer_slice(const node& n, std::span<const type_shape> in) {
 }
 
 type_shape infer_slice_grad(const node& n, std::span<const type_shape> in) {
+  if (in[0].shape.rank() != in[1].shape.rank())
+    throw luoshu_error("gradient rank " + std::to_string(in[0].shape.rank()) + " differs from the input's " +
+                       std::to_string(in[1].shape.rank()));
   auto b = resolve_slice(in[1].shape, n.attrs.axes, n.attrs.axes2);
   for (int i = 0; i < in[0].shape.rank(); ++i)
     if (!dims_agree(in[0].shape[i], b.size[static_cast<size_t>(i)]))
@@ -144,6 +147,9 @@ type_shape infer_pad(const node& n, std::span<const type_shape> in) {
   for (int i = 0; i < r; ++i) {
     if (bf[static_cast<size_t>(i)] < 0 || af[static_cast<size_t>(i)] < 0)
       throw luoshu_error("pad amounts must be >= 0");
+    constexpr int64_t limit = int64_t{1} << 48; // keeps dim + pads far from overflow
+    if (bf[static_cast<size_t>(i)] > limit || af[static_cast<size_t>(i)] > limit || out[i] > limit)
+      throw luoshu_error("pad amounts or dims are too large");
     if (out[i] >= 0) out[i] += bf[static_cast<size_t>(i)] + af[static_cast<size_t>(i)];
   }
   return {in[0].type, out};

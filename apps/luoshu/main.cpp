@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "apps/bench/mlp_bench.hpp"
+#include "apps/luoshu/launch.hpp"
+#include "apps/luoshu/node_cmd.hpp"
 #include "apps/luoshu/progress.hpp"
 #include "apps/train/train.hpp"
 #include "ops/cuda/runtime.hpp"
@@ -91,13 +93,81 @@ int main(int argc, char** argv) {
 
   app.add_subcommand("info", "Version, threads and devices");
 
+  auto* launch = app.add_subcommand("launch", "Start a job: a coordinator plus one process per node");
+  std::string cluster;
+  int local = 0;
+  luoshu::app::launch_plan plan;
+  double timeout = 0, hb_timeout = 10, join_timeout = 120;
+  std::vector<std::string> command;
+  launch->add_option("cluster", cluster, "Cluster YAML (hosts, roles, devices, coordinator address)");
+  launch->add_option("--local", local, "Run N local worker processes (no YAML needed)")->check(CLI::Range(1, 4096));
+  launch->add_option("--timeout", timeout, "Stop the job after this many seconds (0 = no limit)");
+  launch->add_option("--heartbeat-timeout", hb_timeout, "Seconds of silence after which a node counts as hung");
+  launch->add_option("--join-timeout", join_timeout, "Seconds for every node to join");
+  launch->footer("Everything after -- is the application and its arguments, run once per node.");
+
+  auto* nodecmd = app.add_subcommand("node", "Run one node of a job (settings from LUOSHU_* environment variables)");
+  luoshu::app::node_cmd_options no;
+  nodecmd->add_option("--barriers", no.barriers, "Barriers to pass before leaving")->check(CLI::NonNegativeNumber);
+  nodecmd->add_option("--sleep-ms", no.sleep_ms, "Pause between barriers")->check(CLI::NonNegativeNumber);
+
+  auto* coordcmd = app.add_subcommand("coordinator", "Run a standalone coordinator");
+  luoshu::app::coordinator_cmd_options co;
+  coordcmd->add_option("--world", co.world, "Number of nodes in the job")->required()->check(CLI::Range(1, 1 << 20));
+  coordcmd->add_option("--host", co.host, "Address to listen on");
+  coordcmd->add_option("--port", co.port, "Port (0: the OS picks)");
+  coordcmd->add_option("--token", co.token, "Cluster token (or --token-file, or LUOSHU_TOKEN)");
+  coordcmd->add_option("--token-file", co.token_file, "File holding the cluster token");
+  coordcmd->add_option("--port-file", co.port_file, "Write the port here once listening");
+  coordcmd->add_option("--heartbeat-timeout", co.heartbeat_timeout_s, "Seconds of silence after which a node counts as hung");
+  coordcmd->add_option("--join-timeout", co.join_timeout_s, "Seconds for every node to join");
+
+  // `luoshu launch ... -- APP ARGS`: the application's words are not ours to parse.
+  int our_argc = argc;
+  if (argc > 1 && std::string(argv[1]) == "launch")
+    for (int i = 2; i < argc; ++i)
+      if (std::string(argv[i]) == "--") {
+        command.assign(argv + i + 1, argv + argc);
+        our_argc = i;
+        break;
+      }
   try {
-    app.parse(argc, argv);
+    app.parse(our_argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   try {
     if (train->parsed()) return cmd_train(config, sets, summary, threads, quiet);
+    if (launch->parsed()) {
+      if (local > 0 && !cluster.empty()) {
+        spdlog::error("launch: give either --local N or a cluster file, not both");
+        return 2;
+      }
+      if (local > 0) {
+        plan = luoshu::app::local_plan(local);
+      } else if (!cluster.empty()) {
+        auto p = luoshu::app::load_cluster(cluster);
+        if (!p) {
+          spdlog::error("{}", p.err().message);
+          return 2;
+        }
+        plan = *p;
+      } else {
+        spdlog::error("launch: give --local N or a cluster file");
+        return 2;
+      }
+      if (command.empty()) {
+        spdlog::error("launch: no application given: luoshu launch [--local N | CLUSTER.yaml] -- APP [ARGS...]");
+        return 2;
+      }
+      plan.command = command;
+      if (timeout > 0) plan.timeout_s = timeout;
+      if (launch->count("--heartbeat-timeout")) plan.heartbeat_timeout_s = hb_timeout;
+      if (launch->count("--join-timeout")) plan.join_timeout_s = join_timeout;
+      return luoshu::app::launch(plan);
+    }
+    if (nodecmd->parsed()) return luoshu::app::run_node(no);
+    if (coordcmd->parsed()) return luoshu::app::run_coordinator(co);
     if (mlp->parsed()) {
       mo.baselines = !no_baselines;
       return luoshu::bench::run_mlp_bench(mo);

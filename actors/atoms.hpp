@@ -1,0 +1,17 @@
+#pragma once
+// Atoms of Luoshu's actor protocols (verbs, at most 10 characters).
+
+#include <caf/atom.hpp>
+
+namespace luoshu::actors {
+
+using join_atom = caf::atom_constant<caf::atom("join")>;
+using leave_atom = caf::atom_constant<caf::atom("leave")>;
+using barrier_atom = caf::atom_constant<caf::atom("barrier")>;
+using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
+using failure_atom = caf::atom_constant<caf::atom("failure")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using watch_atom = caf::atom_constant<caf::atom("watch")>;
+
+} // namespace luoshu::actors

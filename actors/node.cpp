@@ -1,0 +1,228 @@
+#include "actors/node.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "actors/coordinator.hpp"
+#include "actors/runtime.hpp"
+#include "transport/codec.hpp"
+
+namespace luoshu::actors {
+
+namespace {
+
+struct agent_state {
+  coordinator_actor coordinator;
+  int32_t rank = -1;
+  std::chrono::milliseconds interval{500};
+  std::string failure;
+  static inline const char* name = "luoshu.node_agent";
+};
+
+/// Sends heartbeats and keeps the job's failure, if any.
+caf::behavior node_agent(caf::stateful_actor<agent_state>* self, coordinator_actor coordinator) {
+  self->state.coordinator = coordinator;
+  self->monitor(coordinator);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    if (dm.source == self->state.coordinator.address() && self->state.failure.empty())
+      self->state.failure = "the coordinator disconnected";
+  });
+  return {
+      [self](heartbeat_atom, int32_t rank, int64_t interval_ms) {
+        self->state.rank = rank;
+        self->state.interval = std::chrono::milliseconds(std::max<int64_t>(10, interval_ms));
+        self->send(self, tick_atom::value);
+      },
+      [self](tick_atom) {
+        self->send(self->state.coordinator, heartbeat_atom::value, self->state.rank);
+        self->delayed_send(self, self->state.interval, tick_atom::value);
+      },
+      [self](failure_atom, std::string& reason) {
+        if (self->state.failure.empty()) self->state.failure = reason;
+      },
+      [self](status_atom) { return self->state.failure; },
+  };
+}
+
+std::string getenv_str(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+result<int32_t> parse_int(const std::string& var, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  long x = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno != 0 || x < 0 || x > 1 << 20)
+    return error{var + "='" + v + "' is not a valid non-negative number"};
+  return static_cast<int32_t>(x);
+}
+
+} // namespace
+
+struct node::impl {
+  runtime_config cfg;
+  caf::actor_system sys{cfg};
+  coordinator_actor coordinator;
+  caf::actor agent;
+  std::string where;
+  std::chrono::milliseconds request_timeout{30000};
+};
+
+bool in_job() { return std::getenv("LUOSHU_COORDINATOR") != nullptr; }
+
+result<node_options> node_options_from_env() {
+  node_options o;
+  std::string coord = getenv_str("LUOSHU_COORDINATOR");
+  if (coord.empty()) return error{"LUOSHU_COORDINATOR is not set (expected host:port of the coordinator)"};
+  auto colon = coord.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return error{"LUOSHU_COORDINATOR='" + coord + "' is not host:port"};
+  o.coordinator_host = coord.substr(0, colon);
+  if (o.coordinator_host.size() > 2 && o.coordinator_host.front() == '[' && o.coordinator_host.back() == ']')
+    o.coordinator_host = o.coordinator_host.substr(1, o.coordinator_host.size() - 2);
+  auto port = parse_int("LUOSHU_COORDINATOR port", coord.substr(colon + 1));
+  if (!port || *port == 0 || *port > 65535) return error{"LUOSHU_COORDINATOR='" + coord + "' has no valid port"};
+  o.coordinator_port = static_cast<uint16_t>(*port);
+
+  o.token = getenv_str("LUOSHU_TOKEN");
+  if (o.token.empty()) {
+    std::string file = getenv_str("LUOSHU_TOKEN_FILE");
+    if (file.empty()) return error{"LUOSHU_TOKEN (or LUOSHU_TOKEN_FILE) is not set: nodes need the cluster token"};
+    std::ifstream f(file);
+    if (!f || !std::getline(f, o.token) || o.token.empty())
+      return error{"LUOSHU_TOKEN_FILE='" + file + "' cannot be read or is empty"};
+  }
+
+  std::string rank = getenv_str("LUOSHU_RANK");
+  std::string host = getenv_str("HOSTNAME");
+  if (rank.empty() && !host.empty()) {
+    // A StatefulSet pod is called <name>-<ordinal>.
+    auto dash = host.rfind('-');
+    if (dash != std::string::npos && dash + 1 < host.size() &&
+        host.find_first_not_of("0123456789", dash + 1) == std::string::npos)
+      rank = host.substr(dash + 1);
+  }
+  if (!rank.empty()) {
+    auto r = parse_int("LUOSHU_RANK", rank);
+    if (!r) return r.err();
+    o.self.rank = *r;
+  }
+  std::string world = getenv_str("LUOSHU_WORLD_SIZE");
+  if (!world.empty()) {
+    auto w = parse_int("LUOSHU_WORLD_SIZE", world);
+    if (!w) return w.err();
+    o.world_size = *w;
+  }
+  std::string role = getenv_str("LUOSHU_ROLE");
+  if (!role.empty() && !transport::parse_role(role, o.self.role))
+    return error{"LUOSHU_ROLE='" + role + "' is not coordinator, server or worker"};
+  o.self.name = getenv_str("LUOSHU_NODE_NAME");
+  o.self.device = getenv_str("LUOSHU_DEVICE");
+  if (o.self.device.empty()) o.self.device = "cpu";
+  char hn[256] = {};
+  gethostname(hn, sizeof hn - 1);
+  o.self.host = hn;
+  o.self.pid = static_cast<int32_t>(getpid());
+  if (o.self.name.empty())
+    o.self.name = std::string(transport::name(o.self.role)) + (o.self.rank >= 0 ? "-" + std::to_string(o.self.rank) : "");
+  return o;
+}
+
+node::node(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+
+node::~node() {
+  leave();
+  caf::anon_send_exit(impl_->agent, caf::exit_reason::user_shutdown);
+}
+
+caf::actor_system& node::system() { return impl_->sys; }
+
+result<std::unique_ptr<node>> node::join(const node_options& o) {
+  auto p = std::make_unique<impl>();
+  p->where = o.coordinator_host + ":" + std::to_string(o.coordinator_port);
+  p->request_timeout = o.request_timeout;
+  auto deadline = std::chrono::steady_clock::now() + o.connect_timeout;
+  for (;;) {
+    auto c = caf::io::remote_actor<coordinator_actor>(p->sys, o.coordinator_host, o.coordinator_port);
+    if (c) {
+      p->coordinator = *c;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline)
+      return error{"cannot reach the coordinator at " + p->where + " within " +
+                   std::to_string(o.connect_timeout.count() / 1000) + " s: " + describe(p->sys, c.error())};
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  p->agent = p->sys.spawn(node_agent, p->coordinator);
+
+  transport::join_request req;
+  req.token = o.token;
+  req.self = o.self;
+  req.world_size = o.world_size;
+  result<transport::join_reply> reply = error{"no reply"};
+  {
+    caf::scoped_actor self{p->sys};
+    self->request(p->coordinator, o.request_timeout, join_atom::value, transport::encode(req), p->agent)
+        .receive([&](std::vector<char>& bytes) { reply = transport::decode_join_reply(bytes); },
+                 [&](caf::error& e) { reply = error{describe(p->sys, e)}; });
+  }
+  if (!reply) {
+    caf::anon_send_exit(p->agent, caf::exit_reason::user_shutdown);
+    return error{"joining the job at " + p->where + " failed: " + reply.err().message};
+  }
+  if (!reply->accepted) {
+    caf::anon_send_exit(p->agent, caf::exit_reason::user_shutdown);
+    return error{"the coordinator at " + p->where + " refused this node: " + reply->reason};
+  }
+  caf::anon_send(p->agent, heartbeat_atom::value, reply->rank, reply->heartbeat_ms);
+  std::unique_ptr<node> n(new node(std::move(p)));
+  n->rank_ = reply->rank;
+  n->world_size_ = reply->world_size;
+  n->self_ = o.self;
+  n->self_.rank = reply->rank;
+  return n;
+}
+
+status node::barrier(const std::string& name, std::chrono::milliseconds timeout) {
+  if (left_) return error{"barrier '" + name + "': this node already left the job"};
+  transport::barrier_request req;
+  req.name = name;
+  req.rank = rank_;
+  status out;
+  caf::scoped_actor self{impl_->sys};
+  self->request(impl_->coordinator, timeout, barrier_atom::value, transport::encode(req))
+      .receive(
+          [&](std::string& reason) {
+            if (!reason.empty()) out = error{reason};
+          },
+          [&](caf::error& e) {
+            std::string why = failure();
+            out = error{"barrier '" + name + "' failed: " + (why.empty() ? describe(impl_->sys, e) : why)};
+          });
+  return out;
+}
+
+std::string node::failure() {
+  std::string out;
+  caf::scoped_actor self{impl_->sys};
+  self->request(impl_->agent, std::chrono::seconds(5), status_atom::value)
+      .receive([&](std::string& f) { out = f; }, [&](caf::error&) {});
+  return out;
+}
+
+void node::leave() {
+  if (left_) return;
+  left_ = true;
+  caf::scoped_actor self{impl_->sys};
+  self->request(impl_->coordinator, std::chrono::seconds(5), leave_atom::value, rank_)
+      .receive([](bool) {}, [](caf::error&) {});
+}
+
+} // namespace luoshu::actors

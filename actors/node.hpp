@@ -1,0 +1,76 @@
+#pragma once
+// A process's membership in a Luoshu job: connects to the coordinator,
+// joins with the cluster token, sends heartbeats, and offers barriers. The
+// same program runs alone (no coordinator) or as one node of a job started
+// by `luoshu launch`, Kubernetes or Slurm (settings from the environment).
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "graph/error.hpp"
+#include "transport/messages.hpp"
+
+namespace caf {
+class actor_system;
+}
+
+namespace luoshu::actors {
+
+struct node_options {
+  std::string coordinator_host = "127.0.0.1";
+  uint16_t coordinator_port = 0;
+  std::string token;
+  transport::member_info self; ///< rank -1 = any
+  int32_t world_size = 0;      ///< expected; 0 = whatever the coordinator says
+  std::chrono::milliseconds connect_timeout{30000}; ///< keep retrying this long
+  std::chrono::milliseconds request_timeout{30000};
+};
+
+/// Settings from the environment, as `luoshu launch` and the Kubernetes
+/// manifest set them:
+///   LUOSHU_COORDINATOR=host:port   (required)
+///   LUOSHU_TOKEN=...               (required; or LUOSHU_TOKEN_FILE=path)
+///   LUOSHU_RANK, LUOSHU_WORLD_SIZE, LUOSHU_ROLE (worker|server|coordinator),
+///   LUOSHU_NODE_NAME, LUOSHU_DEVICE (optional)
+/// A missing or malformed variable is an error naming it. With
+/// LUOSHU_RANK unset, a StatefulSet pod name ending in -N (HOSTNAME) gives
+/// the rank.
+result<node_options> node_options_from_env();
+/// Whether LUOSHU_COORDINATOR is set (the process runs inside a job).
+bool in_job();
+
+class node {
+public:
+  /// Starts this process's actor system, connects to the coordinator
+  /// (retrying until connect_timeout) and joins.
+  static result<std::unique_ptr<node>> join(const node_options& o);
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  int32_t rank() const { return rank_; }
+  int32_t world_size() const { return world_size_; }
+  const transport::member_info& self() const { return self_; }
+
+  /// Waits until every member reached the barrier `name`; an error names
+  /// the failed node, or says the coordinator did not answer in `timeout`.
+  status barrier(const std::string& name, std::chrono::milliseconds timeout = std::chrono::minutes(10));
+  /// The job's failure as the coordinator reported it; empty while healthy.
+  std::string failure();
+  /// Leaves the job cleanly (the destructor does it too).
+  void leave();
+
+  caf::actor_system& system();
+
+private:
+  struct impl;
+  explicit node(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+  int32_t rank_ = -1;
+  int32_t world_size_ = 0;
+  transport::member_info self_;
+  bool left_ = false;
+};
+
+} // namespace luoshu::actors

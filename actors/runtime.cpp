@@ -1,0 +1,20 @@
+#include "actors/runtime.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+namespace luoshu::actors {
+
+runtime_config::runtime_config() {
+  load<caf::io::middleman>();
+  // Deserialize on the middleman thread: one payload copy less (TOOLCHAIN.md).
+  set("middleman.workers", size_t{0});
+}
+
+std::string describe(caf::actor_system& sys, const caf::error& e) {
+  if (e == caf::sec::request_timeout) return "no answer in time (request timed out)";
+  if (e == caf::sec::request_receiver_down) return "the peer is gone (it exited or the connection was lost)";
+  return sys.render(e);
+}
+
+} // namespace luoshu::actors

@@ -1,0 +1,70 @@
+#pragma once
+// Sample values and graphs shared by the codec tests and the fuzzer.
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "graph/builder.hpp"
+#include "graph/optimizer.hpp"
+#include "transport/codec.hpp"
+
+namespace luoshu::transport::test {
+
+inline std::span<const char> bytes_of(const wire_bytes& b) { return {b.data(), b.size()}; }
+
+/// A host tensor of any dtype filled with random bytes.
+inline tensor random_tensor(dtype t, shape s, std::mt19937_64& rng) {
+  tensor x(t, std::move(s));
+  auto* p = static_cast<unsigned char*>(x.raw());
+  for (size_t i = 0; i < x.nbytes(); ++i) p[i] = static_cast<unsigned char>(rng());
+  return x;
+}
+
+/// Same dtype, shape and bytes (undefined equals undefined).
+inline bool same_tensor(const tensor& a, const tensor& b) {
+  if (a.defined() != b.defined()) return false;
+  if (!a.defined()) return true;
+  return a.type() == b.type() && a.shape() == b.shape() &&
+         (a.nbytes() == 0 || std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
+}
+
+inline join_request sample_join_request() {
+  join_request m;
+  m.token = "s3cret-token";
+  m.self = {3, "worker-3", "host-a.example", 4242, node_role::worker, "cuda:1"};
+  m.world_size = 8;
+  return m;
+}
+
+inline join_reply sample_join_reply() {
+  return {false, "token mismatch: the cluster token differs", 5, 8, 250};
+}
+
+inline barrier_request sample_barrier_request() { return {"epoch-1/end", 2}; }
+
+/// A small MLP classifier (6 features, 16 hidden, 3 classes) set up for
+/// training with `cfg`: forward, gradients() via minimize(), update nodes.
+struct mlp {
+  graph g;
+  expr x, labels, loss;
+  train_ops ops;
+
+  explicit mlp(optimizer_config cfg = {}) {
+    x = g.placeholder("x", dtype::f32, {shape::unknown, 6});
+    labels = g.placeholder("labels", dtype::i64, {shape::unknown});
+    auto w1 = g.variable("dense1/w", {6, 16}, init::xavier_uniform());
+    auto b1 = g.variable("dense1/b", {16}, init::zeros());
+    auto w2 = g.variable("dense2/w", {16, 3}, init::he_normal());
+    auto b2 = g.variable("dense2/b", {3}, init::constant(0.1));
+    auto h = relu(matmul(x, w1) + b1);
+    auto logits = linear(h, w2, b2);
+    loss = mean(softmax_cross_entropy(logits, labels)).named("loss");
+    ops = minimize(loss, cfg);
+  }
+};
+
+} // namespace luoshu::transport::test

@@ -1,0 +1,503 @@
+#include "transport/codec.hpp"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "control.capnp.h"
+#include "graph.capnp.h"
+#include "tensor.capnp.h"
+
+namespace luoshu::transport {
+
+namespace {
+
+namespace w = luoshu::transport::wire;
+
+// Cap'n Proto's own ceilings: a Data blob or a list holds at most 2^29 - 1
+// elements, a segment at most 2^29 - 1 words.
+constexpr size_t max_blob_bytes = (size_t{1} << 29) - 1;
+constexpr size_t max_segment_words = (size_t{1} << 29) - 1;
+// Message nesting: Graph > Node > OpAttrs > Tensor is the deepest (4).
+constexpr int nesting_limit = 16;
+constexpr int initializer_kind_count = 9;
+static_assert(static_cast<int>(initializer::kind_t::he_normal) + 1 == initializer_kind_count,
+              "initializer kinds changed: update the wire check and graph.capnp");
+static_assert(dtype_count == 7, "dtypes changed: update tensor.capnp's comment");
+
+// --- errors -------------------------------------------------------------------
+//
+// Inside a decoder a violation throws luoshu_error with the detail; the
+// decode_* boundary turns it (and any kj::Exception from Cap'n Proto's own
+// checks) into an error value.
+
+[[noreturn]] void fail(const std::string& detail) { throw luoshu_error(detail); }
+
+/// Bytes from the wire made safe to print: anything but printable ASCII as
+/// \xNN, cut after `limit` bytes.
+std::string printable(std::string_view s, size_t limit) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < limit; ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (s.size() > limit) out += "...";
+  return out;
+}
+
+/// A name from the wire, quoted for a message.
+std::string quoted(std::string_view s) {
+  std::string out = "'"; // not "'" + ...: GCC 12 warns falsely (-Wrestrict) on that
+  out += printable(s, 64);
+  return out += "'";
+}
+
+// --- encoding -------------------------------------------------------------------
+
+capnp::Text::Reader text(const std::string& s) { return {s.c_str(), s.size()}; }
+
+/// Builds a message with `fill` and writes it straight into the returned
+/// bytes: one copy from the builder's segments, no intermediate flat array.
+template <class Root, class Fill>
+wire_bytes serialize(size_t first_segment_words, Fill&& fill) {
+  try {
+    // A first segment that fits the whole message keeps it in one piece.
+    capnp::MallocMessageBuilder mb(static_cast<uint>(std::min(first_segment_words, max_segment_words)));
+    fill(mb.initRoot<Root>());
+    auto segments = mb.getSegmentsForOutput();
+    // TODO(perf): the vector zero-fills its bytes before they are overwritten.
+    wire_bytes out(capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word));
+    kj::ArrayOutputStream os(kj::arrayPtr(reinterpret_cast<kj::byte*>(out.data()), out.size()));
+    capnp::writeMessage(os, segments);
+    return out;
+  } catch (const kj::Exception& e) {
+    throw luoshu_error(std::string("transport: cannot encode: ") + e.getDescription().cStr());
+  }
+}
+
+size_t text_words(const std::string& s) { return s.size() / 8 + 2; }
+
+void put_tensor(w::Tensor::Builder b, const tensor& t) {
+  if (t.device().kind != device::kind_t::cpu)
+    throw luoshu_error("transport: cannot encode a tensor on " + t.device().to_string() +
+                       ": copy it to host memory first");
+  const size_t n = t.nbytes();
+  if (n > max_blob_bytes)
+    throw luoshu_error("transport: tensor of " + std::to_string(n) +
+                       " bytes exceeds the message limit of " + std::to_string(max_blob_bytes) +
+                       " bytes; send it over the bulk tensor lane");
+  b.setDtype(static_cast<uint8_t>(t.type()));
+  const auto& dims = t.shape().dims();
+  auto s = b.initShape(static_cast<uint>(dims.size()));
+  for (size_t i = 0; i < dims.size(); ++i) s.set(static_cast<uint>(i), dims[i]);
+  auto d = b.initData(static_cast<uint>(n));
+  if (n != 0) std::memcpy(d.begin(), t.raw(), n);
+}
+
+size_t tensor_words(const tensor& t) {
+  return t.defined() ? 8 + static_cast<size_t>(t.rank()) + (t.nbytes() + 7) / 8 : 0;
+}
+
+void put_member(w::MemberInfo::Builder b, const member_info& m) {
+  b.setRank(m.rank);
+  b.setName(text(m.name));
+  b.setHost(text(m.host));
+  b.setPid(m.pid);
+  b.setRole(static_cast<w::Role>(static_cast<uint16_t>(m.role)));
+  b.setDevice(text(m.device));
+}
+
+void put_dims(capnp::List<int64_t>::Builder b, const std::vector<int64_t>& v) {
+  for (size_t i = 0; i < v.size(); ++i) b.set(static_cast<uint>(i), v[i]);
+}
+
+// --- decoding -------------------------------------------------------------------
+
+std::string get_text(capnp::Text::Reader t, size_t limit, const char* what) {
+  if (t.size() > limit)
+    fail(std::string(what) + " is " + std::to_string(t.size()) + " bytes (limit " +
+         std::to_string(limit) + ")");
+  return std::string(t.begin(), t.size());
+}
+
+std::vector<int64_t> to_vector(capnp::List<int64_t>::Reader l) {
+  std::vector<int64_t> v(l.size());
+  for (uint i = 0; i < l.size(); ++i) v[i] = l[i];
+  return v;
+}
+
+dtype get_dtype(uint8_t code, const char* what) {
+  if (code >= dtype_count)
+    fail(std::string(what) + " has unknown dtype code " + std::to_string(code));
+  return static_cast<dtype>(code);
+}
+
+int32_t get_rank(int32_t r, const char* what) {
+  if (r < -1) fail(std::string(what) + " " + std::to_string(r) + " is below -1");
+  return r;
+}
+
+int32_t get_nonnegative(int32_t v, const char* what) {
+  if (v < 0) fail(std::string(what) + " " + std::to_string(v) + " is negative");
+  return v;
+}
+
+tensor get_tensor(w::Tensor::Reader r, const std::string& what) {
+  const dtype t = get_dtype(r.getDtype(), what.c_str());
+  auto dims = r.getShape();
+  if (dims.size() > static_cast<uint>(max_rank))
+    fail(what + " has rank " + std::to_string(dims.size()) + " (limit " + std::to_string(max_rank) + ")");
+  std::vector<int64_t> v = to_vector(dims);
+  // Every partial product of the dims must fit an int64 (kernels compute
+  // strides from them), so zeros count as ones here; numel is the true product.
+  int64_t bound = 1;
+  uint64_t numel = 1;
+  for (auto d : v) {
+    if (d < 0) fail(what + " has negative dim " + std::to_string(d));
+    if (__builtin_mul_overflow(bound, std::max<int64_t>(d, 1), &bound))
+      fail(what + " shape " + shape(v).to_string() + " overflows");
+    numel *= static_cast<uint64_t>(d);
+  }
+  uint64_t nbytes = 0;
+  if (__builtin_mul_overflow(numel, uint64_t{size_of(t)}, &nbytes))
+    fail(what + " shape " + shape(v).to_string() + " overflows");
+  auto data = r.getData();
+  if (nbytes != data.size())
+    fail(what + " " + name(t) + shape(v).to_string() + " needs " + std::to_string(nbytes) +
+         " bytes of data, got " + std::to_string(data.size()));
+  tensor out(t, shape(std::move(v)));
+  if (nbytes != 0) std::memcpy(out.raw(), data.begin(), data.size());
+  return out;
+}
+
+member_info get_member(w::MemberInfo::Reader r) {
+  member_info m;
+  m.rank = get_rank(r.getRank(), "member rank");
+  m.name = get_text(r.getName(), max_name_bytes, "member name");
+  m.host = get_text(r.getHost(), max_name_bytes, "member host");
+  m.pid = get_nonnegative(r.getPid(), "member pid");
+  auto role = static_cast<uint16_t>(r.getRole());
+  if (role > static_cast<uint16_t>(node_role::worker))
+    fail("member role " + std::to_string(role) + " is unknown");
+  m.role = static_cast<node_role>(role);
+  m.device = get_text(r.getDevice(), max_name_bytes, "member device");
+  return m;
+}
+
+/// A shape inside a graph: dims may be unknown (-1); every dim and the
+/// product of the known dims are bounded so inference cannot overflow.
+shape get_graph_shape(capnp::List<int64_t>::Reader dims, const std::string& what) {
+  if (dims.size() > static_cast<uint>(max_rank))
+    fail(what + " has rank " + std::to_string(dims.size()) + " (limit " + std::to_string(max_rank) + ")");
+  std::vector<int64_t> v = to_vector(dims);
+  int64_t product = 1;
+  for (auto d : v) {
+    if (d < shape::unknown || d > max_graph_dim)
+      fail(what + " has dim " + std::to_string(d) + " (allowed: -1 for unknown, 0.." +
+           std::to_string(max_graph_dim) + ")");
+    if (__builtin_mul_overflow(product, std::max<int64_t>(d, 1), &product) || product > max_graph_numel)
+      fail(what + " has more than " + std::to_string(max_graph_numel) + " elements");
+  }
+  return shape(std::move(v));
+}
+
+std::vector<int64_t> get_axes(capnp::List<int64_t>::Reader l, const std::string& what) {
+  if (l.size() > max_axes)
+    fail(what + " has " + std::to_string(l.size()) + " entries (limit " + std::to_string(max_axes) + ")");
+  return to_vector(l);
+}
+
+op_attrs get_attrs(w::OpAttrs::Reader r, const std::string& where) {
+  op_attrs a;
+  a.axes = get_axes(r.getAxes(), where + " attribute axes");
+  a.axes2 = get_axes(r.getAxes2(), where + " attribute axes2");
+  a.target = get_graph_shape(r.getTarget(), where + " attribute target");
+  a.alpha = r.getAlpha();
+  a.beta = r.getBeta();
+  a.eps = r.getEps();
+  a.decay = r.getDecay();
+  a.axis = r.getAxis();
+  a.keepdims = r.getKeepdims();
+  a.trans_a = r.getTransA();
+  a.trans_b = r.getTransB();
+  a.flag = r.getFlag();
+  a.seed = r.getSeed();
+  a.to = get_dtype(r.getTo(), (where + " attribute to").c_str());
+  auto init = r.getInit();
+  if (init.getKind() >= initializer_kind_count)
+    fail(where + " has unknown initializer kind " + std::to_string(init.getKind()));
+  a.init.kind = static_cast<initializer::kind_t>(init.getKind());
+  a.init.a = init.getA();
+  a.init.b = init.getB();
+  if (r.hasValue()) a.value = get_tensor(r.getValue(), where + " constant value");
+  return a;
+}
+
+/// Checks what graph::add's shape inference does not check itself (ops/ is
+/// written for graphs built in-process, not for hostile input): the
+/// invariants graph::variable and graph::constant enforce, pad's amounts
+/// (inference adds them to dims), and slice_grad's ranks (inference indexes
+/// the slice's dims by the gradient's rank). Also that a stateful op (an
+/// optimizer update) updates a variable, not a constant or a fed input.
+void check_node(const graph& g, op_kind k, const std::vector<node_id>& inputs, const op_attrs& a,
+                const std::string& where) {
+  if ((info(k).flags & op_flag_stateful) && !inputs.empty() && g.at(inputs[0]).op != op_kind::variable)
+    fail(where + ": updates node " + std::to_string(inputs[0]) + ", which is not a variable");
+  switch (k) {
+    case op_kind::variable:
+      if (!a.target.known())
+        fail(where + ": a variable needs a fully known shape, got " + a.target.to_string());
+      break;
+    case op_kind::constant:
+      if (!a.value.defined()) fail(where + ": a constant without a value");
+      if (a.value.type() != a.to || !(a.value.shape() == a.target))
+        fail(where + ": constant value " + name(a.value.type()) + a.value.shape().to_string() +
+             " does not match its declared " + name(a.to) + a.target.to_string());
+      break;
+    case op_kind::pad:
+      for (const auto* v : {&a.axes, &a.axes2})
+        for (auto x : *v)
+          if (x > max_graph_dim) fail(where + ": pad amount " + std::to_string(x) + " is too large");
+      break;
+    case op_kind::slice_grad:
+      if (inputs.size() == 2 && g.at(inputs[0]).shape.rank() != g.at(inputs[1]).shape.rank())
+        fail(where + ": the gradient's rank " + std::to_string(g.at(inputs[0]).shape.rank()) +
+             " differs from the sliced input's " + std::to_string(g.at(inputs[1]).shape.rank()));
+      break;
+    default:
+      break;
+  }
+}
+
+std::unique_ptr<graph> get_graph(w::Graph::Reader r) {
+  auto g = std::make_unique<graph>();
+  auto nodes = r.getNodes();
+  for (uint i = 0; i < nodes.size(); ++i) {
+    auto nr = nodes[i];
+    const std::string where = "node " + std::to_string(i);
+    const std::string op_name = get_text(nr.getOp(), max_name_bytes, (where + " op").c_str());
+    op_kind k;
+    if (!find_op(op_name, k)) fail(where + ": unknown op " + quoted(op_name));
+    const std::string node_name = get_text(nr.getName(), max_name_bytes, (where + " name").c_str());
+    if (node_name.empty()) fail(where + " (" + op_name + ") has no name");
+    const std::string what = where + " ('" + node_name + "', " + op_name + ")";
+
+    auto in = nr.getInputs();
+    if (in.size() > max_node_inputs)
+      fail(what + " has " + std::to_string(in.size()) + " inputs (limit " +
+           std::to_string(max_node_inputs) + ")");
+    std::vector<node_id> inputs;
+    inputs.reserve(in.size());
+    for (auto x : in) {
+      if (x < 0 || static_cast<uint>(x) >= i)
+        fail(what + ": input " + std::to_string(x) + " is not an earlier node");
+      inputs.push_back(x);
+    }
+    const dtype declared_type = get_dtype(nr.getDtype(), what.c_str());
+    const shape declared_shape = get_graph_shape(nr.getShape(), what + " shape");
+    op_attrs attrs = get_attrs(nr.getAttrs(), what);
+    check_node(*g, k, inputs, attrs, what);
+
+    node_id id;
+    try {
+      id = g->add(k, std::move(inputs), std::move(attrs), node_name).id();
+    } catch (const luoshu_error& e) {
+      fail(where + ": " + e.what());
+    }
+    const node& n = g->at(id);
+    if (n.type != declared_type || !(n.shape == declared_shape))
+      fail(what + " is declared " + name(declared_type) + declared_shape.to_string() +
+           " but infers to " + name(n.type) + n.shape.to_string());
+  }
+  return g;
+}
+
+/// Reads one message of type Root from untrusted bytes and hands its root to
+/// `read`; any failure becomes "transport: malformed <what>: <detail>".
+template <class Root, class Read>
+auto decode(std::span<const char> bytes, const char* what, Read&& read)
+    -> result<decltype(read(std::declval<typename Root::Reader>()))> {
+  // Details quote hostile bytes (names, Cap'n Proto's own messages): escape them.
+  const std::string prefix = std::string("transport: malformed ") + what + ": ";
+  auto failed = [&](std::string_view detail) { return error{prefix + printable(detail, 1024)}; };
+  try {
+    if (bytes.empty()) return error{prefix + "empty input"};
+    if (bytes.size() % sizeof(capnp::word) != 0)
+      return error{prefix + "size " + std::to_string(bytes.size()) + " is not a multiple of 8"};
+    if (bytes.size() > max_wire_bytes)
+      return error{prefix + "size " + std::to_string(bytes.size()) + " exceeds the limit of " +
+                   std::to_string(max_wire_bytes) + " bytes"};
+    // Spans may be unaligned: copy into words.
+    auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), bytes.data(), bytes.size());
+    capnp::ReaderOptions opts;
+    // Each byte of a well-formed message is read about once; the slack
+    // covers pointers shared by a hostile message (amplification).
+    opts.traversalLimitInWords = 4 * words.size() + 1024;
+    opts.nestingLimit = nesting_limit;
+    capnp::FlatArrayMessageReader reader(words.asPtr(), opts);
+    if (reader.getEnd() != words.end())
+      return error{prefix + std::to_string((words.end() - reader.getEnd()) * sizeof(capnp::word)) +
+                   " bytes after the end of the message"};
+    return read(reader.getRoot<Root>());
+  } catch (const kj::Exception& e) {
+    return failed(e.getDescription().cStr());
+  } catch (const luoshu_error& e) {
+    return failed(e.what());
+  } catch (const std::exception& e) {
+    return failed(e.what());
+  }
+}
+
+} // namespace
+
+// --- control messages ------------------------------------------------------------
+
+wire_bytes encode(const join_request& m) {
+  size_t words = 16 + text_words(m.token) + text_words(m.self.name) + text_words(m.self.host) +
+                 text_words(m.self.device);
+  return serialize<w::JoinRequest>(words, [&](w::JoinRequest::Builder b) {
+    b.setToken(text(m.token));
+    put_member(b.initSelf(), m.self);
+    b.setWorldSize(m.world_size);
+  });
+}
+
+result<join_request> decode_join_request(std::span<const char> bytes) {
+  return decode<w::JoinRequest>(bytes, "join request", [](w::JoinRequest::Reader r) {
+    join_request m;
+    m.token = get_text(r.getToken(), max_name_bytes, "token");
+    m.self = get_member(r.getSelf());
+    m.world_size = get_nonnegative(r.getWorldSize(), "world size");
+    return m;
+  });
+}
+
+wire_bytes encode(const join_reply& m) {
+  return serialize<w::JoinReply>(8 + text_words(m.reason), [&](w::JoinReply::Builder b) {
+    b.setAccepted(m.accepted);
+    b.setReason(text(m.reason));
+    b.setRank(m.rank);
+    b.setWorldSize(m.world_size);
+    b.setHeartbeatMs(m.heartbeat_ms);
+  });
+}
+
+result<join_reply> decode_join_reply(std::span<const char> bytes) {
+  return decode<w::JoinReply>(bytes, "join reply", [](w::JoinReply::Reader r) {
+    join_reply m;
+    m.accepted = r.getAccepted();
+    m.reason = get_text(r.getReason(), max_reason_bytes, "reason");
+    m.rank = get_rank(r.getRank(), "rank");
+    m.world_size = get_nonnegative(r.getWorldSize(), "world size");
+    if (r.getHeartbeatMs() < 0)
+      fail("heartbeat interval " + std::to_string(r.getHeartbeatMs()) + " ms is negative");
+    m.heartbeat_ms = r.getHeartbeatMs();
+    return m;
+  });
+}
+
+wire_bytes encode(const barrier_request& m) {
+  return serialize<w::BarrierRequest>(6 + text_words(m.name), [&](w::BarrierRequest::Builder b) {
+    b.setName(text(m.name));
+    b.setRank(m.rank);
+  });
+}
+
+result<barrier_request> decode_barrier_request(std::span<const char> bytes) {
+  return decode<w::BarrierRequest>(bytes, "barrier request", [](w::BarrierRequest::Reader r) {
+    barrier_request m;
+    m.name = get_text(r.getName(), max_name_bytes, "barrier name");
+    m.rank = get_rank(r.getRank(), "rank");
+    return m;
+  });
+}
+
+// --- tensors -------------------------------------------------------------------
+
+wire_bytes encode(const tensor_message& m) {
+  size_t words = 8 + text_words(m.name) + tensor_words(m.value);
+  return serialize<w::TensorMessage>(words, [&](w::TensorMessage::Builder b) {
+    b.setName(text(m.name));
+    b.setStep(m.step);
+    if (m.value.defined()) put_tensor(b.initTensor(), m.value);
+  });
+}
+
+result<tensor_message> decode_tensor_message(std::span<const char> bytes) {
+  return decode<w::TensorMessage>(bytes, "tensor message", [](w::TensorMessage::Reader r) {
+    tensor_message m;
+    m.name = get_text(r.getName(), max_name_bytes, "tensor name");
+    m.step = r.getStep();
+    if (r.hasTensor()) m.value = get_tensor(r.getTensor(), "tensor");
+    return m;
+  });
+}
+
+// --- graphs --------------------------------------------------------------------
+
+wire_bytes encode_graph(const graph& g) {
+  size_t words = 8;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const node& n = g.at(static_cast<node_id>(i));
+    words += 48 + text_words(n.name) + n.inputs.size() / 2 + static_cast<size_t>(n.shape.rank()) +
+             n.attrs.axes.size() + n.attrs.axes2.size() + static_cast<size_t>(n.attrs.target.rank()) +
+             tensor_words(n.attrs.value);
+  }
+  return serialize<w::Graph>(words, [&](w::Graph::Builder b) {
+    auto nodes = b.initNodes(static_cast<uint>(g.size()));
+    for (size_t i = 0; i < g.size(); ++i) {
+      const node& n = g.at(static_cast<node_id>(i));
+      auto nb = nodes[static_cast<uint>(i)];
+      nb.setOp(name(n.op));
+      nb.setName(text(n.name));
+      auto in = nb.initInputs(static_cast<uint>(n.inputs.size()));
+      for (size_t j = 0; j < n.inputs.size(); ++j) in.set(static_cast<uint>(j), n.inputs[j]);
+      nb.setDtype(static_cast<uint8_t>(n.type));
+      put_dims(nb.initShape(static_cast<uint>(n.shape.rank())), n.shape.dims());
+
+      const op_attrs& a = n.attrs;
+      auto ab = nb.initAttrs();
+      put_dims(ab.initAxes(static_cast<uint>(a.axes.size())), a.axes);
+      put_dims(ab.initAxes2(static_cast<uint>(a.axes2.size())), a.axes2);
+      put_dims(ab.initTarget(static_cast<uint>(a.target.rank())), a.target.dims());
+      ab.setAlpha(a.alpha);
+      ab.setBeta(a.beta);
+      ab.setEps(a.eps);
+      ab.setDecay(a.decay);
+      ab.setAxis(a.axis);
+      ab.setKeepdims(a.keepdims);
+      ab.setTransA(a.trans_a);
+      ab.setTransB(a.trans_b);
+      ab.setFlag(a.flag);
+      ab.setSeed(a.seed);
+      ab.setTo(static_cast<uint8_t>(a.to));
+      auto ib = ab.initInit();
+      ib.setKind(static_cast<uint8_t>(a.init.kind));
+      ib.setA(a.init.a);
+      ib.setB(a.init.b);
+      if (a.value.defined()) put_tensor(ab.initValue(), a.value);
+    }
+  });
+}
+
+result<std::unique_ptr<graph>> decode_graph(std::span<const char> bytes) {
+  return decode<w::Graph>(bytes, "graph", [](w::Graph::Reader r) { return get_graph(r); });
+}
+
+} // namespace luoshu::transport
