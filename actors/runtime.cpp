@@ -9,6 +9,9 @@ runtime_config::runtime_config() {
   load<caf::io::middleman>();
   // Deserialize on the middleman thread: one payload copy less (TOOLCHAIN.md).
   set("middleman.workers", size_t{0});
+  // Nodes that learn each other's actors through the coordinator talk
+  // directly instead of routing every message through it.
+  set("middleman.enable-automatic-connections", true);
 }
 
 std::string describe(caf::actor_system& sys, const caf::error& e) {
