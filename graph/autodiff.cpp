@@ -90,6 +90,7 @@ std::vector<gradient> gradients(expr loss, const std::vector<expr>& wrt, bool al
     if (!oi.grad)
       throw luoshu_error("gradients: op '" + std::string(oi.name) + "' (node '" + nd.name +
                          "') has no gradient");
+    auto first_new = static_cast<node_id>(g.size());
     grad_ctx c{g, id, dense_total(acc[i], expr(&g, id)), {}, {}};
     bool any = false;
     for (auto in : nd.inputs) {
@@ -98,6 +99,7 @@ std::vector<gradient> gradients(expr loss, const std::vector<expr>& wrt, bool al
     }
     if (!any) continue;
     oi.grad(c);
+    g.set_origin(first_new, id);
     for (auto& k : c.out) {
       auto src = static_cast<size_t>(g.at(id).inputs[static_cast<size_t>(k.input)]);
       if (!c.needs[static_cast<size_t>(k.input)]) continue;

@@ -1,5 +1,6 @@
 #include "graph/graph.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 namespace luoshu {
@@ -29,6 +30,11 @@ void graph::rename(node_id id, const std::string& name) {
   by_name_.erase(n.name);
   n.name = name;
   by_name_[name] = id;
+}
+
+void graph::set_origin(node_id first, node_id origin) {
+  for (size_t i = static_cast<size_t>(std::max(first, 0)); i < nodes_.size(); ++i)
+    if (nodes_[i].origin < 0) nodes_[i].origin = origin;
 }
 
 expr graph::find(const std::string& name) {

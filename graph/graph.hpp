@@ -22,6 +22,9 @@ struct node {
   op_attrs attrs;
   dtype type = dtype::f32; ///< inferred output dtype
   luoshu::shape shape;     ///< inferred output shape (dims may be unknown)
+  /// For nodes that gradients() added: the forward node whose gradient they
+  /// compute (placement puts them together); -1 otherwise.
+  node_id origin = -1;
 };
 
 class graph;
@@ -78,6 +81,8 @@ public:
   /// The node called `name`, or an invalid expr.
   expr find(const std::string& name);
   void rename(node_id id, const std::string& name);
+  /// Marks nodes [first, size()) as computing the gradient of `origin`.
+  void set_origin(node_id first, node_id origin);
 
   /// Variable nodes, in creation order; `trainable_only` skips optimizer slots etc.
   std::vector<expr> variables(bool trainable_only = false);
