@@ -13,5 +13,10 @@ using failure_atom = caf::atom_constant<caf::atom("failure")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
+using register_atom = caf::atom_constant<caf::atom("register")>;
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
+using step_atom = caf::atom_constant<caf::atom("step")>;
+using tensor_atom = caf::atom_constant<caf::atom("tensor")>;
+using peer_atom = caf::atom_constant<caf::atom("peer")>;
 
 } // namespace luoshu::actors

@@ -37,6 +37,8 @@ struct coordinator_state {
   std::map<std::string, barrier_state> barriers;
   std::string failure;               ///< empty while the job is healthy
   std::vector<caf::actor> watchers;
+  std::map<std::string, caf::actor> registry;
+  std::map<std::string, std::vector<caf::typed_response_promise<caf::actor>>> lookups;
   static inline const char* name = "luoshu.coordinator";
 };
 
@@ -69,6 +71,9 @@ coordinator_actor spawn_coordinator(caf::actor_system& sys, coordinator_config c
       for (auto& [name, b] : s.barriers)
         for (auto& [rank, rp] : b.arrived) rp.deliver(std::string("barrier '" + name + "' cannot pass: " + reason));
       s.barriers.clear();
+      for (auto& [name, ps] : s.lookups)
+        for (auto& rp : ps) rp.deliver(caf::make_error(caf::sec::runtime_error, "lookup of '" + name + "': " + reason));
+      s.lookups.clear();
       for (auto& [rank, m] : s.members)
         if (!m.left) caf::anon_send(m.agent, failure_atom::value, reason);
     };
@@ -172,6 +177,26 @@ coordinator_actor spawn_coordinator(caf::actor_system& sys, coordinator_config c
                                     {"pid", m.info.pid}, {"role", transport::name(m.info.role)},
                                     {"device", m.info.device}, {"left", m.left}});
           return j.dump();
+        },
+        [self](register_atom, std::string& name, caf::actor a) -> bool {
+          auto& s = self->state;
+          if (!a || s.registry.count(name)) return false;
+          s.registry[name] = a;
+          auto it = s.lookups.find(name);
+          if (it != s.lookups.end()) {
+            for (auto& rp : it->second) rp.deliver(a);
+            s.lookups.erase(it);
+          }
+          return true;
+        },
+        [self](lookup_atom, std::string& name) -> caf::result<caf::actor> {
+          auto& s = self->state;
+          auto it = s.registry.find(name);
+          if (it != s.registry.end()) return it->second;
+          if (!s.failure.empty()) return caf::make_error(caf::sec::runtime_error, "lookup of '" + name + "': " + s.failure);
+          auto rp = self->make_response_promise<caf::actor>();
+          s.lookups[name].push_back(rp);
+          return rp;
         },
         [self](watch_atom, caf::actor w) {
           if (!self->state.failure.empty()) caf::anon_send(w, failure_atom::value, self->state.failure);

@@ -27,6 +27,9 @@ namespace luoshu::actors {
 ///  - heartbeat: rank.
 ///  - leave: rank -> true; a member that leaves cleanly is no failure.
 ///  - status: -> a JSON summary (members, failures).
+///  - register: (name, actor) -> false if the name is taken; lookup: name
+///    -> the actor, answered once someone registered it (or an error once
+///    the job failed). Compute actors find each other this way.
 ///  - watch: registers an actor that receives (failure_atom, reason) once
 ///    the job fails, or (leave_atom) once every member joined and left.
 using coordinator_actor = caf::typed_actor<
@@ -36,6 +39,8 @@ using coordinator_actor = caf::typed_actor<
     caf::replies_to<leave_atom, int32_t>::with<bool>,
     caf::replies_to<status_atom>::with<std::string>,
     caf::reacts_to<watch_atom, caf::actor>,
+    caf::replies_to<register_atom, std::string, caf::actor>::with<bool>,
+    caf::replies_to<lookup_atom, std::string>::with<caf::actor>,
     caf::reacts_to<tick_atom>>;
 
 struct coordinator_config {

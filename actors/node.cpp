@@ -209,6 +209,27 @@ status node::barrier(const std::string& name, std::chrono::milliseconds timeout)
   return out;
 }
 
+result<bool> node::register_actor(const std::string& name, const caf::actor& a) {
+  result<bool> out = error{"no reply"};
+  caf::scoped_actor self{impl_->sys};
+  self->request(impl_->coordinator, impl_->request_timeout, register_atom::value, name, a)
+      .receive([&](bool ok) { out = ok; },
+               [&](caf::error& e) { out = error{"registering '" + name + "': " + describe(impl_->sys, e)}; });
+  return out;
+}
+
+result<caf::actor> node::lookup(const std::string& name, std::chrono::milliseconds timeout) {
+  result<caf::actor> out = error{"no reply"};
+  caf::scoped_actor self{impl_->sys};
+  self->request(impl_->coordinator, timeout, lookup_atom::value, name)
+      .receive([&](caf::actor& a) { out = a; },
+               [&](caf::error& e) {
+                 std::string why = failure();
+                 out = error{"finding '" + name + "': " + (why.empty() ? describe(impl_->sys, e) : why)};
+               });
+  return out;
+}
+
 std::string node::failure() {
   std::string out;
   caf::scoped_actor self{impl_->sys};

@@ -11,9 +11,7 @@
 #include "graph/error.hpp"
 #include "transport/messages.hpp"
 
-namespace caf {
-class actor_system;
-}
+#include <caf/fwd.hpp>
 
 namespace luoshu::actors {
 
@@ -62,6 +60,10 @@ public:
   void leave();
 
   caf::actor_system& system();
+  /// Publishes `a` under `name` for the other nodes (false: name taken).
+  result<bool> register_actor(const std::string& name, const caf::actor& a);
+  /// The actor some node registered as `name`, waiting up to `timeout`.
+  result<caf::actor> lookup(const std::string& name, std::chrono::milliseconds timeout = std::chrono::minutes(2));
 
 private:
   struct impl;
