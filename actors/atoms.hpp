@@ -18,5 +18,6 @@ using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using step_atom = caf::atom_constant<caf::atom("step")>;
 using tensor_atom = caf::atom_constant<caf::atom("tensor")>;
 using peer_atom = caf::atom_constant<caf::atom("peer")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
 
 } // namespace luoshu::actors

@@ -3,6 +3,8 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "actors/atoms.hpp"
 #include "actors/runtime.hpp"
 #include "ops/kernel.hpp"
@@ -49,10 +51,31 @@ struct compute_state {
   caf::response_promise promise;
   size_t units_done = 0;
   std::vector<tensor> fetches;
+
+  // Back-pressure: a consumer releases a producer's buffers of a step once
+  // that step is done; a producer holds its step's completion (and so its
+  // driver) while more than max_in_flight steps await release by a peer.
+  static constexpr int max_in_flight = 2;
+  std::map<int, int> unreleased;                 ///< peer partition -> steps sent, not yet released
+  std::map<int64_t, std::set<int>> senders;      ///< step -> partitions whose tensors it received
+  std::set<int> step_peers;                      ///< partitions the current step sent to
+  bool holding = false;                          ///< step done, completion held back
+  step_result held;
   static inline const char* name = "luoshu.compute";
 };
 
 using compute_actor = caf::stateful_actor<compute_state>;
+
+/// Hands a finished step to the driver once no peer has more than
+/// max_in_flight of our steps still unreleased.
+void finish_if_allowed(compute_actor* self) {
+  auto& s = self->state;
+  if (!s.holding) return;
+  for (auto& [p, n] : s.unreleased)
+    if (n > compute_state::max_in_flight) return;
+  s.holding = false;
+  s.promise.deliver(std::move(s.held));
+}
 
 /// Runs every unit of the current step whose inputs are present; finishes
 /// the step when all ran.
@@ -79,15 +102,15 @@ void progress(compute_actor* self) {
       for (auto& [index, t] : r->fetches)
         if (index < s.fetches.size()) s.fetches[index] = t;
       const unit& u = plan.units[static_cast<size_t>(ui)];
+      std::set<int> sent_to;
       for (size_t k = 0; k < r->sends.size(); ++k) {
         const auto& [key, t] = r->sends[k];
-        std::vector<int> sent_to;
         for (int to : u.sends[k].to) {
           int p = plan.units[static_cast<size_t>(to)].partition;
           if (p == s.partition) {
             vals[key] = t; // same process: hand over the reference
-          } else if (std::find(sent_to.begin(), sent_to.end(), p) == sent_to.end()) {
-            sent_to.push_back(p);
+          } else {
+            sent_to.insert(p);
             transport::tensor_message m;
             m.name = key;
             m.step = s.next_step;
@@ -96,14 +119,21 @@ void progress(compute_actor* self) {
           }
         }
       }
+      for (int p : sent_to) s.step_peers.insert(p);
       ++s.units_done;
     }
-    step_result done;
-    done.fetches = std::move(s.fetches);
-    s.promise.deliver(std::move(done));
+    // The step is done: release the buffers our peers sent for it, count
+    // what we sent, and hand the result over unless too much is in flight.
+    for (int p : s.senders[s.next_step]) self->send(s.peers.at(p), release_atom::value, s.next_step);
+    s.senders.erase(s.next_step);
+    for (int p : s.step_peers) ++s.unreleased[p];
+    s.step_peers.clear();
+    s.held.fetches = std::move(s.fetches);
     s.values.erase(s.next_step);
     ++s.next_step;
     s.active = false;
+    s.holding = true;
+    finish_if_allowed(self);
   }
 }
 
@@ -119,7 +149,7 @@ caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const par
       [self](peer_atom, int p, caf::actor a) { self->state.peers[p] = std::move(a); },
       [self](step_atom, step_request& req) -> caf::result<step_result> {
         auto& s = self->state;
-        if (s.active) return caf::make_error(caf::sec::runtime_error, "a step is already running");
+        if (s.active || s.holding) return caf::make_error(caf::sec::runtime_error, "a step is already running");
         if (req.plan >= s.plans.size()) return caf::make_error(caf::sec::runtime_error, "no such plan");
         if (req.step != s.next_step)
           return caf::make_error(caf::sec::runtime_error, "steps must run in order: expected step " +
@@ -150,7 +180,15 @@ caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const par
           return;
         }
         s.values[m->step][m->name] = m->value;
+        for (auto& [p, a] : s.peers)
+          if (a.address() == self->current_sender()) s.senders[m->step].insert(p);
         if (m->step == s.next_step) progress(self);
+      },
+      [self](release_atom, int64_t) {
+        auto& s = self->state;
+        for (auto& [p, a] : s.peers)
+          if (a.address() == self->current_sender() && s.unreleased[p] > 0) --s.unreleased[p];
+        finish_if_allowed(self);
       },
   };
 }
