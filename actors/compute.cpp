@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <set>
 
 #include "actors/atoms.hpp"
@@ -59,12 +60,17 @@ struct compute_state {
   std::map<int, int> unreleased;                 ///< peer partition -> steps sent, not yet released
   std::map<int64_t, std::set<int>> senders;      ///< step -> partitions whose tensors it received
   std::set<int> step_peers;                      ///< partitions the current step sent to
+  trace_recorder* trace = nullptr;               ///< optional timeline
+  int64_t wait_since = -1;                       ///< when a unit started waiting for input (trace)
   bool holding = false;                          ///< step done, completion held back
   step_result held;
   static inline const char* name = "luoshu.compute";
 };
 
 using compute_actor = caf::stateful_actor<compute_state>;
+
+/// The trace track of the compute actor's own events.
+constexpr int compute_track = 1000;
 
 /// Hands a finished step to the driver once no peer has more than
 /// max_in_flight of our steps still unreleased.
@@ -88,7 +94,16 @@ void progress(compute_actor* self) {
     const auto& units = runner.units();
     while (s.units_done < units.size()) {
       int ui = units[s.units_done];
-      if (!runner.ready(ui, vals)) return; // wait for a peer's tensor
+      if (!runner.ready(ui, vals)) { // wait for a peer's tensor
+        if (s.trace && s.wait_since < 0) s.wait_since = trace_recorder::now_us();
+        return;
+      }
+      if (s.trace && s.wait_since >= 0) {
+        s.trace->span("wait for inputs of unit " + std::to_string(ui), "wait", s.wait_since,
+                      trace_recorder::now_us() - s.wait_since, compute_track);
+        s.wait_since = -1;
+      }
+      int64_t unit_t0 = s.trace ? trace_recorder::now_us() : 0;
       run_options ro;
       ro.step = s.next_step;
       ro.training = s.current.training;
@@ -99,6 +114,9 @@ void progress(compute_actor* self) {
         s.active = false;
         return;
       }
+      if (s.trace)
+        s.trace->span("unit " + std::to_string(ui) + " step " + std::to_string(s.next_step), "unit", unit_t0,
+                      trace_recorder::now_us() - unit_t0, compute_track);
       for (auto& [index, t] : r->fetches)
         if (index < s.fetches.size()) s.fetches[index] = t;
       const unit& u = plan.units[static_cast<size_t>(ui)];
@@ -115,7 +133,11 @@ void progress(compute_actor* self) {
             m.name = key;
             m.step = s.next_step;
             m.value = t;
-            self->send(s.peers.at(p), tensor_atom::value, transport::encode(m));
+            auto bytes = transport::encode(m);
+            if (s.trace)
+              s.trace->instant("send " + key + " to partition " + std::to_string(p), "message", compute_track,
+                               "\"bytes\":" + std::to_string(bytes.size()) + ",\"step\":" + std::to_string(s.next_step));
+            self->send(s.peers.at(p), tensor_atom::value, std::move(bytes));
           }
         }
       }
@@ -138,13 +160,16 @@ void progress(compute_actor* self) {
 }
 
 caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const partition_plan>> plans, int partition,
-                      uint64_t seed) {
+                      uint64_t seed, trace_recorder* trace) {
   auto& s = self->state;
   s.plans = std::move(plans);
   s.partition = partition;
+  s.trace = trace;
   cpu::register_kernels(s.kernels);
   s.vars = std::make_unique<variable_store>(seed);
-  for (auto& p : s.plans) s.runners.push_back(std::make_unique<partition_runner>(*p, partition, *s.vars, s.kernels));
+  if (trace) trace->name_track(compute_track, "compute actor " + std::to_string(partition));
+  for (auto& p : s.plans)
+    s.runners.push_back(std::make_unique<partition_runner>(*p, partition, *s.vars, s.kernels, trace));
   return {
       [self](peer_atom, int p, caf::actor a) { self->state.peers[p] = std::move(a); },
       [self](step_atom, step_request& req) -> caf::result<step_result> {
@@ -179,6 +204,9 @@ caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const par
           spdlog::error("compute {}: tensor '{}' of finished step {} ignored", s.partition, m->name, m->step);
           return;
         }
+        if (s.trace)
+          s.trace->instant("recv " + m->name, "message", compute_track,
+                           "\"bytes\":" + std::to_string(bytes.size()) + ",\"step\":" + std::to_string(m->step));
         s.values[m->step][m->name] = m->value;
         for (auto& [p, a] : s.peers)
           if (a.address() == self->current_sender()) s.senders[m->step].insert(p);
@@ -198,7 +226,16 @@ std::string compute_name(int p) { return "compute/" + std::to_string(p); }
 } // namespace
 
 distributed_program::~distributed_program() {
-  if (actor_) caf::anon_send_exit(*actor_, caf::exit_reason::user_shutdown);
+  if (actor_) {
+    // Wait until the actor is gone: it may still be writing to trace_.
+    caf::scoped_actor self{node_->system()};
+    self->monitor(*actor_);
+    caf::anon_send_exit(*actor_, caf::exit_reason::user_shutdown);
+    self->receive([](const caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
+  }
+  if (trace_) {
+    if (status st = trace_->write(trace_path_); !st) spdlog::error("trace: {}", st.err().message);
+  }
 }
 
 result<std::unique_ptr<distributed_program>> distributed_program::start(
@@ -211,7 +248,11 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
   std::unique_ptr<distributed_program> d(new distributed_program());
   d->node_ = &n;
   d->partition_ = n.rank();
-  d->actor_ = std::make_unique<caf::actor>(n.system().spawn(compute, plans, n.rank(), seed));
+  if (const char* t = std::getenv("LUOSHU_TRACE"); t && *t) {
+    d->trace_path_ = t;
+    d->trace_ = std::make_unique<trace_recorder>(n.rank(), n.self().name);
+  }
+  d->actor_ = std::make_unique<caf::actor>(n.system().spawn(compute, plans, n.rank(), seed, d->trace_.get()));
   auto reg = n.register_actor(compute_name(n.rank()), *d->actor_);
   if (!reg) return reg.err();
   if (!*reg) return error{"another node already registered " + compute_name(n.rank())};

@@ -18,6 +18,7 @@
 
 #include "actors/node.hpp"
 #include "graph/partition.hpp"
+#include "graph/trace.hpp"
 
 namespace luoshu::actors {
 
@@ -28,7 +29,9 @@ class distributed_program {
 public:
   /// `plans` share variable names (e.g. a training and an evaluation plan of
   /// one graph); every plan needs as many partitions as the job has nodes.
-  /// Variables start from `seed`, as a variable_store(seed) would.
+  /// Variables start from `seed`, as a variable_store(seed) would. With
+  /// LUOSHU_TRACE=FILE set, the actor's timeline (units, ops, messages,
+  /// waits) is written to FILE when the program ends.
   static result<std::unique_ptr<distributed_program>> start(node& n,
                                                             std::vector<std::shared_ptr<const partition_plan>> plans,
                                                             uint64_t seed);
@@ -51,6 +54,8 @@ private:
   node* node_ = nullptr;
   int partition_ = 0;
   std::unique_ptr<caf::actor> actor_;
+  std::unique_ptr<trace_recorder> trace_;
+  std::string trace_path_;
 };
 
 } // namespace luoshu::actors

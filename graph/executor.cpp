@@ -303,6 +303,7 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
       const tensor& src = ins[0];
       values[i] = tensor(src.storage(), src.offset(), s.ts.type, s.ts.shape);
     }
+    int64_t t0 = opts_.trace ? trace_recorder::now_us() : 0;
     try {
       s.kernel(kernel_call{nd, ins, values[i], ctx});
     } catch (const luoshu_error& e) {
@@ -313,6 +314,9 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
     } catch (const std::bad_alloc&) {
       return error{"node '" + nd.name + "' (op " + name(nd.op) + "): out of memory"};
     }
+    if (opts_.trace)
+      opts_.trace->span(std::string(name(nd.op)), "op", t0, trace_recorder::now_us() - t0, opts_.trace_track,
+                        "\"node\":" + json_quote(nd.name) + ",\"shape\":" + json_quote(s.ts.shape.to_string()));
     for (int sl : s.free_after) {
       if (opts_.poison_freed) {
         std::memset(slots_[static_cast<size_t>(sl)]->data(), 0xFF, slots_[static_cast<size_t>(sl)]->bytes());

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "graph/graph.hpp"
+#include "graph/trace.hpp"
 #include "graph/variables.hpp"
 #include "ops/kernel.hpp"
 
@@ -24,6 +25,9 @@ struct executor_options {
   /// and check before every kernel that each input buffer still belongs to
   /// that input; a violation is an error naming both nodes.
   bool poison_freed = false;
+  /// Record every kernel as a span on track `trace_track` (null: off).
+  trace_recorder* trace = nullptr;
+  int trace_track = 0;
 };
 
 struct run_options {

@@ -198,10 +198,17 @@ partition_plan partition_graph(const graph& g, const std::vector<int>& placement
 namespace luoshu {
 
 partition_runner::partition_runner(const partition_plan& plan, int partition, variable_store& vars,
-                                   const kernel_registry& kernels)
+                                   const kernel_registry& kernels, trace_recorder* trace)
     : plan_(plan), units_(plan.units_of(partition)) {
-  for (int ui : units_)
-    executors_[ui] = std::make_unique<executor>(*plan.units[static_cast<size_t>(ui)].g, vars, kernels);
+  for (int ui : units_) {
+    executor_options eo;
+    eo.trace = trace;
+    eo.trace_track = ui;
+    if (trace)
+      trace->name_track(ui, "unit " + std::to_string(ui) + " (wave " +
+                                std::to_string(plan.units[static_cast<size_t>(ui)].wave) + ")");
+    executors_[ui] = std::make_unique<executor>(*plan.units[static_cast<size_t>(ui)].g, vars, kernels, eo);
+  }
 }
 
 partition_runner::~partition_runner() = default;

@@ -84,7 +84,9 @@ struct unit_outputs {
 /// actor (one partition per process) and the in-process runner below.
 class partition_runner {
 public:
-  partition_runner(const partition_plan& plan, int partition, variable_store& vars, const kernel_registry& kernels);
+  /// `trace` (optional) records every kernel, one track per unit.
+  partition_runner(const partition_plan& plan, int partition, variable_store& vars, const kernel_registry& kernels,
+                   trace_recorder* trace = nullptr);
   ~partition_runner();
   partition_runner(const partition_runner&) = delete;
   partition_runner& operator=(const partition_runner&) = delete;

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "actors/coordinator.hpp"
+#include "graph/trace.hpp"
 
 namespace luoshu::app {
 
@@ -91,6 +92,7 @@ result<child> spawn_node(const launch_plan& plan, size_t rank, const std::string
       {"LUOSHU_RANK", std::to_string(rank)}, {"LUOSHU_WORLD_SIZE", std::to_string(plan.nodes.size())},
       {"LUOSHU_ROLE", n.role},             {"LUOSHU_NODE_NAME", c.name},
       {"LUOSHU_DEVICE", n.device}};
+  if (!plan.trace.empty()) env.emplace_back("LUOSHU_TRACE", plan.trace + ".rank" + std::to_string(rank));
   std::vector<std::string> argv;
   if (is_local(n.host)) {
     argv = plan.command;
@@ -320,10 +322,27 @@ int launch(const launch_plan& plan) {
   if (code != 0) {
     spdlog::error("launch: {}", why);
     stop_all(kids);
+  } else {
+    stop_all(kids); // closes pipes
+  }
+  if (!plan.trace.empty()) {
+    // One timeline for the whole job from the nodes' own trace files.
+    std::vector<std::string> parts;
+    for (size_t r = 0; r < kids.size(); ++r) {
+      std::string part = plan.trace + ".rank" + std::to_string(r);
+      if (access(part.c_str(), R_OK) == 0) parts.push_back(part);
+    }
+    if (status st = trace_recorder::merge(parts, plan.trace); !st) {
+      spdlog::error("launch: {}", st.err().message);
+    } else {
+      for (auto& part : parts) unlink(part.c_str());
+      spdlog::info("launch: timeline of {} node(s) written to {}", parts.size(), plan.trace);
+    }
+  }
+  if (code != 0) {
     spdlog::error("launch: job stopped (exit code {})", code);
     return code;
   }
-  stop_all(kids); // closes pipes
   spdlog::info("launch: all {} node(s) finished", kids.size());
   return 0;
 }

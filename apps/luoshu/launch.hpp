@@ -26,6 +26,7 @@ struct launch_plan {
   double timeout_s = 0;                 ///< whole-job limit; 0 = none
   double heartbeat_timeout_s = 10;
   double join_timeout_s = 120;
+  std::string trace;                    ///< merged Chrome/Perfetto timeline of every node (empty: off)
 };
 
 /// Reads a cluster YAML file (see README "Launching a job").

@@ -77,6 +77,8 @@ int main(int argc, char** argv) {
   train->add_option("--summary-json", summary, "Write final metrics as JSON to this file");
   train->add_option("--threads", threads, "Intra-op threads (0 = one per core)");
   train->add_flag("--quiet", quiet, "Only per-epoch lines");
+  std::string train_trace;
+  train->add_option("--trace", train_trace, "Write a Chrome/Perfetto timeline of every op to FILE");
 
   auto* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
@@ -104,6 +106,8 @@ int main(int argc, char** argv) {
   launch->add_option("--timeout", timeout, "Stop the job after this many seconds (0 = no limit)");
   launch->add_option("--heartbeat-timeout", hb_timeout, "Seconds of silence after which a node counts as hung");
   launch->add_option("--join-timeout", join_timeout, "Seconds for every node to join");
+  std::string launch_trace;
+  launch->add_option("--trace", launch_trace, "Write one Chrome/Perfetto timeline of every node's actors to FILE");
   launch->footer("Everything after -- is the application and its arguments, run once per node.");
 
   auto* nodecmd = app.add_subcommand("node", "Run one node of a job (settings from LUOSHU_* environment variables)");
@@ -137,7 +141,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    if (train->parsed()) return cmd_train(config, sets, summary, threads, quiet);
+    if (train->parsed()) {
+      if (!train_trace.empty()) sets.push_back("run.trace=" + train_trace);
+      return cmd_train(config, sets, summary, threads, quiet);
+    }
     if (launch->parsed()) {
       if (local > 0 && !cluster.empty()) {
         spdlog::error("launch: give either --local N or a cluster file, not both");
@@ -161,6 +168,7 @@ int main(int argc, char** argv) {
         return 2;
       }
       plan.command = command;
+      plan.trace = launch_trace;
       if (timeout > 0) plan.timeout_s = timeout;
       if (launch->count("--heartbeat-timeout")) plan.heartbeat_timeout_s = hb_timeout;
       if (launch->count("--join-timeout")) plan.join_timeout_s = join_timeout;

@@ -208,6 +208,7 @@ train_config build(const YAML::Node& root, const std::string& source) {
   r.get("max_steps", c.run.max_steps);
   r.get("checkpoint", c.run.checkpoint);
   r.get("resume", c.run.resume);
+  r.get("trace", c.run.trace);
   r.finish();
   if (c.run.epochs <= 0) reader::fail("run.epochs", "must be > 0");
   if (c.run.batch_size <= 0) reader::fail("run.batch_size", "must be > 0");

@@ -48,6 +48,7 @@ struct run_config {
   int64_t max_steps = 0; ///< stop after this many steps (0 = no limit)
   std::string checkpoint; ///< save variables + optimizer state + step here after every epoch
   std::string resume;     ///< continue from this checkpoint (same model; epochs counts the total)
+  std::string trace;      ///< write a Chrome/Perfetto timeline of every op here
 };
 
 struct train_config {

@@ -176,7 +176,14 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
   kernel_registry reg;
   cpu::register_kernels(reg);
   variable_store vars(cfg.run.seed);
-  executor ex(g, vars, reg);
+  std::unique_ptr<trace_recorder> trace;
+  executor_options eo;
+  if (!cfg.run.trace.empty()) {
+    trace = std::make_unique<trace_recorder>(0, "luoshu train");
+    trace->name_track(0, "executor");
+    eo.trace = trace.get();
+  }
+  executor ex(g, vars, reg, eo);
   std::unique_ptr<trainer> tr;
   try {
     tr = std::make_unique<trainer>(g, m.loss, cfg.optimizer, ex);
@@ -292,6 +299,8 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
     }
   }
 
+  if (trace)
+    if (status st = trace->write(cfg.run.trace); !st) return st.err();
   sum.steps = tr->steps_done();
   if (!sum.epochs.empty()) {
     sum.train_loss = sum.epochs.back().train_loss;

@@ -16,8 +16,18 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 steps=150
 timeout 300 "$example" --steps $steps >"$tmp/single.log" 2>&1 || { echo "FAIL: single-process run"; cat "$tmp/single.log"; exit 1; }
-timeout 300 "$luoshu" launch --local 2 --timeout 280 -- "$example" --steps $steps >"$tmp/job.log" 2>&1 ||
+timeout 300 "$luoshu" launch --local 2 --timeout 280 --trace "$tmp/job.json" -- "$example" --steps $steps >"$tmp/job.log" 2>&1 ||
   { echo "FAIL: two-process job"; tail -30 "$tmp/job.log"; exit 1; }
+python3 - "$tmp/job.json" <<'PY' || exit 1
+import collections, json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+cats = collections.Counter((e["pid"], e.get("cat", "meta")) for e in events)
+for pid in (0, 1):
+    for cat in ("op", "unit", "message", "wait"):
+        if cats[(pid, cat)] == 0:
+            sys.exit(f"FAIL: the job's timeline has no '{cat}' events of node {pid}")
+print(f"ok: merged timeline with {len(events)} events from both nodes")
+PY
 python3 - "$tmp/single.log" "$tmp/job.log" "$steps" <<'PY'
 import re, sys
 def read(path):

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include "apps/train/config.hpp"
 #include "apps/train/train.hpp"
@@ -258,4 +259,18 @@ TEST(Train, ResumeFromACorruptOrForeignCheckpointFails) {
   ASSERT_FALSE(r2.ok());
   EXPECT_NE(r2.err().message.find("'dense1/"), std::string::npos) << r2.err().message;
   EXPECT_NE(r2.err().message.find("9]"), std::string::npos) << r2.err().message;
+}
+
+TEST(Train, TraceWritesAChromeTimelineOfEveryOp) {
+  temp_dir dir;
+  std::string csv = xor_csv(dir), trace = dir.file("t.json", "");
+  auto c = parse_train_config(xor_yaml(csv), "x.yaml", {"run.epochs=1", "run.trace=" + trace});
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  ASSERT_TRUE(train(*c).ok());
+  std::ifstream f(trace);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.rfind("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[", 0), 0u);
+  EXPECT_NE(text.find("\"name\":\"linear\",\"cat\":\"op\",\"ph\":\"X\""), std::string::npos);
+  EXPECT_NE(text.find("adam_update"), std::string::npos); // the updates are traced too
+  EXPECT_EQ(text.substr(text.size() - 3), "]}\n");
 }
