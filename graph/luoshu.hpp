@@ -12,6 +12,7 @@
 #include "graph/executor.hpp"
 #include "graph/graph.hpp"
 #include "graph/metrics.hpp"
+#include "graph/models.hpp"
 #include "graph/optimizer.hpp"
 #include "graph/tensor.hpp"
 #include "graph/variables.hpp"

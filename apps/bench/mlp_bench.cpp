@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "graph/builder.hpp"
+#include "graph/models.hpp"
 #include "graph/optimizer.hpp"
 #include "ops/kernel.hpp"
 #include "ops/random.hpp"
@@ -35,9 +36,7 @@ luoshu_result measure_luoshu(const mlp_bench_options& o, int threads) {
   graph g;
   expr x = g.placeholder("x", dtype::f32, shape{-1, 784});
   expr y = g.placeholder("y", dtype::i64, shape{-1});
-  expr h = relu(linear(x, g.variable("w1", {784, 256}, init::he_uniform()), g.variable("b1", {256}, init::zeros())));
-  h = relu(linear(h, g.variable("w2", {256, 256}, init::he_uniform()), g.variable("b2", {256}, init::zeros())));
-  expr logits = linear(h, g.variable("w3", {256, 10}, init::he_uniform()), g.variable("b3", {10}, init::zeros()));
+  expr logits = models::mlp(x, {256, 256, 10});
   expr loss = mean(softmax_cross_entropy(logits, y));
   kernel_registry reg;
   cpu::register_kernels(reg);

@@ -45,9 +45,7 @@ int main(int argc, char** argv) {
   graph g;
   expr x = g.placeholder("x", dtype::f32, {-1, 784});
   expr y = g.placeholder("y", dtype::i64, {-1});
-  expr h1 = relu(linear(x, g.variable("w1", {784, 256}, init::he_uniform()), g.variable("b1", {256}, init::zeros())));
-  expr h2 = relu(linear(h1, g.variable("w2", {256, 256}, init::he_uniform()), g.variable("b2", {256}, init::zeros())));
-  expr logits = linear(h2, g.variable("w3", {256, 10}, init::he_uniform()), g.variable("b3", {10}, init::zeros()));
+  expr logits = models::mlp(x, {256, 256, 10}); // w1, b1 ... w3, b3
   expr loss = mean(softmax_cross_entropy(logits, y)).named("loss");
   expr acc = accuracy(logits, y).named("accuracy");
   optimizer_config opt;
