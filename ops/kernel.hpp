@@ -46,7 +46,8 @@ namespace cpu {
 /// Registers every CPU kernel.
 void register_kernels(kernel_registry& r);
 /// Intra-op threads for CPU kernels and the GEMM library (one OpenMP pool
-/// serves both, so they never stack). 0 = one per core.
+/// serves both, so they never stack). 0 = OMP_NUM_THREADS if set, else one
+/// per core.
 void set_num_threads(int n);
 int num_threads();
 } // namespace cpu

@@ -93,6 +93,14 @@ result<child> spawn_node(const launch_plan& plan, size_t rank, const std::string
       {"LUOSHU_ROLE", n.role},             {"LUOSHU_NODE_NAME", c.name},
       {"LUOSHU_DEVICE", n.device}};
   if (!plan.trace.empty()) env.emplace_back("LUOSHU_TRACE", plan.trace + ".rank" + std::to_string(rank));
+  // Nodes on one host share its cores: without this, each would start a
+  // thread per core and the OpenMP pools would fight (unless the user chose).
+  if (!std::getenv("OMP_NUM_THREADS") && is_local(n.host)) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long local = 0;
+    for (auto& m : plan.nodes) local += is_local(m.host) ? 1 : 0;
+    env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1L, cores / std::max(1L, local))));
+  }
   std::vector<std::string> argv;
   if (is_local(n.host)) {
     argv = plan.command;

@@ -18,7 +18,12 @@ void register_kernels(kernel_registry& r) {
 }
 
 void set_num_threads(int n) {
-  if (n <= 0) n = omp_get_num_procs();
+  if (n <= 0) {
+    // 0 = the default: OMP_NUM_THREADS when set (luoshu launch sets it to
+    // share the cores among a host's nodes), else one thread per core.
+    const char* env = std::getenv("OMP_NUM_THREADS");
+    n = env && std::atoi(env) > 0 ? std::atoi(env) : omp_get_num_procs();
+  }
   omp_set_dynamic(0);
   omp_set_num_threads(n);
 }
