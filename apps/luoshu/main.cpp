@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "apps/bench/mlp_bench.hpp"
+#include "apps/bench/transport_bench.hpp"
 #include "apps/luoshu/launch.hpp"
 #include "apps/luoshu/node_cmd.hpp"
 #include "apps/luoshu/progress.hpp"
@@ -92,6 +93,14 @@ int main(int argc, char** argv) {
   mlp->add_option("--threads", mo.threads, "Luoshu thread counts to try (best kept)");
   mlp->add_option("--python", mo.python, "Python with torch and tensorflow (default: .venv-bench)");
   mlp->add_flag("--no-baselines", no_baselines, "Measure Luoshu only");
+  auto* transport_cmd =
+    bench->add_subcommand("transport", "Tensors between two processes: BASP vs the bulk lane vs raw TCP");
+  luoshu::bench::transport_bench_options to;
+  transport_cmd->add_option("--json", to.json_path, "Write results as JSON to this file");
+  transport_cmd->add_option("--sizes", to.sizes, "Tensor sizes: bytes or 64K, 4M, 1G (default 1K to 256M, powers of 4)");
+  transport_cmd->add_option("--seconds", to.seconds, "Seconds per path and size (best of 2 rounds), and per round-trip test")->check(CLI::PositiveNumber);
+  transport_cmd->add_option("--paths", to.paths, "Paths to measure: raw, lane, basp (default all)");
+  transport_cmd->add_flag("--peer", to.peer, "Run as the benchmark's peer process")->group("");
 
   app.add_subcommand("info", "Version, threads and devices");
 
@@ -176,6 +185,7 @@ int main(int argc, char** argv) {
     }
     if (nodecmd->parsed()) return luoshu::app::run_node(no);
     if (coordcmd->parsed()) return luoshu::app::run_coordinator(co);
+    if (transport_cmd->parsed()) return luoshu::bench::run_transport_bench(to);
     if (mlp->parsed()) {
       mo.baselines = !no_baselines;
       return luoshu::bench::run_mlp_bench(mo);
