@@ -12,6 +12,9 @@ runtime_config::runtime_config() {
   // Nodes that learn each other's actors through the coordinator talk
   // directly instead of routing every message through it.
   set("middleman.enable-automatic-connections", true);
+  // A shared work queue instead of work stealing: on 2-4 cores this cut the
+  // typed-message round trip from ~136 to ~88 us (luoshu bench transport).
+  set("scheduler.policy", caf::atom("sharing"));
 }
 
 std::string describe(caf::actor_system& sys, const caf::error& e) {
