@@ -1,5 +1,7 @@
 #include "graph/executor.hpp"
 
+#include "graph/device_backend.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <sstream>
@@ -37,7 +39,28 @@ struct executor::plan {
 
 executor::executor(const graph& g, variable_store& vars, const kernel_registry& kernels,
                    executor_options opts)
-    : g_(g), vars_(vars), kernels_(kernels), opts_(opts) {}
+    : g_(g), vars_(vars), kernels_(kernels), opts_(opts) {
+  if (opts_.device.kind == device::kind_t::cpu) return;
+  if (opts_.stream) {
+    stream_ = opts_.stream;
+    if (!(stream_->device() == opts_.device))
+      device_error_ = "the executor runs on " + opts_.device.to_string() + " but its stream is on " +
+                      stream_->device().to_string();
+    return;
+  }
+  device_backend* b = kernels_.backend(opts_.device.kind);
+  if (!b) {
+    device_error_ = "cannot run on " + opts_.device.to_string() +
+                    ": no kernels for it are registered (is this build without CUDA? see `luoshu info`)";
+    return;
+  }
+  try {
+    own_stream_ = b->make_stream(opts_.device.index);
+    stream_ = own_stream_.get();
+  } catch (const luoshu_error& e) {
+    device_error_ = e.what();
+  }
+}
 
 executor::~executor() = default;
 
@@ -121,8 +144,10 @@ result<executor::plan*> executor::plan_for(const feed_map& feeds, const std::vec
       } catch (const luoshu_error& e) {
         return error{e.what()};
       }
-      s.kernel = kernels_.find(nd.op, device::kind_t::cpu);
-      if (!s.kernel) return error{std::string("op '") + oi.name + "' (node '" + nd.name + "') has no CPU kernel"};
+      s.kernel = kernels_.find(nd.op, opts_.device.kind);
+      if (!s.kernel)
+        return error{std::string("op '") + oi.name + "' (node '" + nd.name + "') has no " +
+                     (opts_.device.kind == device::kind_t::cpu ? "CPU" : "CUDA") + " kernel"};
       s.where = (oi.flags & op_flag_alias_input0) ? where_t::alias : where_t::pooled;
       for (size_t j = 0; j < nd.inputs.size(); ++j) {
         bool shape_only = (oi.flags & op_flag_shape_only_last) && j + 1 == nd.inputs.size();
@@ -215,6 +240,21 @@ result<executor::plan*> executor::plan_for(const feed_map& feeds, const std::vec
 
 result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vector<expr>& fetches,
                                           const std::vector<expr>& targets, const run_options& ro) {
+  if (!device_error_.empty()) return error{device_error_};
+  // Kernels' errors are named by node inside; what escapes here comes from
+  // the device (allocation, copies of variables and constants).
+  try {
+    return run_impl(feeds, fetches, targets, ro);
+  } catch (const luoshu_error& e) {
+    return error{std::string("on ") + opts_.device.to_string() + ": " + e.what()};
+  } catch (const std::bad_alloc&) {
+    return error{"out of host memory"};
+  }
+}
+
+result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std::vector<expr>& fetches,
+                                               const std::vector<expr>& targets, const run_options& ro) {
+  const bool on_device = stream_ != nullptr;
   if (g_.size() != initialized_upto_) { // new nodes (e.g. optimizer slots) since the last run
     if (status st = vars_.initialize(g_); !st) return st.err();
     initialized_upto_ = g_.size();
@@ -227,7 +267,10 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
   // Grow the shared pool to this plan's slot sizes.
   if (slots_.size() < p.slot_bytes.size()) slots_.resize(p.slot_bytes.size());
   for (size_t k = 0; k < p.slot_bytes.size(); ++k)
-    if (!slots_[k] || slots_[k]->bytes() < p.slot_bytes[k]) slots_[k] = std::make_shared<storage>(p.slot_bytes[k]);
+    if (!slots_[k] || slots_[k]->bytes() < p.slot_bytes[k]) {
+      slots_[k].reset(); // back to the device cache before asking for more
+      slots_[k] = on_device ? stream_->allocate(p.slot_bytes[k]) : std::make_shared<storage>(p.slot_bytes[k]);
+    }
   stats_.pool_bytes = 0;
   for (auto& s : slots_) stats_.pool_bytes += s ? s->bytes() : 0;
   stats_.peak_live_bytes = p.peak_live;
@@ -237,10 +280,18 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
   const size_t m = p.steps.size();
   std::vector<tensor> values(m);
   std::vector<node_id> owner(slots_.size(), -1);
-  for (auto& [pos, k] : p.feed_pos) values[static_cast<size_t>(pos)] = feeds[k].second;
   kernel_context ctx;
   ctx.step = ro.step;
   ctx.training = ro.training;
+  ctx.stream = stream_;
+  // Device failures (a CUDA error, an out-of-range index found by a kernel)
+  // surface as luoshu_error from the stream; they end the run as an error.
+  try {
+    for (auto& [pos, k] : p.feed_pos)
+      values[static_cast<size_t>(pos)] = on_device ? feeds[k].second.to(*stream_) : feeds[k].second;
+  } catch (const luoshu_error& e) {
+    return error{std::string("copying feeds to ") + opts_.device.to_string() + ": " + e.what()};
+  }
   std::vector<tensor> ins;
   // Fetched values are copied out before the first update runs, so a
   // fetched variable shows the value this step computed with.
@@ -253,8 +304,14 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
       op_kind k = g_.at(p.steps[static_cast<size_t>(pos)].id).op;
       // Pooled buffers are reused by the next run and variables change with
       // every update: hand out a copy. Feeds and constants are immutable.
+      const tensor& v = values[static_cast<size_t>(pos)];
+      if (on_device) { // comes back to the host at the end of the run
+        out[f] = tensor(v.type(), v.shape());
+        if (v.nbytes() > 0) stream_->download(out[f].raw(), v.raw(), v.nbytes());
+        continue;
+      }
       bool share = k == op_kind::placeholder || k == op_kind::constant;
-      out[f] = share ? values[static_cast<size_t>(pos)] : values[static_cast<size_t>(pos)].clone();
+      out[f] = share ? v : v.clone();
     }
   };
   for (size_t i = 0; i < m; ++i) {
@@ -273,8 +330,19 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
           return error{"variable '" + nd.name + "' holds " + name(v.type()) + v.shape().to_string() +
                        " but the graph declares " + name(nd.type) + nd.shape.to_string()};
         values[i] = v;
+        if (on_device && !(v.device() == opts_.device)) { // first use: the variable moves to the device
+          values[i] = v.to(*stream_);
+          vars_.set(nd.name, values[i]);
+        }
       }
-      if (nd.op == op_kind::constant) values[i] = nd.attrs.value;
+      if (nd.op == op_kind::constant) {
+        values[i] = nd.attrs.value;
+        if (on_device) {
+          auto [it, fresh] = device_constants_.try_emplace(s.id);
+          if (fresh) it->second = nd.attrs.value.to(*stream_);
+          values[i] = it->second;
+        }
+      }
       continue;
     }
     ins.clear();
@@ -305,6 +373,7 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
     }
     int64_t t0 = opts_.trace ? trace_recorder::now_us() : 0;
     try {
+      if (on_device) stream_->set_current_node(nd.name, name(nd.op));
       s.kernel(kernel_call{nd, ins, values[i], ctx});
     } catch (const luoshu_error& e) {
       std::string msg = e.what();
@@ -319,13 +388,21 @@ result<std::vector<tensor>> executor::run(const feed_map& feeds, const std::vect
                         "\"node\":" + json_quote(nd.name) + ",\"shape\":" + json_quote(s.ts.shape.to_string()));
     for (int sl : s.free_after) {
       if (opts_.poison_freed) {
-        std::memset(slots_[static_cast<size_t>(sl)]->data(), 0xFF, slots_[static_cast<size_t>(sl)]->bytes());
+        if (!on_device)
+          std::memset(slots_[static_cast<size_t>(sl)]->data(), 0xFF, slots_[static_cast<size_t>(sl)]->bytes());
         owner[static_cast<size_t>(sl)] = -1;
       }
     }
   }
 
   snapshot(true);
+  if (on_device) {
+    try {
+      stream_->synchronize(); // this stream only; completes the downloads above
+    } catch (const luoshu_error& e) {
+      return error{e.what()};
+    }
+  }
   return out;
 }
 

@@ -25,6 +25,14 @@ struct executor_options {
   /// and check before every kernel that each input buffer still belongs to
   /// that input; a violation is an error naming both nodes.
   bool poison_freed = false;
+  /// Where the graph runs: cpu, or cuda:N (with the CUDA kernels registered).
+  /// On a device, feeds may be host or device tensors, variables move to the
+  /// device on first use and stay there (the store then holds device
+  /// tensors), and fetched values come back as host tensors.
+  luoshu::device device = luoshu::device::cpu();
+  /// The stream to queue device work on (null: the executor makes its own).
+  /// A compute actor passes its own, so its kernels never wait for another's.
+  device_stream* stream = nullptr;
   /// Record every kernel as a span on track `trace_track` (null: off).
   trace_recorder* trace = nullptr;
   int trace_track = 0;
@@ -60,6 +68,9 @@ public:
                                   const std::vector<expr>& targets = {}, const run_options& ro = {});
 
   const memory_stats& stats() const { return stats_; }
+  /// The stream device work is queued on (null on the CPU or when the
+  /// device could not be opened).
+  device_stream* stream() const { return stream_; }
 
   /// For tests: the last plan's (node, slot, first position, last position)
   /// for every pooled value; two entries on one slot must not overlap.
@@ -73,6 +84,8 @@ public:
 
 private:
   struct plan;
+  result<std::vector<tensor>> run_impl(const feed_map& feeds, const std::vector<expr>& fetches,
+                                       const std::vector<expr>& targets, const run_options& ro);
   result<plan*> plan_for(const feed_map& feeds, const std::vector<expr>& fetches,
                          const std::vector<expr>& targets);
 
@@ -85,6 +98,10 @@ private:
   plan* last_ = nullptr;
   size_t initialized_upto_ = 0; ///< graph size when variables were last initialised
   std::vector<std::shared_ptr<storage>> slots_;
+  std::unique_ptr<device_stream> own_stream_;
+  device_stream* stream_ = nullptr;
+  std::string device_error_; ///< why the device cannot be used (empty: fine)
+  std::map<node_id, tensor> device_constants_;
 };
 
 } // namespace luoshu

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "graph/device_backend.hpp"
 #include "graph/error.hpp"
 
 namespace luoshu {
@@ -82,8 +83,12 @@ storage::storage(size_t bytes) : bytes_(bytes) {
   release_ = [](void* p) { std::free(p); };
 }
 
-storage::storage(void* data, size_t bytes, luoshu::device dev, std::function<void(void*)> release)
-    : data_(data), bytes_(bytes), device_(dev), release_(std::move(release)) {}
+storage::storage(void* data, size_t bytes, luoshu::device dev, std::function<void(void*)> release,
+                 const device_backend* backend)
+    : data_(data), bytes_(bytes), device_(dev), release_(std::move(release)), backend_(backend) {
+  if (dev.kind != luoshu::device::kind_t::cpu && !backend)
+    throw luoshu_error("device storage on " + dev.to_string() + " needs its backend");
+}
 
 storage::~storage() {
   if (release_) release_(data_);
@@ -142,6 +147,37 @@ void tensor::check_type(dtype t) const {
     throw luoshu_error(std::string("tensor holds ") + name(dtype_) + ", accessed as " + name(t));
 }
 
+void tensor::check_host() const {
+  if (!on_host())
+    throw luoshu_error("tensor " + shape_.to_string() + " lives on " + device().to_string() +
+                       ": copy it to the host with to_host() before reading its elements");
+}
+
+tensor tensor::to_host() const {
+  if (on_host()) return *this;
+  tensor r(dtype_, shape_);
+  if (nbytes() > 0) storage_->backend()->copy_to_host(r.raw(), raw(), nbytes(), device().index);
+  return r;
+}
+
+tensor tensor::to(device_stream& s) const {
+  if (!on_host() && device() == s.device()) return *this;
+  const tensor src = to_host();
+  tensor r(s.allocate(src.nbytes()), 0, dtype_, shape_);
+  if (src.nbytes() > 0) s.upload(r.raw(), src.raw(), src.nbytes());
+  return r;
+}
+
+namespace {
+/// A device copy of host tensor `h` on the device (and backend) of `like`.
+tensor upload_like(const tensor& h, const tensor& like) {
+  const device_backend* b = like.storage()->backend();
+  tensor r(b->allocate(h.nbytes(), like.device().index), 0, h.type(), h.shape());
+  if (h.nbytes() > 0) b->copy_from_host(r.raw(), h.raw(), h.nbytes(), like.device().index);
+  return r;
+}
+} // namespace
+
 void tensor::check_numel(int64_t n) const {
   if (n != numel())
     throw luoshu_error("tensor of shape " + shape_.to_string() + " needs " +
@@ -149,6 +185,7 @@ void tensor::check_numel(int64_t n) const {
 }
 
 std::vector<double> tensor::to_doubles() const {
+  if (!on_host()) return to_host().to_doubles();
   std::vector<double> out(static_cast<size_t>(numel()));
   visit_numeric(dtype_, [&](auto z) {
     using T = decltype(z);
@@ -161,6 +198,7 @@ std::vector<double> tensor::to_doubles() const {
 double tensor::item(int64_t i) const {
   if (i < 0 || i >= numel())
     throw luoshu_error("item " + std::to_string(i) + " out of range for shape " + shape_.to_string());
+  if (!on_host()) return to_host().item(i);
   return visit_numeric(dtype_, [&](auto z) {
     using T = decltype(z);
     return static_cast<double>(static_cast<const T*>(raw())[i]);
@@ -174,6 +212,7 @@ tensor tensor::reshaped(luoshu::shape s) const {
 }
 
 tensor tensor::clone() const {
+  if (!on_host()) return upload_like(to_host(), *this);
   tensor r(dtype_, shape_);
   std::memcpy(r.raw(), raw(), nbytes());
   return r;
@@ -181,6 +220,7 @@ tensor tensor::clone() const {
 
 tensor tensor::cast(dtype t) const {
   if (t == dtype_) return clone();
+  if (!on_host()) return upload_like(to_host().cast(t), *this);
   tensor r(t, shape_);
   visit_numeric(dtype_, [&](auto zi) {
     using I = decltype(zi);
@@ -195,6 +235,12 @@ tensor tensor::cast(dtype t) const {
 }
 
 void tensor::fill(double v) const {
+  if (!on_host()) {
+    tensor h(dtype_, shape_);
+    h.fill(v);
+    if (nbytes() > 0) storage_->backend()->copy_from_host(raw(), h.raw(), nbytes(), device().index);
+    return;
+  }
   visit_numeric(dtype_, [&](auto z) {
     using T = decltype(z);
     T* p = static_cast<T*>(raw());
@@ -244,11 +290,10 @@ std::string tensor::to_string(int64_t edge_items) const {
   std::ostringstream os;
   os << "tensor(" << name(dtype_) << ", " << shape_.to_string() << ", " << device().to_string() << ")";
   if (!defined()) return os.str() + " <undefined>";
-  if (device().kind != luoshu::device::kind_t::cpu || dtype_ == dtype::f16 || dtype_ == dtype::bf16)
-    return os.str();
+  if (dtype_ == dtype::f16 || dtype_ == dtype::bf16) return os.str();
   os << "\n";
   os.precision(6);
-  print_rec(os, *this, 0, 0, edge_items, 0);
+  print_rec(os, to_host(), 0, 0, edge_items, 0);
   return os.str();
 }
 

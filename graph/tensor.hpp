@@ -15,6 +15,9 @@
 
 namespace luoshu {
 
+class device_backend;
+class device_stream;
+
 /// A block of bytes on one device. Resource type: not copyable; tensors
 /// share it by reference (std::shared_ptr).
 class storage {
@@ -23,7 +26,8 @@ public:
   explicit storage(size_t bytes);
   /// Adopts memory owned elsewhere (a device allocator, a pool); `release`
   /// is called with `data` when the last reference goes.
-  storage(void* data, size_t bytes, device dev, std::function<void(void*)> release);
+  storage(void* data, size_t bytes, device dev, std::function<void(void*)> release,
+          const device_backend* backend = nullptr);
   ~storage();
   storage(const storage&) = delete;
   storage& operator=(const storage&) = delete;
@@ -31,12 +35,15 @@ public:
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
   luoshu::device device() const { return device_; }
+  /// The backend that owns device memory (null for host memory).
+  const device_backend* backend() const { return backend_; }
 
 private:
   void* data_ = nullptr;
   size_t bytes_ = 0;
   luoshu::device device_;
   std::function<void(void*)> release_;
+  const device_backend* backend_ = nullptr;
 };
 
 /// A dense, contiguous, row-major n-d array. Copying a tensor copies the
@@ -68,10 +75,20 @@ public:
   const std::shared_ptr<luoshu::storage>& storage() const { return storage_; }
   size_t offset() const { return offset_; }
 
+  /// The first byte, in the memory of the tensor's device.
   void* raw() const;
-  /// Typed element pointer; throws luoshu_error on a dtype mismatch.
+  bool on_host() const { return !storage_ || storage_->device().kind == device::kind_t::cpu; }
+  /// Typed element pointer into host memory; throws luoshu_error on a dtype
+  /// mismatch or for a tensor on a device (use to_host() first).
   template <class T>
   T* data() const {
+    check_type(dtype_of<T>);
+    check_host();
+    return static_cast<T*>(raw());
+  }
+  /// Typed element pointer wherever the tensor lives (for device kernels).
+  template <class T>
+  T* device_data() const {
     check_type(dtype_of<T>);
     return static_cast<T*>(raw());
   }
@@ -86,8 +103,13 @@ public:
 
   /// Same bytes, another shape with the same element count.
   tensor reshaped(luoshu::shape s) const;
-  /// A deep copy.
+  /// A deep copy (on the same device).
   tensor clone() const;
+  /// This tensor if it is on the host, else a host copy (synchronous).
+  tensor to_host() const;
+  /// A copy on the stream's device, queued on the stream (the host bytes are
+  /// staged at once). A tensor already on that device is returned as is.
+  tensor to(device_stream& s) const;
   /// A deep copy converted to another dtype.
   tensor cast(dtype t) const;
   /// Fills with a value (converted to the dtype).
@@ -99,6 +121,7 @@ public:
 
 private:
   void check_type(dtype t) const;
+  void check_host() const;
   void check_numel(int64_t n) const;
 
   std::shared_ptr<luoshu::storage> storage_;

@@ -1,0 +1,9 @@
+// CUDA kernels: shape ops (see gpu.cuh for how kernels are written).
+
+#include "ops/cuda/gpu.cuh"
+
+namespace luoshu::LUOSHU_GPU_NS {
+
+void register_shape(kernel_registry&) {}
+
+} // namespace luoshu::LUOSHU_GPU_NS
