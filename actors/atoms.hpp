@@ -19,5 +19,10 @@ using step_atom = caf::atom_constant<caf::atom("step")>;
 using tensor_atom = caf::atom_constant<caf::atom("tensor")>;
 using peer_atom = caf::atom_constant<caf::atom("peer")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
+/// End of data: a driver tells its compute actor that no more steps come;
+/// a compute actor tells its peers how many steps it ran.
+using end_atom = caf::atom_constant<caf::atom("enddata")>;
+/// Asks a compute actor where its bulk tensor lane listens.
+using lane_atom = caf::atom_constant<caf::atom("lane")>;
 
 } // namespace luoshu::actors

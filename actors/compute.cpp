@@ -4,11 +4,13 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <optional>
 #include <set>
 
 #include "actors/atoms.hpp"
 #include "actors/runtime.hpp"
 #include "ops/kernel.hpp"
+#include "transport/bulk/lane.hpp"
 #include "transport/codec.hpp"
 
 namespace luoshu::actors {
@@ -26,16 +28,62 @@ struct step_request {
 struct step_result {
   std::vector<tensor> fetches;
 };
+/// A tensor the lane listener received (on the I/O thread), handed to the
+/// compute actor by reference.
+struct lane_delivery {
+  transport::bulk::connection_id connection = 0;
+  transport::tensor_message message;
+};
 
 } // namespace
 } // namespace luoshu::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(luoshu::actors::step_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(luoshu::actors::step_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(luoshu::actors::lane_delivery)
 
 namespace luoshu::actors {
 
+namespace bulk = transport::bulk;
+
+transfer_counts transfer_counters::snapshot() const {
+  transfer_counts c;
+  c.lane_sent = lane_sent.load();
+  c.lane_sent_bytes = lane_sent_bytes.load();
+  c.lane_received = lane_received.load();
+  c.lane_received_bytes = lane_received_bytes.load();
+  c.basp_sent = basp_sent.load();
+  c.basp_sent_bytes = basp_sent_bytes.load();
+  c.basp_received = basp_received.load();
+  c.basp_received_bytes = basp_received_bytes.load();
+  return c;
+}
+
+/// This process's bulk lane listener and the buffers it shares with the
+/// compute actor's senders.
+struct program_lane {
+  std::shared_ptr<bulk::buffer_pool> pool;
+  std::optional<bulk::listener> listener;
+  std::string host; ///< advertised address
+};
+
 namespace {
+
+// Atoms the lane listener uses to reach its compute actor (local only).
+using lane_recv_atom = caf::atom_constant<caf::atom("lanerecv")>;
+using lane_fail_atom = caf::atom_constant<caf::atom("lanefail")>;
+
+/// The first frame on every lane connection: the sender's partition (as
+/// the step), no tensor.
+const std::string lane_hello = "luoshu.lane.hello";
+
+/// What a compute actor knows about another partition.
+struct peer_info {
+  caf::actor actor;
+  std::string name;      ///< the node's name, for messages
+  std::string lane_host; ///< where its bulk lane listens
+  uint16_t lane_port = 0;
+};
 
 struct compute_state {
   std::vector<std::shared_ptr<const partition_plan>> plans;
@@ -43,7 +91,8 @@ struct compute_state {
   kernel_registry kernels;
   std::unique_ptr<variable_store> vars;
   std::vector<std::unique_ptr<partition_runner>> runners; ///< one per plan
-  std::map<int, caf::actor> peers;                        ///< partition -> compute actor
+  std::map<int, peer_info> peers;                         ///< partition -> its compute actor and lane
+  std::string node_name;                                  ///< this process's node, for messages
 
   int64_t next_step = 0;                                   ///< the step being (or next to be) run
   std::map<int64_t, std::map<std::string, tensor>> values; ///< per step: feeds, received and local values
@@ -64,6 +113,23 @@ struct compute_state {
   int64_t wait_since = -1;                       ///< when a unit started waiting for input (trace)
   bool holding = false;                          ///< step done, completion held back
   step_result held;
+
+  // Transport: tensors of at least `threshold` bytes go over the bulk lane.
+  uint64_t threshold = uint64_t{1} << 20;
+  bulk::lane_options lane_opts;                           ///< shares the program's buffer pool
+  std::string lane_host;                                  ///< our listener, as advertised
+  uint16_t lane_port = 0;
+  std::map<int, std::unique_ptr<bulk::sender>> lanes;     ///< partition -> connection to its lane (lazy)
+  std::map<bulk::connection_id, int> lane_peers;          ///< incoming connection -> sending partition
+  transfer_counters* counters = nullptr;
+
+  // End of data and failures.
+  std::string broken;                 ///< a failure that ends the program (a peer gone, a lane error)
+  bool ending = false;                ///< the driver called finish()
+  bool end_sent = false;              ///< peers were told how many steps we ran
+  caf::response_promise finish_promise;
+  std::map<int, int64_t> ended;       ///< peer -> the number of steps it ran (its end of data)
+  std::set<int> gone;                 ///< peers whose actor terminated before ending its data
   static inline const char* name = "luoshu.compute";
 };
 
@@ -71,6 +137,87 @@ using compute_actor = caf::stateful_actor<compute_state>;
 
 /// The trace track of the compute actor's own events.
 constexpr int compute_track = 1000;
+
+void progress(compute_actor* self);
+
+std::string peer_name(const compute_state& s, int p) {
+  auto it = s.peers.find(p);
+  std::string out = "partition " + std::to_string(p);
+  if (it != s.peers.end() && !it->second.name.empty()) out += " (" + it->second.name + ")";
+  return out;
+}
+
+/// Fails the step in flight (or held) with `why`; with `sticky`, every later
+/// step and finish() fail with it too.
+void fail_step(compute_actor* self, const std::string& why, bool sticky) {
+  auto& s = self->state;
+  if (sticky && s.broken.empty()) s.broken = why;
+  if (s.active || s.holding) {
+    s.promise.deliver(caf::make_error(caf::sec::runtime_error, why));
+    s.active = false;
+    s.holding = false;
+  }
+}
+
+/// After finish(): once no step is in flight, tells every peer how many
+/// steps ran; once every peer ended its data too (or is gone), answers the
+/// driver and stops.
+void try_finish(compute_actor* self) {
+  auto& s = self->state;
+  if (!s.ending || s.active) return;
+  const int world = s.plans.front()->partitions;
+  if (!s.end_sent) {
+    s.end_sent = true;
+    for (auto& [p, peer] : s.peers) self->send(peer.actor, end_atom::value, s.partition, s.next_step);
+  }
+  for (int p = 0; p < world; ++p)
+    if (p != s.partition && !s.ended.count(p) && !s.gone.count(p)) return;
+  if (s.holding) { // every peer ended, so no release is coming: the step did finish
+    s.holding = false;
+    s.promise.deliver(std::move(s.held));
+  }
+  if (!s.broken.empty()) s.finish_promise.deliver(caf::make_error(caf::sec::runtime_error, s.broken));
+  else s.finish_promise.deliver(true);
+  s.lanes.clear(); // closes our connections after what is queued
+  self->quit();
+}
+
+/// Sends `m` to partition `p` over the bulk lane, connecting on first use.
+status lane_send(compute_actor* self, int p, const transport::tensor_message& m) {
+  auto& s = self->state;
+  auto it = s.lanes.find(p);
+  if (it == s.lanes.end()) {
+    auto pi = s.peers.find(p);
+    if (pi == s.peers.end() || pi->second.lane_port == 0) return error{"its lane address is unknown"};
+    auto c = bulk::connect(self->system(), pi->second.lane_host, pi->second.lane_port, s.lane_opts);
+    if (!c) return c.err();
+    auto snd = std::make_unique<bulk::sender>(std::move(*c));
+    transport::tensor_message hello;
+    hello.name = lane_hello;
+    hello.step = s.partition;
+    if (auto r = snd->send(hello); !r) return r.err();
+    it = s.lanes.emplace(p, std::move(snd)).first;
+  }
+  if (auto r = it->second->send(m); !r) return r.err();
+  return status::success();
+}
+
+/// Files a tensor from partition `from` under (step, key), however it came.
+void file_tensor(compute_actor* self, int from, transport::tensor_message&& m, size_t bytes, bool lane) {
+  auto& s = self->state;
+  if (m.step < s.next_step) {
+    spdlog::error("compute {}: tensor '{}' of finished step {} ignored", s.partition, m.name, m.step);
+    return;
+  }
+  if (s.trace)
+    s.trace->instant("recv " + m.name, "message", compute_track,
+                     "\"bytes\":" + std::to_string(bytes) + ",\"step\":" + std::to_string(m.step) +
+                         ",\"lane\":" + (lane ? "true" : "false"));
+  const int64_t step = m.step;
+  s.values[step][m.name] = std::move(m.value);
+  if (from >= 0) s.senders[step].insert(from);
+  if (step == s.next_step) progress(self);
+}
 
 /// Hands a finished step to the driver once no peer has more than
 /// max_in_flight of our steps still unreleased.
@@ -133,11 +280,32 @@ void progress(compute_actor* self) {
             m.name = key;
             m.step = s.next_step;
             m.value = t;
-            auto bytes = transport::encode(m);
+            const uint64_t nbytes = t.defined() ? t.nbytes() : 0;
+            const bool lane = nbytes >= s.threshold && nbytes <= s.lane_opts.max_payload_bytes &&
+                              (!t.defined() || t.device().kind == device::kind_t::cpu);
+            size_t wire = 0;
+            if (lane) {
+              if (status st = lane_send(self, p, m); !st) {
+                fail_step(self,
+                          "partition " + std::to_string(s.partition) + ": sending '" + key + "' to " +
+                              peer_name(s, p) + " over the bulk lane: " + st.err().message,
+                          true);
+                return;
+              }
+              wire = nbytes;
+              ++s.counters->lane_sent;
+              s.counters->lane_sent_bytes += nbytes;
+            } else {
+              auto bytes = transport::encode(m);
+              wire = bytes.size();
+              ++s.counters->basp_sent;
+              s.counters->basp_sent_bytes += wire;
+              self->send(s.peers.at(p).actor, tensor_atom::value, std::move(bytes));
+            }
             if (s.trace)
               s.trace->instant("send " + key + " to partition " + std::to_string(p), "message", compute_track,
-                               "\"bytes\":" + std::to_string(bytes.size()) + ",\"step\":" + std::to_string(s.next_step));
-            self->send(s.peers.at(p), tensor_atom::value, std::move(bytes));
+                               "\"bytes\":" + std::to_string(wire) + ",\"step\":" + std::to_string(s.next_step) +
+                                   ",\"lane\":" + (lane ? "true" : "false"));
           }
         }
       }
@@ -146,7 +314,8 @@ void progress(compute_actor* self) {
     }
     // The step is done: release the buffers our peers sent for it, count
     // what we sent, and hand the result over unless too much is in flight.
-    for (int p : s.senders[s.next_step]) self->send(s.peers.at(p), release_atom::value, s.next_step);
+    for (int p : s.senders[s.next_step])
+      if (auto it = s.peers.find(p); it != s.peers.end()) self->send(it->second.actor, release_atom::value, s.next_step);
     s.senders.erase(s.next_step);
     for (int p : s.step_peers) ++s.unreleased[p];
     s.step_peers.clear();
@@ -156,30 +325,81 @@ void progress(compute_actor* self) {
     s.active = false;
     s.holding = true;
     finish_if_allowed(self);
+    try_finish(self);
   }
 }
 
-caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const partition_plan>> plans, int partition,
-                      uint64_t seed, trace_recorder* trace) {
+/// What a compute actor is started with besides its plans.
+struct compute_setup {
+  int partition = 0;
+  uint64_t seed = 0;
+  trace_recorder* trace = nullptr;
+  transfer_counters* counters = nullptr;
+  std::string node_name;
+  uint64_t threshold = 0;
+  std::shared_ptr<bulk::buffer_pool> pool;
+};
+
+caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const partition_plan>> plans,
+                      compute_setup setup) {
   auto& s = self->state;
   s.plans = std::move(plans);
+  const int partition = setup.partition;
+  trace_recorder* trace = setup.trace;
+  const uint64_t seed = setup.seed;
   s.partition = partition;
   s.trace = trace;
+  s.counters = setup.counters;
+  s.node_name = setup.node_name;
+  s.threshold = setup.threshold;
+  s.lane_opts.pool = setup.pool;
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& s = self->state;
+    for (auto& [p, peer] : s.peers) {
+      if (peer.actor.address() != dm.source || s.ended.count(p)) continue;
+      s.gone.insert(p);
+      fail_step(self,
+                "partition " + std::to_string(s.partition) + ": " + peer_name(s, p) +
+                    " is gone before its end of data (" + self->system().render(dm.reason) + ")",
+                true);
+      try_finish(self);
+      return;
+    }
+  });
   cpu::register_kernels(s.kernels);
   s.vars = std::make_unique<variable_store>(seed);
   if (trace) trace->name_track(compute_track, "compute actor " + std::to_string(partition));
   for (auto& p : s.plans)
     s.runners.push_back(std::make_unique<partition_runner>(*p, partition, *s.vars, s.kernels, trace));
   return {
-      [self](peer_atom, int p, caf::actor a) { self->state.peers[p] = std::move(a); },
+      [self](peer_atom, int p, caf::actor a, std::string& name, std::string& host, uint16_t port) {
+        self->monitor(a);
+        self->state.peers[p] = peer_info{std::move(a), std::move(name), std::move(host), port};
+      },
+      // Our own listener's address (from the driver), and peers asking for it.
+      [self](lane_atom, std::string& host, uint16_t port) {
+        self->state.lane_host = std::move(host);
+        self->state.lane_port = port;
+      },
+      [self](lane_atom) { return std::make_tuple(self->state.lane_host, self->state.lane_port, self->state.node_name); },
       [self](step_atom, step_request& req) -> caf::result<step_result> {
         auto& s = self->state;
+        if (s.ending)
+          return caf::make_error(caf::sec::runtime_error,
+                                 "step " + std::to_string(req.step) +
+                                     " requested after end of data (finish() was called): no more steps run");
+        if (!s.broken.empty()) return caf::make_error(caf::sec::runtime_error, s.broken);
         if (s.active || s.holding) return caf::make_error(caf::sec::runtime_error, "a step is already running");
         if (req.plan >= s.plans.size()) return caf::make_error(caf::sec::runtime_error, "no such plan");
         if (req.step != s.next_step)
           return caf::make_error(caf::sec::runtime_error, "steps must run in order: expected step " +
                                                               std::to_string(s.next_step) + ", got " +
                                                               std::to_string(req.step));
+        for (auto& [p, n] : s.ended)
+          if (req.step >= n)
+            return caf::make_error(caf::sec::runtime_error, peer_name(s, p) + " ended its data after " +
+                                                                std::to_string(n) + " steps: step " +
+                                                                std::to_string(req.step) + " cannot run");
         auto& vals = s.values[req.step];
         for (auto& [k, t] : req.feeds) vals[k] = t;
         size_t nfetch = 0;
@@ -200,28 +420,88 @@ caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const par
           return;
         }
         auto& s = self->state;
-        if (m->step < s.next_step) {
-          spdlog::error("compute {}: tensor '{}' of finished step {} ignored", s.partition, m->name, m->step);
+        ++s.counters->basp_received;
+        s.counters->basp_received_bytes += bytes.size();
+        int from = -1;
+        for (auto& [p, peer] : s.peers)
+          if (peer.actor.address() == self->current_sender()) from = p;
+        file_tensor(self, from, std::move(*m), bytes.size(), false);
+      },
+      [self](lane_recv_atom, lane_delivery& d) {
+        auto& s = self->state;
+        auto it = s.lane_peers.find(d.connection);
+        if (it == s.lane_peers.end()) { // the first frame says who sends
+          const int world = s.plans.front()->partitions;
+          if (d.message.name != lane_hello || d.message.step < 0 || d.message.step >= world ||
+              d.message.step == s.partition) {
+            spdlog::error("compute {}: bulk lane connection {} did not identify itself as a peer partition; "
+                          "its tensors are ignored",
+                          s.partition, d.connection);
+            s.lane_peers[d.connection] = -1;
+          } else {
+            s.lane_peers[d.connection] = static_cast<int>(d.message.step);
+          }
           return;
         }
-        if (s.trace)
-          s.trace->instant("recv " + m->name, "message", compute_track,
-                           "\"bytes\":" + std::to_string(bytes.size()) + ",\"step\":" + std::to_string(m->step));
-        s.values[m->step][m->name] = m->value;
-        for (auto& [p, a] : s.peers)
-          if (a.address() == self->current_sender()) s.senders[m->step].insert(p);
-        if (m->step == s.next_step) progress(self);
+        if (it->second < 0) return;
+        const size_t bytes = d.message.value.defined() ? d.message.value.nbytes() : 0;
+        ++s.counters->lane_received;
+        s.counters->lane_received_bytes += bytes;
+        file_tensor(self, it->second, std::move(d.message), bytes, true);
+      },
+      [self](lane_fail_atom, bulk::connection_id c, std::string& why) {
+        auto& s = self->state;
+        auto it = s.lane_peers.find(c);
+        if (it == s.lane_peers.end() || it->second < 0) {
+          spdlog::error("compute {}: bulk lane connection {} (no peer partition): {}", s.partition, c, why);
+          return;
+        }
+        fail_step(self,
+                  "partition " + std::to_string(s.partition) + ": the bulk lane from " + peer_name(s, it->second) +
+                      " failed: " + why,
+                  true);
+        try_finish(self);
       },
       [self](release_atom, int64_t) {
         auto& s = self->state;
-        for (auto& [p, a] : s.peers)
-          if (a.address() == self->current_sender() && s.unreleased[p] > 0) --s.unreleased[p];
+        for (auto& [p, peer] : s.peers)
+          if (peer.actor.address() == self->current_sender() && s.unreleased[p] > 0) --s.unreleased[p];
         finish_if_allowed(self);
+        try_finish(self);
+      },
+      // End of data from a peer: it ran `steps` steps and runs no more.
+      [self](end_atom, int p, int64_t steps) {
+        auto& s = self->state;
+        s.ended[p] = steps;
+        if (s.active && s.next_step >= steps)
+          fail_step(self,
+                    "partition " + std::to_string(s.partition) + ": " + peer_name(s, p) + " ended its data after " +
+                        std::to_string(steps) + " steps: step " + std::to_string(s.next_step) + " cannot finish",
+                    false);
+        try_finish(self);
+      },
+      // End of data from our driver.
+      [self](end_atom) -> caf::result<bool> {
+        auto& s = self->state;
+        if (s.ending) return caf::make_error(caf::sec::runtime_error, "end of data was already signalled");
+        s.ending = true;
+        s.finish_promise = self->make_response_promise();
+        try_finish(self);
+        return caf::delegated<bool>();
       },
   };
 }
 
 std::string compute_name(int p) { return "compute/" + std::to_string(p); }
+
+/// The address the lane listener binds to, and the one peers use.
+std::pair<std::string, std::string> lane_address(const node& n) {
+  const node_options& o = n.options();
+  if (!o.bulk_host.empty()) return {o.bulk_host, o.bulk_host};
+  const std::string& c = o.coordinator_host;
+  if (c == "localhost" || c == "::1" || c.rfind("127.", 0) == 0) return {"127.0.0.1", "127.0.0.1"};
+  return {"", n.self().host};
+}
 
 } // namespace
 
@@ -233,6 +513,7 @@ distributed_program::~distributed_program() {
     caf::anon_send_exit(*actor_, caf::exit_reason::user_shutdown);
     self->receive([](const caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
   }
+  if (lane_ && lane_->listener) lane_->listener->close();
   if (trace_) {
     if (status st = trace_->write(trace_path_); !st) spdlog::error("trace: {}", st.err().message);
   }
@@ -252,7 +533,39 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
     d->trace_path_ = t;
     d->trace_ = std::make_unique<trace_recorder>(n.rank(), n.self().name);
   }
-  d->actor_ = std::make_unique<caf::actor>(n.system().spawn(compute, plans, n.rank(), seed, d->trace_.get()));
+  d->counters_ = std::make_shared<transfer_counters>();
+  d->lane_ = std::make_unique<program_lane>();
+  d->lane_->pool = std::make_shared<bulk::buffer_pool>(size_t{256} << 20);
+
+  compute_setup setup;
+  setup.partition = n.rank();
+  setup.seed = seed;
+  setup.trace = d->trace_.get();
+  setup.counters = d->counters_.get();
+  setup.node_name = n.self().name;
+  setup.threshold = n.options().bulk_threshold;
+  setup.pool = d->lane_->pool;
+  d->actor_ = std::make_unique<caf::actor>(n.system().spawn(compute, plans, std::move(setup)));
+
+  // The bulk lane: one listener per process; its tensors and errors go to
+  // the compute actor (the callbacks run on CAF's I/O thread).
+  auto [bind, advertised] = lane_address(n);
+  bulk::lane_options lo;
+  lo.pool = d->lane_->pool;
+  caf::actor target = *d->actor_;
+  bulk::receive_handlers h;
+  h.on_tensor = [target](bulk::connection_id c, transport::tensor_message m) {
+    caf::anon_send(target, lane_recv_atom::value, lane_delivery{c, std::move(m)});
+  };
+  h.on_error = [target](bulk::connection_id c, const error& e) {
+    caf::anon_send(target, lane_fail_atom::value, c, e.message);
+  };
+  auto l = bulk::listen(n.system(), bind, 0, std::move(h), lo);
+  if (!l) return error{"node " + n.self().name + ": " + l.err().message};
+  d->lane_->listener.emplace(std::move(*l));
+  d->lane_->host = advertised;
+  caf::anon_send(*d->actor_, lane_atom::value, advertised, d->lane_->listener->port());
+
   auto reg = n.register_actor(compute_name(n.rank()), *d->actor_);
   if (!reg) return reg.err();
   if (!*reg) return error{"another node already registered " + compute_name(n.rank())};
@@ -260,7 +573,18 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
     if (p == n.rank()) continue;
     auto peer = n.lookup(compute_name(p));
     if (!peer) return peer.err();
-    caf::anon_send(*d->actor_, peer_atom::value, p, *peer);
+    // Where the peer's lane listens (its actor answers once registered).
+    result<std::tuple<std::string, uint16_t, std::string>> where = error{"no reply"};
+    caf::scoped_actor self{n.system()};
+    self->request(*peer, n.options().request_timeout, lane_atom::value)
+        .receive([&](std::string& host, uint16_t port, std::string& name) { where = std::make_tuple(host, port, name); },
+                 [&](caf::error& e) {
+                   where = error{"asking partition " + std::to_string(p) + " for its bulk lane address: " +
+                                 describe(n.system(), e)};
+                 });
+    if (!where) return where.err();
+    auto& [host, port, name] = *where;
+    caf::anon_send(*d->actor_, peer_atom::value, p, *peer, name, host, port);
   }
   return d;
 }
@@ -268,6 +592,9 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
 result<std::vector<tensor>> distributed_program::run(size_t plan, int64_t step,
                                                      const std::map<std::string, tensor>& feeds, bool training,
                                                      std::chrono::milliseconds timeout) {
+  if (finished_)
+    return error{"step " + std::to_string(step) +
+                 ": requested after end of data (finish() was called): the program runs no more steps"};
   step_request req;
   req.plan = plan;
   req.step = step;
@@ -278,11 +605,47 @@ result<std::vector<tensor>> distributed_program::run(size_t plan, int64_t step,
   self->request(*actor_, timeout, step_atom::value, std::move(req))
       .receive([&](step_result& r) { out = std::move(r.fetches); },
                [&](caf::error& e) {
-                 std::string why = node_->failure();
+                 std::string why = e == caf::sec::runtime_error ? std::string() : node_->failure();
                  out = error{"step " + std::to_string(step) + ": " +
                              (why.empty() ? describe(node_->system(), e) : why)};
                });
   return out;
+}
+
+status distributed_program::finish(std::chrono::milliseconds timeout) {
+  if (finished_) return finish_status_;
+  finished_ = true;
+  status out;
+  caf::scoped_actor self{node_->system()};
+  self->monitor(*actor_);
+  self->request(*actor_, timeout, end_atom::value)
+      .receive([](bool) {},
+               [&](caf::error& e) {
+                 std::string why = e == caf::sec::runtime_error ? std::string() : node_->failure();
+                 out = error{"end of data: " + (why.empty() ? describe(node_->system(), e) : why)};
+               });
+  // The actor stops once it answered; wait for it (bounded).
+  bool stopped = false;
+  while (!stopped) {
+    bool got = false;
+    self->receive(
+        [&](const caf::down_msg& dm) {
+          got = true;
+          if (dm.source == actor_->address()) stopped = true;
+        },
+        caf::after(std::chrono::seconds(10)) >> [] {});
+    if (!got) break;
+  }
+  if (!stopped && out) out = error{"end of data: the compute actor of partition " + std::to_string(partition_) +
+                                   " did not stop within 10 s"};
+  finish_status_ = out;
+  return out;
+}
+
+transfer_counts distributed_program::transfers() const { return counters_->snapshot(); }
+
+uint16_t distributed_program::lane_port() const {
+  return lane_ && lane_->listener ? lane_->listener->port() : 0;
 }
 
 } // namespace luoshu::actors

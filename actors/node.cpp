@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -62,6 +63,24 @@ result<int32_t> parse_int(const std::string& var, const std::string& v) {
   if (v.empty() || *end != '\0' || errno != 0 || x < 0 || x > 1 << 20)
     return error{var + "='" + v + "' is not a valid non-negative number"};
   return static_cast<int32_t>(x);
+}
+
+/// Bytes with an optional binary suffix: "4096", "64K", "1M", "2G".
+result<uint64_t> parse_bytes(const std::string& var, const std::string& v) {
+  const error bad{var + "='" + v + "' is not a byte count (e.g. 0, 65536, 64K, 1M)"};
+  if (v.empty() || v.find_first_not_of("0123456789") == 0) return bad;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+  if (errno != 0) return bad;
+  std::string suffix = end;
+  int shift = 0;
+  if (suffix == "K" || suffix == "k" || suffix == "KiB") shift = 10;
+  else if (suffix == "M" || suffix == "m" || suffix == "MiB") shift = 20;
+  else if (suffix == "G" || suffix == "g" || suffix == "GiB") shift = 30;
+  else if (!suffix.empty()) return bad;
+  if (x > (~0ull >> shift)) return bad;
+  return static_cast<uint64_t>(x) << shift;
 }
 
 } // namespace
@@ -123,6 +142,13 @@ result<node_options> node_options_from_env() {
   std::string role = getenv_str("LUOSHU_ROLE");
   if (!role.empty() && !transport::parse_role(role, o.self.role))
     return error{"LUOSHU_ROLE='" + role + "' is not coordinator, server or worker"};
+  std::string threshold = getenv_str("LUOSHU_BULK_THRESHOLD");
+  if (!threshold.empty()) {
+    auto t = parse_bytes("LUOSHU_BULK_THRESHOLD", threshold);
+    if (!t) return t.err();
+    o.bulk_threshold = *t;
+  }
+  o.bulk_host = getenv_str("LUOSHU_BULK_HOST");
   o.self.name = getenv_str("LUOSHU_NODE_NAME");
   o.self.device = getenv_str("LUOSHU_DEVICE");
   if (o.self.device.empty()) o.self.device = "cpu";
@@ -187,6 +213,7 @@ result<std::unique_ptr<node>> node::join(const node_options& o) {
   n->world_size_ = reply->world_size;
   n->self_ = o.self;
   n->self_.rank = reply->rank;
+  n->options_ = o;
   return n;
 }
 

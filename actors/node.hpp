@@ -23,6 +23,15 @@ struct node_options {
   int32_t world_size = 0;      ///< expected; 0 = whatever the coordinator says
   std::chrono::milliseconds connect_timeout{30000}; ///< keep retrying this long
   std::chrono::milliseconds request_timeout{30000};
+  /// Tensors of at least this many bytes go between compute actors of
+  /// different processes over the bulk tensor lane (transport/bulk); smaller
+  /// ones travel as typed actor messages (BASP). 0: every tensor takes the
+  /// lane.
+  uint64_t bulk_threshold = uint64_t{1} << 20;
+  /// The address this node's lane listener binds to and advertises; empty:
+  /// 127.0.0.1 when the coordinator is on loopback, else every interface,
+  /// advertised as this host's name.
+  std::string bulk_host;
 };
 
 /// Settings from the environment, as `luoshu launch` and the Kubernetes
@@ -31,6 +40,9 @@ struct node_options {
 ///   LUOSHU_TOKEN=...               (required; or LUOSHU_TOKEN_FILE=path)
 ///   LUOSHU_RANK, LUOSHU_WORLD_SIZE, LUOSHU_ROLE (worker|server|coordinator),
 ///   LUOSHU_NODE_NAME, LUOSHU_DEVICE (optional)
+///   LUOSHU_BULK_THRESHOLD=bytes    (optional; suffixes K, M, G = KiB, MiB, GiB;
+///                                   0 = every tensor over the bulk lane)
+///   LUOSHU_BULK_HOST=address       (optional; see node_options::bulk_host)
 /// A missing or malformed variable is an error naming it. With
 /// LUOSHU_RANK unset, a StatefulSet pod name ending in -N (HOSTNAME) gives
 /// the rank.
@@ -50,6 +62,8 @@ public:
   int32_t rank() const { return rank_; }
   int32_t world_size() const { return world_size_; }
   const transport::member_info& self() const { return self_; }
+  /// The options this node joined with (rank and world size as asked for).
+  const node_options& options() const { return options_; }
 
   /// Waits until every member reached the barrier `name`; an error names
   /// the failed node, or says the coordinator did not answer in `timeout`.
@@ -72,6 +86,7 @@ private:
   int32_t rank_ = -1;
   int32_t world_size_ = 0;
   transport::member_info self_;
+  node_options options_;
   bool left_ = false;
 };
 

@@ -3,11 +3,18 @@
 //   - alone:                  build/apps/examples/mlp_model_parallel
 //   - as a two-process job:   build/apps/luoshu launch --local 2 -- build/apps/examples/mlp_model_parallel
 // and prints the same loss at every step (the partition holding the loss
-// prints it), then the test accuracy.
+// prints it), then the test accuracy. In a job each process then signals
+// end of data (finish()) and prints how many tensors went over the bulk
+// lane and over typed actor messages (LUOSHU_BULK_THRESHOLD picks which).
 //
 //   mlp_model_parallel [--steps N] [--data DIR] [--local-partitioned]
+//                      [--run-after-finish] [--finish-early RANK:STEPS]
 // --local-partitioned runs both partitions in this process, unit by unit.
+// --run-after-finish tries one more step after finish() (it must fail);
+// --finish-early makes node RANK end its data after STEPS training steps
+// while the others go on (they must fail naming it). Both are for tests.
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,13 +31,22 @@ int main(int argc, char** argv) {
   int64_t steps = 200;
   std::string dir = "/usr/share/datasets/fashion-mnist";
   bool local_partitioned = false;
+  bool run_after_finish = false;
+  int early_rank = -1;
+  long long early_steps = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--steps" && i + 1 < argc) steps = std::atoll(argv[++i]);
     else if (a == "--data" && i + 1 < argc) dir = argv[++i];
     else if (a == "--local-partitioned") local_partitioned = true;
+    else if (a == "--run-after-finish") run_after_finish = true;
+    else if (a == "--finish-early" && i + 1 < argc &&
+             std::sscanf(argv[i + 1], "%d:%lld", &early_rank, &early_steps) == 2) ++i;
     else {
-      std::fprintf(stderr, "usage: %s [--steps N] [--data DIR] [--local-partitioned]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--steps N] [--data DIR] [--local-partitioned] [--run-after-finish] "
+                   "[--finish-early RANK:STEPS]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -114,6 +130,33 @@ int main(int argc, char** argv) {
     return r->at(0);
   };
 
+  // End of data: this process runs no more steps; its compute actor stops
+  // once every peer ended too. Prints what crossed processes, and how.
+  auto finish = [&]() -> bool {
+    if (!job) return true;
+    if (status st = job->finish(); !st) {
+      std::fprintf(stderr, "error: %s\n", st.err().message.c_str());
+      return false;
+    }
+    auto c = job->transfers();
+    std::printf("transfers: lane sent %llu tensors (%llu bytes) received %llu (%llu bytes); "
+                "basp sent %llu (%llu bytes) received %llu (%llu bytes)\n",
+                static_cast<unsigned long long>(c.lane_sent), static_cast<unsigned long long>(c.lane_sent_bytes),
+                static_cast<unsigned long long>(c.lane_received),
+                static_cast<unsigned long long>(c.lane_received_bytes),
+                static_cast<unsigned long long>(c.basp_sent), static_cast<unsigned long long>(c.basp_sent_bytes),
+                static_cast<unsigned long long>(c.basp_received),
+                static_cast<unsigned long long>(c.basp_received_bytes));
+    std::printf("end of data: partition %d stopped\n", job->partition());
+    return true;
+  };
+  // On a failed step, still tell the peers that no more data comes (bounded).
+  auto fail = [&](const error& e) {
+    std::fprintf(stderr, "error: %s\n", e.message.c_str());
+    if (job) (void)job->finish(std::chrono::seconds(10));
+    return 1;
+  };
+
   auto train_data = std::make_shared<const data::dataset>(std::move(*train_set));
   auto test_data = std::make_shared<const data::dataset>(std::move(*test_set));
   data::loader batches(train_data, {.batch_size = 128, .shuffle = true, .seed = seed});
@@ -125,12 +168,15 @@ int main(int argc, char** argv) {
       auto b = batches.next();
       if (!b) break;
       auto r = run(true, {{"x", b->features}, {"y", b->labels}, {"lr", lr}});
-      if (!r) {
-        std::fprintf(stderr, "error: %s\n", r.err().message.c_str());
-        return 1;
-      }
+      if (!r) return fail(r.err());
       if (r->defined()) std::printf("step %lld loss %.9g\n", static_cast<long long>(done), r->item());
       ++done;
+      if (job && node->rank() == early_rank && done == static_cast<int64_t>(early_steps)) {
+        std::printf("partition %d ends its data after %lld steps\n", job->partition(),
+                    static_cast<long long>(done));
+        std::fflush(stdout);
+        return finish() ? 0 : 1;
+      }
     }
   }
   data::loader test_batches(test_data, {.batch_size = 1000, .shuffle = false});
@@ -140,10 +186,7 @@ int main(int argc, char** argv) {
   bool have = false;
   while (auto b = test_batches.next()) {
     auto r = run(false, {{"x", b->features}, {"y", b->labels}});
-    if (!r) {
-      std::fprintf(stderr, "error: %s\n", r.err().message.c_str());
-      return 1;
-    }
+    if (!r) return fail(r.err());
     if (r->defined()) {
       have = true;
       hits += r->item() * static_cast<double>(b->features.dim(0));
@@ -151,6 +194,22 @@ int main(int argc, char** argv) {
     seen += b->features.dim(0);
   }
   if (have) std::printf("test accuracy %.6f\n", hits / static_cast<double>(seen));
-  if (node) node->barrier("done");
+  if (!finish()) return 1;
+  if (job && run_after_finish) {
+    test_batches.start_epoch(0); // any batch: the step must be refused
+    auto b = test_batches.next();
+    auto r = run(false, {{"x", b->features}, {"y", b->labels}});
+    if (r) {
+      std::fprintf(stderr, "error: a step ran after end of data\n");
+      return 1;
+    }
+    std::printf("run after finish: %s\n", r.err().message.c_str());
+  }
+  if (node) {
+    if (status st = node->barrier("done"); !st) {
+      std::fprintf(stderr, "error: %s\n", st.err().message.c_str());
+      return 1;
+    }
+  }
   return 0;
 }
