@@ -206,6 +206,19 @@ void dispatch_all(const kernel_call& c, dtype t) {
   }
 }
 
+/// K::template run<U>(c, a...) with U the unsigned integer of the dtype's
+/// element size: for kernels that only move elements (any dtype).
+template <class K, class... A>
+void dispatch_bytes(const kernel_call& c, dtype t, const A&... a) {
+  switch (size_of(t)) {
+    case 1: K::template run<uint8_t>(c, a...); return;
+    case 2: K::template run<uint16_t>(c, a...); return;
+    case 4: K::template run<uint32_t>(c, a...); return;
+    case 8: K::template run<uint64_t>(c, a...); return;
+    default: unsupported(c, t);
+  }
+}
+
 /// An i32/i64 index tensor read on the device.
 struct index_view {
   const void* p;
@@ -244,6 +257,66 @@ strided broadcast_view(const kernel_call& c, const shape& out, const shape& in);
 /// Reading `in` at flat index i of its transpose by `perm` (out dim d is in
 /// dim perm[d]).
 strided transpose_view(const kernel_call& c, const shape& in, const std::vector<int64_t>& perm);
+
+/// v(i) with the common ranks 0 and 1 (after simplified()) free of divisions.
+LUOSHU_HD inline int64_t view_at(const strided& v, int64_t i) {
+  if (v.rank == 0) return 0;
+  if (v.rank == 1) return i * v.strides[0];
+  return v(i);
+}
+
+/// Appends a dim to `r`, dropping size-1 dims and merging it into the last
+/// one where that one's stride is dim * stride (same mapping, fewer
+/// divisions). False when `r` already holds max_rank dims.
+inline bool push_dim(strided& r, int64_t dim, int64_t stride) {
+  if (dim == 1) return true;
+  if (r.rank > 0 && r.strides[r.rank - 1] == stride * dim) {
+    r.dims[r.rank - 1] *= dim;
+    r.strides[r.rank - 1] = stride;
+    return true;
+  }
+  if (r.rank == max_rank) return false;
+  r.dims[r.rank] = dim;
+  r.strides[r.rank] = stride;
+  ++r.rank;
+  return true;
+}
+
+/// `v` with its dims pushed through push_dim.
+inline strided simplified(const strided& v) {
+  strided r;
+  for (int d = 0; d < v.rank; ++d) push_dim(r, v.dims[d], v.strides[d]);
+  return r;
+}
+
+/// Row-major element strides of `s`.
+inline std::vector<int64_t> contiguous_strides(const shape& s) {
+  std::vector<int64_t> st(static_cast<size_t>(s.rank()));
+  int64_t a = 1;
+  for (int d = s.rank() - 1; d >= 0; --d) {
+    st[static_cast<size_t>(d)] = a;
+    a *= s[d];
+  }
+  return st;
+}
+
+/// A simplified view over any `dims` with element `strides`; throws naming
+/// the op when more than max_rank dims remain.
+inline strided make_view(const kernel_call& c, const std::vector<int64_t>& dims, const std::vector<int64_t>& strides) {
+  strided r;
+  for (size_t d = 0; d < dims.size(); ++d)
+    if (!push_dim(r, dims[d], strides[d]))
+      throw luoshu_error(std::string("op '") + name(c.n.op) + "': more than " + std::to_string(max_rank) +
+                         " dims in a CUDA kernel's view");
+  return r;
+}
+
+/// The view of a contiguous run of n elements (view_at(v, i) == i).
+inline strided contiguous_view(int64_t n) {
+  strided r;
+  push_dim(r, n, 1);
+  return r;
+}
 
 // --- scratch memory -------------------------------------------------------------------
 
@@ -285,6 +358,15 @@ template <class T>
 LUOSHU_HD inline void g_atomic_add(T* p, T v) {
 #if defined(__CUDA_ARCH__)
   atomicAdd(p, v);
+#else
+  *p += v;
+#endif
+}
+
+/// int64_t has no atomicAdd of its own: the unsigned one adds the same bits.
+LUOSHU_HD inline void g_atomic_add(int64_t* p, int64_t v) {
+#if defined(__CUDA_ARCH__)
+  atomicAdd(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
 #else
   *p += v;
 #endif
