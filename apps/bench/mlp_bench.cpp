@@ -23,15 +23,21 @@ namespace luoshu::bench {
 
 namespace {
 
-struct luoshu_result {
-  int threads = 0;
-  double samples_per_sec = 0;
-  double step_ms = 0;
-  double final_loss = 0;
-};
+/// Runs one baseline driver and returns its final JSON line (or an object
+/// with "error").
+nlohmann::json run_baseline(const mlp_bench_options& o, const std::string& python, const std::string& which) {
+  std::string fw = which == "torch" ? "pytorch" : "tensorflow";
+  if (!std::filesystem::exists(python))
+    return {{"framework", fw}, {"error", "no interpreter at " + python + ": run scripts/setup-bench.sh (or pass --python)"}};
+  std::string script = std::string(LUOSHU_SOURCE_DIR) + "/apps/bench/baselines/run_baseline.py";
+  return run_json_command("'" + python + "' '" + script + "' " + which + " --steps " + std::to_string(o.steps) +
+                              " --warmup " + std::to_string(o.warmup) + " --batch " + std::to_string(o.batch),
+                          fw);
+}
 
-/// Trains the MLP on random data with `threads` intra-op threads.
-luoshu_result measure_luoshu(const mlp_bench_options& o, int threads) {
+} // namespace
+
+mlp_result measure_mlp(int64_t batch, int64_t steps, int64_t warmup, int threads, device dev) {
   cpu::set_num_threads(threads);
   graph g;
   expr x = g.placeholder("x", dtype::f32, shape{-1, 784});
@@ -40,8 +46,11 @@ luoshu_result measure_luoshu(const mlp_bench_options& o, int threads) {
   expr loss = mean(softmax_cross_entropy(logits, y));
   kernel_registry reg;
   cpu::register_kernels(reg);
+  cuda::register_kernels(reg);
   variable_store vars(7);
-  executor ex(g, vars, reg);
+  executor_options eo;
+  eo.device = dev;
+  executor ex(g, vars, reg, eo);
   optimizer_config cfg;
   cfg.kind = optimizer_config::kind_t::momentum;
   cfg.lr.base = 0.01;
@@ -52,12 +61,12 @@ luoshu_result measure_luoshu(const mlp_bench_options& o, int threads) {
   constexpr int nb = 8;
   std::vector<tensor> xs, ys;
   for (int b = 0; b < nb; ++b) {
-    tensor xt(dtype::f32, shape{o.batch, 784});
-    tensor yt(dtype::i64, shape{o.batch});
+    tensor xt(dtype::f32, shape{batch, 784});
+    tensor yt(dtype::i64, shape{batch});
     float* xp = xt.data<float>();
     for (int64_t i = 0; i < xt.numel(); ++i)
       xp[i] = static_cast<float>(ops::uniform01(static_cast<uint64_t>(b), static_cast<uint64_t>(i)) * 2 - 1);
-    for (int64_t i = 0; i < o.batch; ++i)
+    for (int64_t i = 0; i < batch; ++i)
       yt.data<int64_t>()[i] = static_cast<int64_t>(ops::mix64(static_cast<uint64_t>(b * 100000 + i)) % 10);
     xs.push_back(xt);
     ys.push_back(yt);
@@ -67,15 +76,15 @@ luoshu_result measure_luoshu(const mlp_bench_options& o, int threads) {
     if (!r) throw luoshu_error(r.err().message);
     return r->at(0).item();
   };
-  for (int64_t i = 0; i < o.warmup; ++i) step(i);
+  for (int64_t i = 0; i < warmup; ++i) step(i);
   auto t0 = std::chrono::steady_clock::now();
   double last = 0;
-  for (int64_t i = 0; i < o.steps; ++i) last = step(i);
+  for (int64_t i = 0; i < steps; ++i) last = step(i);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  luoshu_result r;
+  mlp_result r;
   r.threads = threads;
-  r.samples_per_sec = static_cast<double>(o.steps * o.batch) / secs;
-  r.step_ms = 1000 * secs / static_cast<double>(o.steps);
+  r.samples_per_sec = static_cast<double>(steps * batch) / secs;
+  r.step_ms = 1000 * secs / static_cast<double>(steps);
   r.final_loss = last;
   return r;
 }
@@ -85,19 +94,10 @@ std::string default_python() {
   return std::string(LUOSHU_SOURCE_DIR) + "/.venv-bench/bin/python";
 }
 
-/// Runs one baseline driver and returns its final JSON line (or an object
-/// with "error").
-nlohmann::json run_baseline(const mlp_bench_options& o, const std::string& python, const std::string& which) {
+nlohmann::json run_json_command(const std::string& cmd, const std::string& framework) {
   nlohmann::json err;
-  err["framework"] = which == "torch" ? "pytorch" : "tensorflow";
-  if (!std::filesystem::exists(python)) {
-    err["error"] = "no interpreter at " + python + ": run scripts/setup-bench.sh (or pass --python)";
-    return err;
-  }
-  std::string script = std::string(LUOSHU_SOURCE_DIR) + "/apps/bench/baselines/run_baseline.py";
-  std::string cmd = "'" + python + "' '" + script + "' " + which + " --steps " + std::to_string(o.steps) +
-                    " --warmup " + std::to_string(o.warmup) + " --batch " + std::to_string(o.batch) + " 2>/dev/null";
-  FILE* f = popen(cmd.c_str(), "r");
+  err["framework"] = framework;
+  FILE* f = popen((cmd + " 2>/dev/null").c_str(), "r");
   if (!f) {
     err["error"] = "could not start " + cmd;
     return err;
@@ -124,8 +124,6 @@ nlohmann::json run_baseline(const mlp_bench_options& o, const std::string& pytho
   }
 }
 
-} // namespace
-
 int run_mlp_bench(const mlp_bench_options& o) {
   std::printf("MLP 784-256-256-10, batch %lld, SGD momentum 0.9, random data; %lld warm-up + %lld timed steps\n",
               static_cast<long long>(o.batch), static_cast<long long>(o.warmup), static_cast<long long>(o.steps));
@@ -139,11 +137,11 @@ int run_mlp_bench(const mlp_bench_options& o) {
     threads = {1};
     if (cpu::num_threads() > 1) threads.push_back(cpu::num_threads());
   }
-  luoshu_result best;
+  mlp_result best;
   for (int t : threads) {
-    luoshu_result r;
+    mlp_result r;
     try {
-      r = measure_luoshu(o, t);
+      r = measure_mlp(o.batch, o.steps, o.warmup, t);
     } catch (const luoshu_error& e) {
       spdlog::error("luoshu run failed: {}", e.what());
       return 1;

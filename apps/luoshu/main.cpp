@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "apps/bench/gpu_bench.hpp"
 #include "apps/bench/mlp_bench.hpp"
 #include "apps/bench/transport_bench.hpp"
 #include "apps/luoshu/launch.hpp"
@@ -18,9 +19,10 @@
 namespace {
 
 int cmd_train(const std::string& config, const std::vector<std::string>& sets, const std::string& summary,
-              int threads, bool quiet) {
+              int threads, const std::string& device, bool quiet) {
   std::vector<std::string> overrides = sets;
   if (threads >= 0) overrides.push_back("run.threads=" + std::to_string(threads));
+  if (!device.empty()) overrides.push_back("run.device=" + device);
   auto cfg = luoshu::app::load_train_config(config, overrides);
   if (!cfg) {
     spdlog::error("{}", cfg.err().message);
@@ -77,6 +79,8 @@ int main(int argc, char** argv) {
   train->add_option("--set", sets, "Override a config key, e.g. --set optimizer.lr=0.1 (repeatable)");
   train->add_option("--summary-json", summary, "Write final metrics as JSON to this file");
   train->add_option("--threads", threads, "Intra-op threads (0 = one per core)");
+  std::string train_device;
+  train->add_option("--device", train_device, "Where to train: cpu (default) or cuda[:N] (same as run.device)");
   train->add_flag("--quiet", quiet, "Only per-epoch lines");
   std::string train_trace;
   train->add_option("--trace", train_trace, "Write a Chrome/Perfetto timeline of every op to FILE");
@@ -101,6 +105,18 @@ int main(int argc, char** argv) {
   transport_cmd->add_option("--seconds", to.seconds, "Seconds per path and size (best of 2 rounds), and per round-trip test")->check(CLI::PositiveNumber);
   transport_cmd->add_option("--paths", to.paths, "Paths to measure: raw, lane, basp (default all)");
   transport_cmd->add_flag("--peer", to.peer, "Run as the benchmark's peer process")->group("");
+
+  auto* gpu_cmd = bench->add_subcommand("gpu", "On a CUDA GPU: matmul vs cuBLAS, MLP training vs PyTorch");
+  luoshu::bench::gpu_bench_options go;
+  bool gpu_no_baselines = false;
+  gpu_cmd->add_option("--json", go.json_path, "Write results as JSON to this file");
+  gpu_cmd->add_option("--device", go.device, "CUDA device index")->check(CLI::NonNegativeNumber);
+  gpu_cmd->add_option("--sizes", go.sizes, "Square matmul sizes")->check(CLI::PositiveNumber);
+  gpu_cmd->add_option("--batches", go.batches, "MLP batch sizes")->check(CLI::PositiveNumber);
+  gpu_cmd->add_option("--steps", go.steps, "Timed MLP steps")->check(CLI::PositiveNumber);
+  gpu_cmd->add_option("--warmup", go.warmup, "Warm-up MLP steps")->check(CLI::NonNegativeNumber);
+  gpu_cmd->add_option("--python", go.python, "Python with torch (default: $LUOSHU_BENCH_PYTHON or .venv-bench)");
+  gpu_cmd->add_flag("--no-baselines", gpu_no_baselines, "Measure Luoshu and cuBLAS only");
 
   app.add_subcommand("info", "Version, threads and devices");
 
@@ -152,7 +168,7 @@ int main(int argc, char** argv) {
   try {
     if (train->parsed()) {
       if (!train_trace.empty()) sets.push_back("run.trace=" + train_trace);
-      return cmd_train(config, sets, summary, threads, quiet);
+      return cmd_train(config, sets, summary, threads, train_device, quiet);
     }
     if (launch->parsed()) {
       if (local > 0 && !cluster.empty()) {
@@ -186,6 +202,10 @@ int main(int argc, char** argv) {
     if (nodecmd->parsed()) return luoshu::app::run_node(no);
     if (coordcmd->parsed()) return luoshu::app::run_coordinator(co);
     if (transport_cmd->parsed()) return luoshu::bench::run_transport_bench(to);
+    if (gpu_cmd->parsed()) {
+      go.baselines = !gpu_no_baselines;
+      return luoshu::bench::run_gpu_bench(go);
+    }
     if (mlp->parsed()) {
       mo.baselines = !no_baselines;
       return luoshu::bench::run_mlp_bench(mo);

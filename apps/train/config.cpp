@@ -205,6 +205,7 @@ train_config build(const YAML::Node& root, const std::string& source) {
   r.get("shuffle", c.run.shuffle);
   r.get("drop_last", c.run.drop_last);
   r.get("threads", c.run.threads);
+  r.get("device", c.run.device);
   r.get("max_steps", c.run.max_steps);
   r.get("checkpoint", c.run.checkpoint);
   r.get("resume", c.run.resume);
@@ -214,6 +215,11 @@ train_config build(const YAML::Node& root, const std::string& source) {
   if (c.run.batch_size <= 0) reader::fail("run.batch_size", "must be > 0");
   if (c.run.eval_batch_size <= 0) reader::fail("run.eval_batch_size", "must be > 0");
   if (c.run.threads < 0) reader::fail("run.threads", "must be >= 0");
+  try {
+    (void)device::parse(c.run.device);
+  } catch (const luoshu_error& e) {
+    reader::fail("run.device", e.what());
+  }
   top.finish();
   return c;
 }

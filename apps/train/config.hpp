@@ -45,6 +45,7 @@ struct run_config {
   bool shuffle = true;
   bool drop_last = false;
   int threads = 0; ///< intra-op threads; 0 = one per core
+  std::string device = "cpu"; ///< "cpu" or "cuda[:N]"
   int64_t max_steps = 0; ///< stop after this many steps (0 = no limit)
   std::string checkpoint; ///< save variables + optimizer state + step here after every epoch
   std::string resume;     ///< continue from this checkpoint (same model; epochs counts the total)

@@ -175,9 +175,12 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
   }
   kernel_registry reg;
   cpu::register_kernels(reg);
+  cuda::register_kernels(reg);
   variable_store vars(cfg.run.seed);
   std::unique_ptr<trace_recorder> trace;
   executor_options eo;
+  eo.device = device::parse(cfg.run.device);
+  sum.device = eo.device.to_string();
   if (!cfg.run.trace.empty()) {
     trace = std::make_unique<trace_recorder>(0, "luoshu train");
     trace->name_track(0, "executor");
@@ -330,6 +333,7 @@ std::string summary_json(const train_config& cfg, const train_summary& s) {
   j["max_rss_bytes"] = s.max_rss_bytes;
   j["wall_seconds"] = s.wall_seconds;
   j["threads"] = s.threads;
+  j["device"] = s.device;
   j["per_epoch"] = nlohmann::json::array();
   for (const auto& e : s.epochs)
     j["per_epoch"].push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"test_loss", num(e.test_loss)},

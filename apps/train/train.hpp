@@ -56,6 +56,7 @@ struct train_summary {
   size_t peak_memory_bytes = 0;   ///< executor pool + variables
   size_t max_rss_bytes = 0;       ///< the process's peak resident set
   int threads = 0;
+  std::string device = "cpu";
 };
 
 /// Receives progress while training runs.

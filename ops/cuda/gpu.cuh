@@ -383,6 +383,14 @@ void gemm(const kernel_call& c, bool ta, bool tb, int64_t m, int64_t n, int64_t 
           const T* b, int64_t ldb, T* out, int64_t ldc, T beta, int64_t batch = 1, int64_t stride_a = 0,
           int64_t stride_b = 0, int64_t stride_c = 0);
 
+// --- sorting ----------------------------------------------------------------------
+
+/// Sorts positions 0..n-1 by keys[position], stably (equal keys keep their
+/// order): sorted_keys[i] = keys[pos[i]]. All three arrays are device memory
+/// of n elements. CUB's radix sort on the device, std::stable_sort in the
+/// emulation.
+void sort_positions(const kernel_call& c, const int64_t* keys, int64_t* sorted_keys, int64_t* pos, int64_t n);
+
 // --- registration ---------------------------------------------------------------------
 
 void register_elementwise(kernel_registry& r);

@@ -10,8 +10,10 @@ std::string describe_device(int i) {
   return "device " + std::to_string(i) + ": this build has no CUDA support (-Dcuda=disabled)";
 }
 
-} // namespace luoshu::cuda
+double cublas_sgemm_seconds(int, int64_t, int64_t, int64_t, int, int, std::string& error) {
+  error = "this build has no CUDA support (-Dcuda=disabled)";
+  return -1;
+}
 
-namespace luoshu::cuda {
 void register_kernels(kernel_registry&) {} // nothing to register without CUDA
 } // namespace luoshu::cuda

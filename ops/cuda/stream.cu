@@ -2,6 +2,8 @@
 // staging buffers, cuBLAS handle and device-side error record; GEMM through
 // cuBLAS; registration of every CUDA kernel.
 
+#include <cub/device/device_radix_sort.cuh>
+
 #include <map>
 #include <mutex>
 #include <vector>
@@ -335,6 +337,24 @@ template void gemm<float>(const kernel_call&, bool, bool, int64_t, int64_t, int6
                           const float*, int64_t, float*, int64_t, float, int64_t, int64_t, int64_t, int64_t);
 template void gemm<double>(const kernel_call&, bool, bool, int64_t, int64_t, int64_t, const double*, int64_t,
                            const double*, int64_t, double*, int64_t, double, int64_t, int64_t, int64_t, int64_t);
+
+void sort_positions(const kernel_call& c, const int64_t* keys, int64_t* sorted_keys, int64_t* pos, int64_t n) {
+  if (n <= 0) return;
+  if (n > 2147483647)
+    throw luoshu_error(std::string("op '") + name(c.n.op) + "': too many keys to sort on the device");
+  tensor order = scratch(c, dtype::i64, n);
+  int64_t* o = ptr<int64_t>(order);
+  parallel_for(c, n, [=] __host__ __device__(int64_t i) { o[i] = i; });
+  auto& st = state(c);
+  size_t temp = 0;
+  check(cub::DeviceRadixSort::SortPairs(nullptr, temp, keys, sorted_keys, o, pos, static_cast<int>(n), 0, 64,
+                                        st.stream),
+        "sizing the key sort");
+  tensor tmp = scratch(c, dtype::u8, static_cast<int64_t>(temp));
+  check(cub::DeviceRadixSort::SortPairs(tmp.raw(), temp, keys, sorted_keys, o, pos, static_cast<int>(n), 0, 64,
+                                        st.stream),
+        "sorting keys");
+}
 
 void register_kernels(kernel_registry& r) {
   r.set_backend(luoshu::device::kind_t::cuda, &the_backend);

@@ -2,7 +2,9 @@
 // memory is host memory tagged cuda:N, copies are memcpy, kernels run as
 // host loops and GEMM is a plain triple loop.
 
+#include <algorithm>
 #include <cstdlib>
+#include <numeric>
 #include <vector>
 
 #include "ops/cuda/emulated.hpp"
@@ -109,6 +111,12 @@ template void gemm<float>(const kernel_call&, bool, bool, int64_t, int64_t, int6
                           const float*, int64_t, float*, int64_t, float, int64_t, int64_t, int64_t, int64_t);
 template void gemm<double>(const kernel_call&, bool, bool, int64_t, int64_t, int64_t, const double*, int64_t,
                            const double*, int64_t, double*, int64_t, double, int64_t, int64_t, int64_t, int64_t);
+
+void sort_positions(const kernel_call&, const int64_t* keys, int64_t* sorted_keys, int64_t* pos, int64_t n) {
+  std::iota(pos, pos + n, int64_t{0});
+  std::stable_sort(pos, pos + n, [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
+  for (int64_t i = 0; i < n; ++i) sorted_keys[i] = keys[pos[i]];
+}
 
 void register_kernels(kernel_registry& r) {
   r.set_backend(luoshu::device::kind_t::cuda, &the_backend);
