@@ -124,8 +124,7 @@ bool write_file(checksummed_writer& w, const checkpoint& ck) {
     if (!w.str(key) || !w.str(value)) return false;
 
   if (!w.le(static_cast<uint32_t>(ck.tensors.size()))) return false;
-  for (const auto& [name, value] : ck.tensors) {
-    const tensor t = value.to_host(); // variables trained on a GPU live there
+  for (const auto& [name, t] : ck.tensors) {
     if (!w.str(name) || !w.le(static_cast<uint8_t>(t.type())) ||
         !w.le(static_cast<uint32_t>(t.rank())))
       return false;

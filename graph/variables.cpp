@@ -130,7 +130,11 @@ status variable_store::initialize(const graph& g) {
 
 status variable_store::save(const std::string& path, std::map<std::string, std::string> metadata) const {
   checkpoint ck;
-  ck.tensors = vars_;
+  try { // variables trained on a GPU live there: the file gets host copies
+    for (const auto& [name, t] : vars_) ck.tensors[name] = t.to_host();
+  } catch (const luoshu_error& e) {
+    return error{path + ": copying variables to the host: " + e.what()};
+  }
   ck.metadata = std::move(metadata);
   return save_checkpoint(path, ck);
 }

@@ -379,7 +379,8 @@ TEST(DeviceTensors, CheckpointOfDeviceVariablesRestoresOnTheCpu) {
   auto losses = train_losses(optimizer_config{}, regs().dev_reg, on_device(), 3, dv);
   ASSERT_EQ(losses.size(), 3u);
   std::string path = testing::TempDir() + "/device_ckpt.lsc";
-  ASSERT_TRUE(dv.save(path).ok());
+  auto saved = dv.save(path);
+  ASSERT_TRUE(saved.ok()) << saved.err().message;
   variable_store back(0);
   for (const auto& [n, t] : dv.all()) back.set(n, tensor::zeros(t.type(), t.shape()));
   ASSERT_TRUE(back.load(path).ok());
