@@ -5,10 +5,17 @@
 
 #include <cstdint>
 
+// Callable from CUDA kernels too (ops/cuda/embedding.cu).
+#ifdef __CUDACC__
+#define LUOSHU_RANDOM_HD __host__ __device__
+#else
+#define LUOSHU_RANDOM_HD
+#endif
+
 namespace luoshu::ops {
 
 /// SplitMix64 finaliser: a strong 64-bit mix.
-constexpr uint64_t mix64(uint64_t z) {
+LUOSHU_RANDOM_HD constexpr uint64_t mix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -16,15 +23,15 @@ constexpr uint64_t mix64(uint64_t z) {
 }
 
 /// Uniform in [0, 1) from (key, counter), 53 bits.
-constexpr double uniform01(uint64_t key, uint64_t counter) {
+LUOSHU_RANDOM_HD constexpr double uniform01(uint64_t key, uint64_t counter) {
   return static_cast<double>(mix64(key ^ mix64(counter)) >> 11) * 0x1.0p-53;
 }
 
-constexpr uint64_t dropout_key(uint64_t seed, int64_t step) {
+LUOSHU_RANDOM_HD constexpr uint64_t dropout_key(uint64_t seed, int64_t step) {
   return mix64(seed * 0x2545f4914f6cdd1dull + static_cast<uint64_t>(step));
 }
 
-constexpr bool dropout_keep(uint64_t key, uint64_t i, double rate) {
+LUOSHU_RANDOM_HD constexpr bool dropout_keep(uint64_t key, uint64_t i, double rate) {
   return uniform01(key, i) >= rate;
 }
 
