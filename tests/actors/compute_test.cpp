@@ -1,0 +1,250 @@
+// Compute actors of a two-partition program in one process (two nodes, each
+// with its own actor system, and a coordinator, all on 127.0.0.1 with
+// OS-chosen ports): every tensor over the bulk lane, end of data, and
+// failures that name the peer (a malformed lane frame, a peer that stops).
+
+#include "actors/compute.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "actors/coordinator.hpp"
+#include "graph/luoshu.hpp"
+#include "ops/random.hpp"
+#include "transport/bulk/frame.hpp"
+
+namespace luoshu::actors {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct small_mlp {
+  graph g;
+  expr loss;
+  train_ops ops;
+  small_mlp() {
+    expr x = g.placeholder("x", dtype::f32, {-1, 12});
+    expr y = g.placeholder("y", dtype::i64, {-1});
+    expr h = relu(linear(x, g.variable("w1", {12, 16}, init::he_uniform()), g.variable("b1", {16}, init::zeros())));
+    expr logits = linear(h, g.variable("w2", {16, 4}, init::he_uniform()), g.variable("b2", {4}, init::zeros()));
+    loss = mean(softmax_cross_entropy(logits, y)).named("loss");
+    optimizer_config cfg;
+    cfg.kind = optimizer_config::kind_t::sgd;
+    cfg.lr.base = 0.1;
+    ops = minimize(loss, cfg);
+  }
+};
+
+std::map<std::string, tensor> feeds(int step) {
+  tensor x(dtype::f32, {6, 12});
+  tensor y(dtype::i64, {6});
+  for (int64_t i = 0; i < x.numel(); ++i)
+    x.data<float>()[i] =
+        static_cast<float>(ops::uniform01(static_cast<uint64_t>(step), static_cast<uint64_t>(i)) * 2 - 1);
+  for (int64_t i = 0; i < 6; ++i) y.data<int64_t>()[i] = static_cast<int64_t>(ops::mix64(step * 10 + i) % 4);
+  return {{"x", x}, {"y", y}, {"lr", tensor::scalar<float>(0.1f)}};
+}
+
+/// A coordinator, two nodes and their programs (every tensor over the lane).
+struct job {
+  std::unique_ptr<coordinator_service> coordinator;
+  std::unique_ptr<node> nodes[2];
+  std::unique_ptr<distributed_program> programs[2];
+  small_mlp model;
+
+  job() {
+    coordinator_config cc;
+    cc.token = "test-token";
+    cc.world_size = 2;
+    auto svc = coordinator_service::start(cc, "127.0.0.1", 0);
+    if (!svc) throw luoshu_error(svc.err().message);
+    coordinator = std::move(*svc);
+    auto place = place_by_variables(model.g, {{"w1", 0}, {"b1", 0}}, 1);
+    auto plan = std::make_shared<const partition_plan>(partition_graph(model.g, place, {model.loss}, model.ops.updates));
+    std::string errors[2];
+    both([&](int r) {
+      node_options o;
+      o.coordinator_port = coordinator->port();
+      o.token = "test-token";
+      o.self.rank = r;
+      o.self.name = "worker-" + std::to_string(r);
+      o.world_size = 2;
+      o.bulk_threshold = 0;
+      o.request_timeout = 5s;
+      auto n = node::join(o);
+      if (!n) return void(errors[r] = n.err().message);
+      nodes[r] = std::move(*n);
+      auto p = distributed_program::start(*nodes[r], {plan}, 1);
+      if (!p) return void(errors[r] = p.err().message);
+      programs[r] = std::move(*p);
+    });
+    for (auto& e : errors)
+      if (!e.empty()) throw luoshu_error(e);
+  }
+  ~job() {
+    for (auto& p : programs) p.reset();
+    for (auto& n : nodes) n.reset();
+  }
+
+  /// Runs f(0) and f(1) on two threads (each node drives its own program).
+  static void both(const std::function<void(int)>& f) {
+    std::thread t([&] { f(1); });
+    f(0);
+    t.join();
+  }
+
+  /// Runs `step` on both nodes; the loss (from partition 1) or the errors.
+  result<float> step(int s, std::chrono::milliseconds timeout = 30s) {
+    result<std::vector<tensor>> out[2] = {error{"not run"}, error{"not run"}};
+    both([&](int r) { out[r] = programs[r]->run(0, s, feeds(s), true, timeout); });
+    if (!out[0] || !out[1])
+      return error{(out[0] ? "" : out[0].err().message) + " | " + (out[1] ? "" : out[1].err().message)};
+    return static_cast<float>(out[1]->at(0).item());
+  }
+};
+
+/// A job that ran step 0 (its loss in `loss0`). Two CAF nodes in one process
+/// sometimes lose their fresh direct BASP connection right after start-up:
+/// the peers' proxies go down with remote_link_unreachable (reported as "is
+/// gone"), or a request to a fresh proxy is lost and times out. Separate
+/// processes (model_parallel_test.sh) have not shown it, so a job that fails
+/// that way while starting is built again, at most 3 times.
+std::unique_ptr<job> started_job(float* loss0 = nullptr) {
+  for (int attempt = 0;; ++attempt) {
+    std::unique_ptr<job> j;
+    try {
+      j = std::make_unique<job>();
+    } catch (const luoshu_error& e) {
+      if (attempt == 2 || std::string(e.what()).find("request timed out") == std::string::npos) throw;
+      continue;
+    }
+    auto l = j->step(0, 10s);
+    if (l) {
+      if (loss0) *loss0 = *l;
+      return j;
+    }
+    if (attempt == 2 || (l.err().message.find("remote_link_unreachable") == std::string::npos &&
+                         l.err().message.find("timed out") == std::string::npos))
+      throw luoshu_error("step 0: " + l.err().message);
+  }
+}
+
+TEST(ComputeActor, EveryTensorOverTheLaneMatchesTheLocalRun) {
+  float loss0 = 0;
+  auto jp = started_job(&loss0);
+  job& j = *jp;
+  std::vector<variable_store> stores;
+  stores.emplace_back(1);
+  stores.emplace_back(1);
+  kernel_registry kernels;
+  cpu::register_kernels(kernels);
+  auto place = place_by_variables(j.model.g, {{"w1", 0}, {"b1", 0}}, 1);
+  auto plan = partition_graph(j.model.g, place, {j.model.loss}, j.model.ops.updates);
+  for (int s = 0; s < 5; ++s) {
+    auto l = s == 0 ? result<float>(loss0) : j.step(s);
+    ASSERT_TRUE(l) << l.err().message;
+    run_options ro;
+    ro.step = s;
+    auto ref = run_plan_locally(plan, {&stores[0], &stores[1]}, kernels, feeds(s), 1, ro);
+    ASSERT_TRUE(ref) << ref.err().message;
+    EXPECT_EQ(*l, static_cast<float>(ref->at(0).item())) << "step " << s;
+  }
+  for (auto& p : j.programs) {
+    auto c = p->transfers();
+    EXPECT_GT(c.lane_sent, 0u);
+    EXPECT_GT(c.lane_received, 0u);
+    EXPECT_EQ(c.basp_sent, 0u);
+    EXPECT_EQ(c.basp_received, 0u);
+  }
+}
+
+TEST(ComputeActor, EndOfDataStopsTheActorsAndRefusesLaterSteps) {
+  auto jp = started_job();
+  job& j = *jp;
+  ASSERT_TRUE(j.step(1));
+  status st[2];
+  auto t0 = std::chrono::steady_clock::now();
+  job::both([&](int r) { st[r] = j.programs[r]->finish(20s); });
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  for (auto& s : st) EXPECT_TRUE(s) << s.err().message;
+  for (auto& p : j.programs) {
+    EXPECT_TRUE(p->finished());
+    auto r = p->run(0, 2, feeds(2), true, 5s);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.err().message.find("requested after end of data"), std::string::npos) << r.err().message;
+    EXPECT_TRUE(p->finish(1s)); // idempotent
+  }
+}
+
+TEST(ComputeActor, APeerThatEndedItsDataIsNamedNotWaitedFor) {
+  auto jp = started_job();
+  job& j = *jp;
+  status st0;
+  std::thread t([&] { st0 = j.programs[0]->finish(20s); });
+  // Partition 1 asks for step 1, which partition 0 will never supply.
+  auto r = j.programs[1]->run(0, 1, feeds(1), true, 20s);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.err().message.find("partition 0 (worker-0) ended its data after 1 steps"), std::string::npos)
+      << r.err().message;
+  EXPECT_TRUE(j.programs[1]->finish(20s));
+  t.join();
+  EXPECT_TRUE(st0) << st0.err().message;
+}
+
+TEST(ComputeActor, AMalformedLaneFrameFailsNamingThePeer) {
+  auto jp = started_job();
+  job& j = *jp;
+  // A connection that says it is partition 1, then sends a broken header.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(j.programs[0]->lane_port());
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  transport::tensor_message hello;
+  hello.name = "luoshu.lane.hello";
+  hello.step = 1;
+  auto frame = transport::bulk::encode_prefix(hello, 1);
+  std::vector<char> junk(transport::bulk::header_bytes, '\x5a');
+  frame.insert(frame.end(), junk.begin(), junk.end());
+  ASSERT_EQ(::send(fd, frame.data(), frame.size(), 0), static_cast<ssize_t>(frame.size()));
+  result<std::vector<tensor>> r = error{"not run"};
+  for (int i = 0; i < 50; ++i) { // the error reaches the actor asynchronously
+    std::this_thread::sleep_for(100ms);
+    r = j.programs[0]->run(0, 1, feeds(1), true, 5s);
+    if (!r) break;
+  }
+  ::close(fd);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.err().message.find("bulk lane from partition 1 (worker-1) failed: bulk lane: bad frame header"),
+            std::string::npos)
+      << r.err().message;
+}
+
+TEST(ComputeActor, APeerThatStopsIsNamed) {
+  auto jp = started_job();
+  job& j = *jp;
+  j.programs[1].reset(); // its actor exits without ending its data
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = j.programs[0]->run(0, 1, feeds(1), true, 20s);
+  ASSERT_FALSE(r);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  // Named either by its actor's down message or by its closed lane listener,
+  // whichever partition 0 notices first.
+  EXPECT_NE(r.err().message.find("partition 1 (worker-1)"), std::string::npos) << r.err().message;
+  auto f = j.programs[0]->finish(5s);
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.err().message.find("partition 1 (worker-1)"), std::string::npos) << f.err().message;
+}
+
+} // namespace
+} // namespace luoshu::actors
