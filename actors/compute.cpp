@@ -183,6 +183,10 @@ void try_finish(compute_actor* self) {
 }
 
 /// Sends `m` to partition `p` over the bulk lane, connecting on first use.
+/// The sender copies the tensor's bytes once and queues them; while its
+/// queue is full (64 MiB unwritten) send() blocks this actor's thread, up to
+/// the lane's send_timeout, then fails.
+// TODO(perf): connect and back-pressure without blocking a scheduler thread.
 status lane_send(compute_actor* self, int p, const transport::tensor_message& m) {
   auto& s = self->state;
   auto it = s.lanes.find(p);
