@@ -376,10 +376,10 @@ status save_checkpoint(const std::string& path, const checkpoint& ck) {
   tmp.armed = false;
 
   // Make the rename itself durable.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::filesystem::path dir = parent.empty() ? std::filesystem::path(".") : parent;
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return system_error_at(path, "saved, but cannot open directory " + dir, errno);
+  if (dfd < 0) return system_error_at(path, "saved, but cannot open directory " + dir.string(), errno);
   int rc = ::fsync(dfd);
   int e = errno;
   ::close(dfd);

@@ -85,10 +85,7 @@ storage::storage(size_t bytes) : bytes_(bytes) {
 
 storage::storage(void* data, size_t bytes, luoshu::device dev, std::function<void(void*)> release,
                  const device_backend* backend)
-    : data_(data), bytes_(bytes), device_(dev), release_(std::move(release)), backend_(backend) {
-  if (dev.kind != luoshu::device::kind_t::cpu && !backend)
-    throw luoshu_error("device storage on " + dev.to_string() + " needs its backend");
-}
+    : data_(data), bytes_(bytes), device_(dev), release_(std::move(release)), backend_(backend) {}
 
 storage::~storage() {
   if (release_) release_(data_);
@@ -153,10 +150,17 @@ void tensor::check_host() const {
                        ": copy it to the host with to_host() before reading its elements");
 }
 
+const device_backend& tensor::backend_of() const {
+  if (!storage_->backend())
+    throw luoshu_error("tensor " + shape_.to_string() + " on " + device().to_string() +
+                       " has no device backend to copy it with");
+  return *storage_->backend();
+}
+
 tensor tensor::to_host() const {
   if (on_host()) return *this;
   tensor r(dtype_, shape_);
-  if (nbytes() > 0) storage_->backend()->copy_to_host(r.raw(), raw(), nbytes(), device().index);
+  if (nbytes() > 0) backend_of().copy_to_host(r.raw(), raw(), nbytes(), device().index);
   return r;
 }
 
@@ -171,9 +175,9 @@ tensor tensor::to(device_stream& s) const {
 namespace {
 /// A device copy of host tensor `h` on the device (and backend) of `like`.
 tensor upload_like(const tensor& h, const tensor& like) {
-  const device_backend* b = like.storage()->backend();
-  tensor r(b->allocate(h.nbytes(), like.device().index), 0, h.type(), h.shape());
-  if (h.nbytes() > 0) b->copy_from_host(r.raw(), h.raw(), h.nbytes(), like.device().index);
+  const device_backend& b = like.backend_of();
+  tensor r(b.allocate(h.nbytes(), like.device().index), 0, h.type(), h.shape());
+  if (h.nbytes() > 0) b.copy_from_host(r.raw(), h.raw(), h.nbytes(), like.device().index);
   return r;
 }
 } // namespace
@@ -238,7 +242,7 @@ void tensor::fill(double v) const {
   if (!on_host()) {
     tensor h(dtype_, shape_);
     h.fill(v);
-    if (nbytes() > 0) storage_->backend()->copy_from_host(raw(), h.raw(), nbytes(), device().index);
+    if (nbytes() > 0) backend_of().copy_from_host(raw(), h.raw(), nbytes(), device().index);
     return;
   }
   visit_numeric(dtype_, [&](auto z) {

@@ -103,6 +103,8 @@ public:
 
   /// Same bytes, another shape with the same element count.
   tensor reshaped(luoshu::shape s) const;
+  /// The backend that owns a device tensor's memory; throws if none.
+  const device_backend& backend_of() const;
   /// A deep copy (on the same device).
   tensor clone() const;
   /// This tensor if it is on the host, else a host copy (synchronous).
