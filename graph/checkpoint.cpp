@@ -386,7 +386,7 @@ status save_checkpoint(const std::string& path, const checkpoint& ck) {
   // EINVAL: the file system cannot sync directories; there is nothing more
   // this process can do, and the file itself is complete.
   if (rc != 0 && e != EINVAL)
-    return system_error_at(path, "saved, but cannot sync directory " + dir, e);
+    return system_error_at(path, "saved, but cannot sync directory " + dir.string(), e);
   return status::success();
 }
 
