@@ -3,8 +3,8 @@
 // Each output element owns a reduction group: `keep` maps the output index
 // to the group's first input element, `group` maps a position in the group
 // to its offset from there. Small groups run one thread per output; large
-// ones are split into interleaved chunks whose partials (scratch) a second
-// pass combines in chunk order: deterministic, no atomics. Accumulation is
+// ones are split into interleaved chunks whose partials (scratch) a tree of
+// passes combines in chunk order: deterministic, no atomics. Accumulation is
 // in the element type, as on the CPU (ops/cpu/reduce.cpp).
 
 #include <limits>
@@ -95,15 +95,16 @@ reduce_spec spec_of(const kernel_call& c) {
 }
 
 /// Chunks per group: 1 for small groups or when the outputs alone fill the
-/// device; otherwise enough chunks of >= 512 elements for ~64k threads,
-/// at most 1024 (the combining pass walks them serially).
+/// device; otherwise chunks of >= 256 elements, enough for ~1M threads.
 int64_t chunks_for(int64_t n_out, int64_t count) {
   if (count <= 1024 || n_out >= 16384) return 1;
-  int64_t by_size = (count + 511) / 512, by_threads = 65536 / n_out;
+  int64_t by_size = (count + 255) / 256, by_threads = (int64_t{1} << 20) / n_out;
   int64_t k = by_size < by_threads ? by_size : by_threads;
-  if (k > 1024) k = 1024;
   return k < 1 ? 1 : k;
 }
+
+/// Partials combined per thread in each level of the combining tree.
+constexpr int64_t fan_in = 64;
 
 struct k_reduce {
   template <class T>
@@ -141,9 +142,30 @@ struct k_reduce {
       for (int64_t j = ch; j < count; j += chunks) acc = rstep(op, acc, g[view_at(group, j)]);
       p[i] = acc;
     });
+    // Combine the partials (laid out [chunk][output]) in a tree of passes,
+    // each folding runs of fan_in consecutive chunks in chunk order: fixed
+    // order, so the result is deterministic.
+    int64_t left = chunks;
+    while (left > fan_in) {
+      const int64_t next = (left + fan_in - 1) / fan_in, have = left;
+      tensor q_mem = scratch(c, c.out.type(), n_out * next);
+      T* q = ptr<T>(q_mem);
+      parallel_for(c, n_out * next, [=] LUOSHU_HD(int64_t i) {
+        const int64_t o = i % n_out, b = i / n_out;
+        T acc = p[b * fan_in * n_out + o];
+        for (int64_t ch = b * fan_in + 1; ch < have && ch < (b + 1) * fan_in; ++ch)
+          acc = rcombine(op, acc, p[ch * n_out + o]);
+        q[i] = acc;
+      });
+      part = q_mem; // keeps the level alive until the next one is queued
+      p = q;
+      left = next;
+    }
+    const T* pl = p;
+    const int64_t last = left;
     parallel_for(c, n_out, [=] LUOSHU_HD(int64_t o) {
-      T acc = p[o];
-      for (int64_t ch = 1; ch < chunks; ++ch) acc = rcombine(op, acc, p[ch * n_out + o]);
+      T acc = pl[o];
+      for (int64_t ch = 1; ch < last; ++ch) acc = rcombine(op, acc, pl[ch * n_out + o]);
       out[o] = finish(f, acc, scale);
     });
   }

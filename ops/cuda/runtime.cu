@@ -21,7 +21,10 @@ int device_count() {
 std::string describe_device(int i) {
   cudaDeviceProp p{};
   cudaError_t e = cudaGetDeviceProperties(&p, i);
-  if (e != cudaSuccess) return std::string("device ") + std::to_string(i) + ": " + cudaGetErrorString(e);
+  if (e != cudaSuccess) {
+    cudaGetLastError(); // not sticky: clear it so later launches are not blamed
+    return std::string("device ") + std::to_string(i) + ": " + cudaGetErrorString(e);
+  }
   return std::string(p.name) + ", " + std::to_string(p.totalGlobalMem / (1024.0 * 1024 * 1024)).substr(0, 5) +
          " GiB, sm_" + std::to_string(p.major) + std::to_string(p.minor);
 }

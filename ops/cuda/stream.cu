@@ -226,6 +226,7 @@ public:
 
   void set_current_node(const std::string& node_name, const char* op_name) override {
     cudaSetDevice(st_.device);
+    cudaGetLastError(); // a failed call elsewhere on this thread must not be blamed on this node
     st_.tag = tags_.next(node_name, op_name);
   }
 

@@ -130,6 +130,26 @@ std::string case_name(const testing::TestParamInfo<op_case>& info) { return info
 INSTANTIATE_TEST_SUITE_P(AllOps, DeviceForward, testing::ValuesIn(all_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(AllOps, DeviceGradient, testing::ValuesIn(differentiable_cases()), case_name);
 
+TEST(DeviceReduce, LargeGroupsMatchTheCpu) {
+  // Groups long enough for the chunked tree of partial passes.
+  struct shape_axes {
+    dims_t dims;
+    std::vector<int64_t> axes;
+  };
+  for (const auto& sa : {shape_axes{{1 << 20}, {0}}, shape_axes{{3, 300001}, {1}}, shape_axes{{300001, 3}, {0}},
+                         shape_axes{{7, 4099, 5}, {0, 1}}}) {
+    graph g;
+    expr x = g.placeholder("x", dtype::f64, shape(sa.dims));
+    rng r("large-reduce");
+    std::vector<double> v(static_cast<size_t>(numel_of(sa.dims)));
+    for (auto& e : v) e = r.uniform(-1, 1);
+    exprs outs = {sum(x, sa.axes), mean(x, sa.axes), max(x, sa.axes), min(x, sa.axes), norm(x, sa.axes)};
+    std::vector<tensor> a, b;
+    run_both(g, {{x, tensor::from<double>(shape(sa.dims), v)}}, outs, a, b);
+    expect_same(a, b, 1e-12, "reduction of " + dims_str(sa.dims));
+  }
+}
+
 TEST(DeviceCoverage, EveryComputeOpHasADeviceKernel) {
   std::string missing;
   for (int k = 0; k < op_count; ++k) {

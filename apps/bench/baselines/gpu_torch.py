@@ -5,6 +5,9 @@
       f32 torch.mm of random n x n matrices with TF32 off, timed with CUDA
       events (best of 3 rounds of I calls after a warm-up); prints
       {"framework":"pytorch","version":..,"n":N,"tflops":..}
+  gpu_torch.py sum --n N [--iters I] [--device D]
+      x.sum().item() of N f32 values on the GPU, wall-clock per call (best of 3
+      rounds); prints {"framework":"pytorch","version":..,"n":N,"gb_per_s":..}
   gpu_torch.py mlp --batch B [--steps S] [--warmup W] [--device D]
       MLP 784-256-256-10 (ReLU, softmax cross-entropy, SGD lr 0.01 momentum
       0.9) trained on 8 pre-made random batches in pinned host memory; each
@@ -21,7 +24,7 @@ import time
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=["matmul", "mlp"])
+    p.add_argument("mode", choices=["matmul", "sum", "mlp"])
     p.add_argument("--n", type=int, default=4096)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--batch", type=int, default=128)
@@ -59,6 +62,17 @@ def main():
             sec = e0.elapsed_time(e1) / 1000 / a.iters
             best = sec if best is None else min(best, sec)
         out.update(n=a.n, tflops=2 * a.n ** 3 / best / 1e12)
+    elif a.mode == "sum":
+        x = torch.full((a.n,), 0.5, device=dev)
+        x.sum().item()
+        best = None
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(a.iters):
+                x.sum().item()
+            sec = (time.perf_counter() - t0) / a.iters
+            best = sec if best is None else min(best, sec)
+        out.update(n=a.n, gb_per_s=4 * a.n / best / 1e9)
     else:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
