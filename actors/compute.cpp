@@ -89,8 +89,9 @@ struct compute_state {
   std::vector<std::shared_ptr<const partition_plan>> plans;
   int partition = 0;
   kernel_registry kernels;
+  std::shared_ptr<device_stream> stream; ///< this actor's own stream on its device (null on the CPU)
   std::unique_ptr<variable_store> vars;
-  std::vector<std::unique_ptr<partition_runner>> runners; ///< one per plan
+  std::vector<std::unique_ptr<partition_runner>> runners; ///< one per plan (after stream: they use it)
   std::map<int, peer_info> peers;                         ///< partition -> its compute actor and lane
   std::string node_name;                                  ///< this process's node, for messages
 
@@ -342,6 +343,7 @@ struct compute_setup {
   std::string node_name;
   uint64_t threshold = 0;
   std::shared_ptr<bulk::buffer_pool> pool;
+  std::shared_ptr<device_stream> stream; ///< where the partition's kernels run (null: CPU)
 };
 
 caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const partition_plan>> plans,
@@ -371,10 +373,12 @@ caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const par
     }
   });
   cpu::register_kernels(s.kernels);
+  cuda::register_kernels(s.kernels);
+  s.stream = setup.stream;
   s.vars = std::make_unique<variable_store>(seed);
   if (trace) trace->name_track(compute_track, "compute actor " + std::to_string(partition));
   for (auto& p : s.plans)
-    s.runners.push_back(std::make_unique<partition_runner>(*p, partition, *s.vars, s.kernels, trace));
+    s.runners.push_back(std::make_unique<partition_runner>(*p, partition, *s.vars, s.kernels, trace, s.stream.get()));
   return {
       [self](peer_atom, int p, caf::actor a, std::string& name, std::string& host, uint16_t port) {
         self->monitor(a);
@@ -549,6 +553,22 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
   setup.node_name = n.self().name;
   setup.threshold = n.options().bulk_threshold;
   setup.pool = d->lane_->pool;
+  // The node's device (LUOSHU_DEVICE, or the cluster file's device for the
+  // worker): the compute actor gets its own stream there.
+  try {
+    device dev = n.self().device.empty() ? device::cpu() : device::parse(n.self().device);
+    if (dev.kind != device::kind_t::cpu) {
+      kernel_registry probe;
+      cuda::register_kernels(probe);
+      device_backend* b = probe.backend(dev.kind);
+      if (!b)
+        return error{"node " + n.self().name + " is placed on " + dev.to_string() +
+                     " but this build has no CUDA support"};
+      setup.stream = b->make_stream(dev.index);
+    }
+  } catch (const luoshu_error& e) {
+    return error{"node " + n.self().name + ": device '" + n.self().device + "': " + e.what()};
+  }
   d->actor_ = std::make_unique<caf::actor>(n.system().spawn(compute, plans, std::move(setup)));
 
   // The bulk lane: one listener per process; its tensors and errors go to

@@ -1,5 +1,7 @@
 #include "graph/partition.hpp"
 
+#include "graph/device_backend.hpp"
+
 #include <algorithm>
 #include <set>
 
@@ -198,10 +200,14 @@ partition_plan partition_graph(const graph& g, const std::vector<int>& placement
 namespace luoshu {
 
 partition_runner::partition_runner(const partition_plan& plan, int partition, variable_store& vars,
-                                   const kernel_registry& kernels, trace_recorder* trace)
+                                   const kernel_registry& kernels, trace_recorder* trace, device_stream* stream)
     : plan_(plan), units_(plan.units_of(partition)) {
   for (int ui : units_) {
     executor_options eo;
+    if (stream) {
+      eo.device = stream->device();
+      eo.stream = stream;
+    }
     eo.trace = trace;
     eo.trace_track = ui;
     if (trace)

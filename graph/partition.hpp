@@ -84,9 +84,12 @@ struct unit_outputs {
 /// actor (one partition per process) and the in-process runner below.
 class partition_runner {
 public:
-  /// `trace` (optional) records every kernel, one track per unit.
+  /// `trace` (optional) records every kernel, one track per unit. With a
+  /// `stream`, every unit runs on its device, queued on that one stream (a
+  /// compute actor's own); values between units and processes are host
+  /// tensors.
   partition_runner(const partition_plan& plan, int partition, variable_store& vars, const kernel_registry& kernels,
-                   trace_recorder* trace = nullptr);
+                   trace_recorder* trace = nullptr, device_stream* stream = nullptr);
   ~partition_runner();
   partition_runner(const partition_runner&) = delete;
   partition_runner& operator=(const partition_runner&) = delete;
