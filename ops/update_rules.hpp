@@ -95,6 +95,23 @@ LUOSHU_UPDATE_HD inline void update_element(const update_coeffs<T>& k, T& w, T g
   }
 }
 
+/// FTRL-proximal (McMahan et al.) for one element: z and n are its two
+/// slots; the weight follows from them. beta, l1, l2 as usual.
+struct ftrl_hyper {
+  double lr = 0.05, beta = 1, l1 = 0, l2 = 0;
+};
+template <class T>
+LUOSHU_UPDATE_HD inline void ftrl_element(const ftrl_hyper& h, T& w, T g, T& z, T& n) {
+  const double nn = static_cast<double>(n) + static_cast<double>(g) * g;
+  const double sigma = (update_sqrt(nn) - update_sqrt(static_cast<double>(n))) / h.lr;
+  const double zz = static_cast<double>(z) + g - sigma * static_cast<double>(w);
+  z = static_cast<T>(zz);
+  n = static_cast<T>(nn);
+  const double az = zz < 0 ? -zz : zz;
+  w = az <= h.l1 ? T(0)
+                 : static_cast<T>(-(zz - (zz < 0 ? -h.l1 : h.l1)) / ((h.beta + update_sqrt(nn)) / h.lr + h.l2));
+}
+
 #ifndef __CUDACC__ // host loops (CPU kernels, PS shards); CUDA kernels call update_element
 /// Updates n elements of w in place from gradient g and the rule's slots.
 template <class T>

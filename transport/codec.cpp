@@ -14,6 +14,7 @@
 
 #include "control.capnp.h"
 #include "graph.capnp.h"
+#include "ps.capnp.h"
 #include "tensor.capnp.h"
 
 namespace luoshu::transport {
@@ -445,6 +446,152 @@ result<tensor_message> decode_tensor_message(std::span<const char> bytes) {
     m.name = get_text(r.getName(), max_name_bytes, "tensor name");
     m.step = r.getStep();
     if (r.hasTensor()) m.value = get_tensor(r.getTensor(), "tensor");
+    return m;
+  });
+}
+
+// --- parameter server ------------------------------------------------------------
+
+namespace {
+
+size_t list_words(size_t n) { return (n * 8 + 7) / 8 + 1; }
+
+void put_spec(w::PsTableSpec::Builder b, const ps_table_spec& t) {
+  b.setId(t.id);
+  b.setName(text(t.name));
+  b.setSparse(t.sparse);
+  b.setRows(t.rows);
+  b.setWidth(t.width);
+  b.setDtype(static_cast<uint8_t>(t.type));
+  b.setHashPartition(t.hash_partition);
+  b.setInitKind(static_cast<uint8_t>(t.init.kind));
+  b.setInitA(t.init.a);
+  b.setInitB(t.init.b);
+  b.setSeed(t.seed);
+  auto o = b.initOptimizer();
+  o.setRule(static_cast<uint8_t>(t.optimizer.rule));
+  o.setLr(t.optimizer.lr);
+  o.setMomentum(t.optimizer.momentum);
+  o.setBeta2(t.optimizer.beta2);
+  o.setEps(t.optimizer.eps);
+  o.setWeightDecay(t.optimizer.weight_decay);
+  o.setL1(t.optimizer.l1);
+}
+
+ps_table_spec get_spec(w::PsTableSpec::Reader r) {
+  ps_table_spec t;
+  t.id = r.getId();
+  t.name = get_text(r.getName(), max_name_bytes, "table name");
+  t.sparse = r.getSparse();
+  t.rows = r.getRows();
+  t.width = r.getWidth();
+  if (t.width == 0) fail("table " + quoted(t.name) + " has width 0");
+  if (!t.sparse && t.rows == 0) fail("dense table " + quoted(t.name) + " has no rows");
+  t.type = get_dtype(r.getDtype(), "table dtype");
+  if (t.type != dtype::f32 && t.type != dtype::f64)
+    fail("table " + quoted(t.name) + " has dtype " + name(t.type) + " (f32 or f64 only)");
+  t.hash_partition = r.getHashPartition();
+  if (r.getInitKind() > static_cast<uint8_t>(initializer::kind_t::he_normal))
+    fail("table " + quoted(t.name) + " has unknown initializer kind " + std::to_string(r.getInitKind()));
+  t.init.kind = static_cast<initializer::kind_t>(r.getInitKind());
+  t.init.a = r.getInitA();
+  t.init.b = r.getInitB();
+  t.seed = r.getSeed();
+  auto o = r.getOptimizer();
+  if (o.getRule() > static_cast<uint8_t>(ps_optimizer::rule_t::ftrl))
+    fail("table " + quoted(t.name) + " has unknown optimizer rule " + std::to_string(o.getRule()));
+  t.optimizer.rule = static_cast<ps_optimizer::rule_t>(o.getRule());
+  t.optimizer.lr = o.getLr();
+  t.optimizer.momentum = o.getMomentum();
+  t.optimizer.beta2 = o.getBeta2();
+  t.optimizer.eps = o.getEps();
+  t.optimizer.weight_decay = o.getWeightDecay();
+  t.optimizer.l1 = o.getL1();
+  return t;
+}
+
+} // namespace
+
+wire_bytes encode(const ps_request& m) {
+  size_t words = 64 + list_words(m.keys.size()) + tensor_words(m.values) + text_words(m.spec.name) +
+                 text_words(m.func) + list_words(m.args.size()) + text_words(m.path);
+  return serialize<w::PsRequest>(words, [&](w::PsRequest::Builder b) {
+    b.setSeq(m.seq);
+    b.setWorker(m.worker);
+    b.setClock(m.clock);
+    b.setOp(static_cast<uint8_t>(m.op));
+    b.setTable(m.table);
+    auto k = b.initKeys(static_cast<uint>(m.keys.size()));
+    for (size_t i = 0; i < m.keys.size(); ++i) k.set(static_cast<uint>(i), m.keys[i]);
+    if (m.values.defined()) put_tensor(b.initValues(), m.values);
+    if (m.op == ps_op::create) put_spec(b.initSpec(), m.spec);
+    b.setFunc(text(m.func));
+    auto a = b.initArgs(static_cast<uint>(m.args.size()));
+    for (size_t i = 0; i < m.args.size(); ++i) a.set(static_cast<uint>(i), m.args[i]);
+    b.setPath(text(m.path));
+  });
+}
+
+result<ps_request> decode_ps_request(std::span<const char> bytes) {
+  return decode<w::PsRequest>(bytes, "ps request", [](w::PsRequest::Reader r) {
+    ps_request m;
+    m.seq = r.getSeq();
+    m.worker = get_nonnegative(r.getWorker(), "worker");
+    m.clock = r.getClock();
+    if (r.getOp() > static_cast<uint8_t>(ps_op::clock)) fail("unknown ps op " + std::to_string(r.getOp()));
+    m.op = static_cast<ps_op>(r.getOp());
+    m.table = r.getTable();
+    auto k = r.getKeys();
+    if (k.size() > max_ps_keys)
+      fail(std::to_string(k.size()) + " keys (limit " + std::to_string(max_ps_keys) + ")");
+    m.keys.resize(k.size());
+    for (uint i = 0; i < k.size(); ++i) m.keys[i] = k[i];
+    if (r.hasValues()) {
+      m.values = get_tensor(r.getValues(), "pushed values");
+      if (m.values.rank() != 2 || m.values.dim(0) != static_cast<int64_t>(m.keys.size()) ||
+          (m.values.type() != dtype::f32 && m.values.type() != dtype::f64))
+        fail("pushed values are " + std::string(name(m.values.type())) + m.values.shape().to_string() + " for " +
+             std::to_string(m.keys.size()) + " keys (want f32/f64 [keys, width])");
+    }
+    if ((m.op == ps_op::push || m.op == ps_op::push_pull) && !m.values.defined())
+      fail(std::string(name(m.op)) + " without values");
+    if (m.op == ps_op::create) {
+      if (!r.hasSpec()) fail("create without a table spec");
+      m.spec = get_spec(r.getSpec());
+    }
+    m.func = get_text(r.getFunc(), max_name_bytes, "function name");
+    auto a = r.getArgs();
+    if (a.size() > max_ps_args) fail(std::to_string(a.size()) + " function arguments (limit " +
+                                     std::to_string(max_ps_args) + ")");
+    for (uint i = 0; i < a.size(); ++i) m.args.push_back(a[i]);
+    m.path = get_text(r.getPath(), max_name_bytes, "checkpoint path");
+    return m;
+  });
+}
+
+wire_bytes encode(const ps_reply& m) {
+  size_t words = 16 + text_words(m.error) + tensor_words(m.values) + list_words(m.partial.size());
+  return serialize<w::PsReply>(words, [&](w::PsReply::Builder b) {
+    b.setSeq(m.seq);
+    b.setError(text(m.error));
+    if (m.values.defined()) put_tensor(b.initValues(), m.values);
+    auto p = b.initPartial(static_cast<uint>(m.partial.size()));
+    for (size_t i = 0; i < m.partial.size(); ++i) p.set(static_cast<uint>(i), m.partial[i]);
+    b.setStaleness(m.staleness);
+  });
+}
+
+result<ps_reply> decode_ps_reply(std::span<const char> bytes) {
+  return decode<w::PsReply>(bytes, "ps reply", [](w::PsReply::Reader r) {
+    ps_reply m;
+    m.seq = r.getSeq();
+    m.error = get_text(r.getError(), max_reason_bytes, "ps error");
+    if (r.hasValues()) m.values = get_tensor(r.getValues(), "pulled values");
+    auto p = r.getPartial();
+    if (p.size() > max_ps_args) fail(std::to_string(p.size()) + " partial results (limit " +
+                                     std::to_string(max_ps_args) + ")");
+    for (uint i = 0; i < p.size(); ++i) m.partial.push_back(p[i]);
+    m.staleness = r.getStaleness();
     return m;
   });
 }

@@ -46,6 +46,10 @@ inline constexpr int max_rank = 16;
 /// The most inputs of one graph node, and the longest axes / axes2 list.
 inline constexpr size_t max_node_inputs = 4096;
 inline constexpr size_t max_axes = 64;
+/// The most keys one parameter-server request may carry.
+inline constexpr size_t max_ps_keys = size_t{1} << 26;
+/// The most arguments of a server-side function call.
+inline constexpr size_t max_ps_args = 4096;
 /// Graph shapes: the largest dim, and the largest product of the known dims
 /// (so shape inference on decoded shapes cannot overflow).
 inline constexpr int64_t max_graph_dim = int64_t{1} << 48;
@@ -59,6 +63,12 @@ wire_bytes encode(const join_request& m);
 wire_bytes encode(const join_reply& m);
 wire_bytes encode(const barrier_request& m);
 wire_bytes encode(const tensor_message& m);
+/// Parameter-server requests and replies. Decoding also checks the keys
+/// (at most max_ps_keys, distinct is the shard's business), a push's values
+/// ([keys, width] of f32/f64), a table spec (width >= 1, f32/f64, a known
+/// optimizer rule and initializer) and texts.
+wire_bytes encode(const ps_request& m);
+wire_bytes encode(const ps_reply& m);
 /// Every node of `g` in order: op name, node name, inputs, inferred dtype and
 /// shape, and every op attribute (the initializer, a constant's tensor).
 wire_bytes encode_graph(const graph& g);
@@ -68,6 +78,8 @@ result<join_reply> decode_join_reply(std::span<const char> bytes);
 result<barrier_request> decode_barrier_request(std::span<const char> bytes);
 /// The tensor comes back in fresh, 64-byte aligned host memory.
 result<tensor_message> decode_tensor_message(std::span<const char> bytes);
+result<ps_request> decode_ps_request(std::span<const char> bytes);
+result<ps_reply> decode_ps_reply(std::span<const char> bytes);
 /// Rebuilds the graph node by node through graph::add, which re-runs shape
 /// inference; a graph is not movable, hence the unique_ptr.
 result<std::unique_ptr<graph>> decode_graph(std::span<const char> bytes);

@@ -2,6 +2,20 @@
 
 namespace luoshu::transport {
 
+const char* name(ps_op op) {
+  switch (op) {
+    case ps_op::pull: return "pull";
+    case ps_op::push: return "push";
+    case ps_op::push_pull: return "push_pull";
+    case ps_op::create: return "create";
+    case ps_op::func: return "func";
+    case ps_op::save: return "save";
+    case ps_op::load: return "load";
+    case ps_op::clock: return "clock";
+  }
+  return "?";
+}
+
 const char* name(node_role r) {
   switch (r) {
     case node_role::coordinator: return "coordinator";

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "graph/tensor.hpp"
+#include "ops/op.hpp"
 
 namespace luoshu::transport {
 
@@ -58,6 +59,72 @@ struct tensor_message {
   std::string name;
   int64_t step = 0;
   tensor value;
+};
+
+// --- parameter server -----------------------------------------------------------
+
+/// How a shard updates a table's rows from pushed gradients.
+struct ps_optimizer {
+  enum class rule_t : uint8_t { sgd, momentum, adagrad, adam, ftrl };
+  rule_t rule = rule_t::sgd;
+  double lr = 0.01;
+  double momentum = 0.9; ///< momentum; adam beta1; ftrl beta
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0; ///< L2 (ftrl: l2)
+  double l1 = 0;           ///< ftrl only
+  friend bool operator==(const ps_optimizer&, const ps_optimizer&) = default;
+};
+
+/// A parameter table. Dense: `rows` x `width`, split into row ranges (or by
+/// hash). Sparse: rows are made on first touch from the initializer, so ids
+/// up to `rows` (0: any 64-bit id) cost memory only once used.
+struct ps_table_spec {
+  uint32_t id = 0;
+  std::string name;
+  bool sparse = false;
+  uint64_t rows = 0;
+  uint32_t width = 1;
+  dtype type = dtype::f32;
+  bool hash_partition = false;
+  initializer init;
+  uint64_t seed = 0;
+  ps_optimizer optimizer;
+  friend bool operator==(const ps_table_spec&, const ps_table_spec&) = default;
+};
+
+enum class ps_op : uint8_t { pull, push, push_pull, create, func, save, load, clock };
+const char* name(ps_op op);
+
+/// ps_client -> ps_shard.
+struct ps_request {
+  uint64_t seq = 0;
+  int32_t worker = 0;
+  int64_t clock = 0;
+  ps_op op = ps_op::pull;
+  uint32_t table = 0;
+  std::vector<uint64_t> keys;  ///< distinct row ids
+  tensor values;               ///< push: [keys, width]
+  ps_table_spec spec;          ///< create
+  std::string func;            ///< func: a registered server-side function
+  std::vector<double> args;    ///< func arguments
+  std::string path;            ///< save / load: checkpoint directory
+  friend bool operator==(const ps_request& a, const ps_request& b) {
+    return a.seq == b.seq && a.worker == b.worker && a.clock == b.clock && a.op == b.op && a.table == b.table &&
+           a.keys == b.keys && a.spec == b.spec && a.func == b.func && a.args == b.args && a.path == b.path &&
+           a.values.defined() == b.values.defined() &&
+           (!a.values.defined() || (a.values.type() == b.values.type() && a.values.shape() == b.values.shape() &&
+                                    a.values.to_doubles() == b.values.to_doubles()));
+  }
+};
+
+/// ps_shard -> ps_client.
+struct ps_reply {
+  uint64_t seq = 0;
+  std::string error;           ///< empty: success
+  tensor values;               ///< pull / push_pull: [keys, width]
+  std::vector<double> partial; ///< func: this shard's part
+  int64_t staleness = 0;       ///< pull: the worker's clock minus the slowest worker's
 };
 
 } // namespace luoshu::transport

@@ -619,3 +619,66 @@ TEST(WireHostile, GraphSliceGradRanks) {
 
 } // namespace
 } // namespace luoshu::transport
+
+namespace luoshu::transport {
+namespace {
+
+using namespace luoshu::transport::test;
+
+TEST(WirePs, RequestsAndRepliesRoundTrip) {
+  std::mt19937_64 rng(3);
+  for (const ps_request& m : {sample_ps_push(rng), sample_ps_create()}) {
+    auto back = decode_ps_request(bytes_of(encode(m)));
+    ASSERT_TRUE(back.ok()) << back.err().message;
+    EXPECT_TRUE(*back == m) << name(m.op);
+  }
+  ps_request f;
+  f.op = ps_op::func;
+  f.func = "clip_rows";
+  f.args = {0.5};
+  f.path = "/ckpt";
+  auto fb = decode_ps_request(bytes_of(encode(f)));
+  ASSERT_TRUE(fb.ok());
+  EXPECT_TRUE(*fb == f);
+  ps_reply r = sample_ps_reply(rng);
+  r.error = "table 'x': row 5 is out of range [0, 3)";
+  auto rb = decode_ps_reply(bytes_of(encode(r)));
+  ASSERT_TRUE(rb.ok()) << rb.err().message;
+  EXPECT_EQ(rb->seq, r.seq);
+  EXPECT_EQ(rb->error, r.error);
+  EXPECT_TRUE(same_tensor(rb->values, r.values));
+  EXPECT_EQ(rb->partial, r.partial);
+  EXPECT_EQ(rb->staleness, r.staleness);
+}
+
+TEST(WirePs, MalformedRequestsAreRefusedNamingTheProblem) {
+  std::mt19937_64 rng(4);
+  auto refused = [](const ps_request& m, const std::string& what) {
+    auto r = decode_ps_request(bytes_of(encode(m)));
+    ASSERT_FALSE(r.ok()) << "accepted: " << what;
+    EXPECT_NE(r.err().message.find(what), std::string::npos) << r.err().message;
+  };
+  ps_request push = sample_ps_push(rng);
+  push.values = random_tensor(dtype::f32, {2, 4}, rng); // 3 keys
+  refused(push, "for 3 keys");
+  push.values = random_tensor(dtype::i64, {3, 4}, rng);
+  refused(push, "want f32/f64");
+  push.values = tensor();
+  refused(push, "push_pull without values");
+  ps_request neg = sample_ps_push(rng);
+  neg.worker = -2;
+  refused(neg, "worker -2 is negative");
+  ps_request c = sample_ps_create();
+  c.spec.width = 0;
+  refused(c, "has width 0");
+  c = sample_ps_create();
+  c.spec.type = dtype::i32;
+  refused(c, "f32 or f64 only");
+  c = sample_ps_create();
+  c.spec.sparse = false;
+  c.spec.rows = 0;
+  refused(c, "has no rows");
+}
+
+} // namespace
+} // namespace luoshu::transport

@@ -97,6 +97,12 @@ std::vector<corpus_entry> corpus() {
   c.push_back({"tensor 0-d", encode(tensor_message{"s", 1, tensor::scalar<float>(1.5f)}), tensor_check});
   c.push_back({"tensor empty", encode(tensor_message{"e", 1, tensor(dtype::f64, {0, 4})}), tensor_check});
 
+  auto ps_check = checker(decode_ps_request, [](const ps_request& m) { return encode(m); });
+  c.push_back({"ps push", encode(sample_ps_push(rng)), ps_check});
+  c.push_back({"ps create", encode(sample_ps_create()), ps_check});
+  c.push_back({"ps reply", encode(sample_ps_reply(rng)),
+               checker(decode_ps_reply, [](const ps_reply& m) { return encode(m); })});
+
   auto graph_check = checker(decode_graph, [](const std::unique_ptr<graph>& g) { return encode_graph(*g); });
   // A small graph (mutations hit its structure often) and an MLP with its
   // gradients and sgd updates.

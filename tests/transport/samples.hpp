@@ -46,6 +46,40 @@ inline join_reply sample_join_reply() {
 
 inline barrier_request sample_barrier_request() { return {"epoch-1/end", 2}; }
 
+inline ps_request sample_ps_push(std::mt19937_64& rng) {
+  ps_request m;
+  m.seq = 9;
+  m.worker = 3;
+  m.clock = 17;
+  m.op = ps_op::push_pull;
+  m.table = 2;
+  m.keys = {5, 1ull << 40, 77};
+  m.values = random_tensor(dtype::f32, {3, 4}, rng);
+  return m;
+}
+
+inline ps_request sample_ps_create() {
+  ps_request m;
+  m.op = ps_op::create;
+  m.spec.id = 4;
+  m.spec.name = "embedding/table";
+  m.spec.sparse = true;
+  m.spec.width = 16;
+  m.spec.init = {initializer::kind_t::normal, 0, 0.01};
+  m.spec.seed = 5;
+  m.spec.optimizer.rule = ps_optimizer::rule_t::adam;
+  return m;
+}
+
+inline ps_reply sample_ps_reply(std::mt19937_64& rng) {
+  ps_reply m;
+  m.seq = 9;
+  m.values = random_tensor(dtype::f64, {2, 3}, rng);
+  m.partial = {1.5, 2.5};
+  m.staleness = 1;
+  return m;
+}
+
 /// A small MLP classifier (6 features, 16 hidden, 3 classes) set up for
 /// training with `cfg`: forward, gradients() via minimize(), update nodes.
 struct mlp {
