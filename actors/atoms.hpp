@@ -22,6 +22,8 @@ using release_atom = caf::atom_constant<caf::atom("release")>;
 /// End of data: a driver tells its compute actor that no more steps come;
 /// a compute actor tells its peers how many steps it ran.
 using end_atom = caf::atom_constant<caf::atom("enddata")>;
+/// A parameter-server request (Cap'n Proto ps bytes) to a ps_shard.
+using ps_atom = caf::atom_constant<caf::atom("ps")>;
 /// Asks a compute actor where its bulk tensor lane listens.
 using lane_atom = caf::atom_constant<caf::atom("lane")>;
 

@@ -538,7 +538,7 @@ result<ps_request> decode_ps_request(std::span<const char> bytes) {
     m.seq = r.getSeq();
     m.worker = get_nonnegative(r.getWorker(), "worker");
     m.clock = r.getClock();
-    if (r.getOp() > static_cast<uint8_t>(ps_op::clock)) fail("unknown ps op " + std::to_string(r.getOp()));
+    if (r.getOp() > static_cast<uint8_t>(ps_op::assign)) fail("unknown ps op " + std::to_string(r.getOp()));
     m.op = static_cast<ps_op>(r.getOp());
     m.table = r.getTable();
     auto k = r.getKeys();
@@ -553,7 +553,7 @@ result<ps_request> decode_ps_request(std::span<const char> bytes) {
         fail("pushed values are " + std::string(name(m.values.type())) + m.values.shape().to_string() + " for " +
              std::to_string(m.keys.size()) + " keys (want f32/f64 [keys, width])");
     }
-    if ((m.op == ps_op::push || m.op == ps_op::push_pull) && !m.values.defined())
+    if ((m.op == ps_op::push || m.op == ps_op::push_pull || m.op == ps_op::assign) && !m.values.defined())
       fail(std::string(name(m.op)) + " without values");
     if (m.op == ps_op::create) {
       if (!r.hasSpec()) fail("create without a table spec");

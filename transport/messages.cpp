@@ -12,6 +12,7 @@ const char* name(ps_op op) {
     case ps_op::save: return "save";
     case ps_op::load: return "load";
     case ps_op::clock: return "clock";
+    case ps_op::assign: return "assign";
   }
   return "?";
 }

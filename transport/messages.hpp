@@ -93,7 +93,7 @@ struct ps_table_spec {
   friend bool operator==(const ps_table_spec&, const ps_table_spec&) = default;
 };
 
-enum class ps_op : uint8_t { pull, push, push_pull, create, func, save, load, clock };
+enum class ps_op : uint8_t { pull, push, push_pull, create, func, save, load, clock, assign };
 const char* name(ps_op op);
 
 /// ps_client -> ps_shard.

@@ -41,10 +41,10 @@ struct PsRequest {
   seq @0 :UInt64;          # echoed in the reply
   worker @1 :Int32;        # the sending worker's index (>= 0)
   clock @2 :Int64;         # the worker's clock (training step) for consistency
-  op @3 :UInt8;            # 0 pull, 1 push, 2 push_pull, 3 create, 4 func, 5 save, 6 load, 7 clock
+  op @3 :UInt8;            # 0 pull, 1 push, 2 push_pull, 3 create, 4 func, 5 save, 6 load, 7 clock, 8 assign
   table @4 :UInt32;
   keys @5 :List(UInt64);   # row ids (global) this request touches, each once
-  values @6 :Tensor;       # push: [keys, width] gradient rows
+  values @6 :Tensor;       # push, assign: [keys, width] rows
   spec @7 :PsTableSpec;    # create
   func @8 :Text;           # func: a server-side function's name
   args @9 :List(Float64);  # func arguments

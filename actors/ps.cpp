@@ -1,0 +1,641 @@
+#include "actors/ps.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <unordered_map>
+
+#include "actors/atoms.hpp"
+#include "actors/runtime.hpp"
+#include "transport/codec.hpp"
+
+namespace luoshu::actors {
+
+using transport::ps_op;
+using transport::ps_reply;
+using transport::ps_request;
+using transport::wire_bytes;
+
+namespace {
+
+/// A client's batch of requests, handed to its actor by reference.
+struct client_batch {
+  std::vector<std::pair<caf::actor, wire_bytes>> msgs;
+  std::function<void(std::vector<result<wire_bytes>>)> done;
+  std::chrono::milliseconds timeout;
+};
+
+} // namespace
+} // namespace luoshu::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<luoshu::actors::client_batch>)
+
+namespace luoshu::actors {
+
+result<ps_consistency> ps_consistency::parse(const std::string& s) {
+  ps_consistency c;
+  if (s == "bsp") return c;
+  if (s == "asp") {
+    c.kind = kind_t::asp;
+    return c;
+  }
+  if (s.rfind("ssp:", 0) == 0) {
+    try {
+      size_t used = 0;
+      long long k = std::stoll(s.substr(4), &used);
+      if (used == s.size() - 4 && k >= 0) {
+        c.kind = kind_t::ssp;
+        c.staleness = k;
+        return c;
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  return error{"consistency '" + s + "': expected bsp, ssp:K (K >= 0 steps) or asp"};
+}
+
+std::string ps_consistency::to_string() const {
+  switch (kind) {
+    case kind_t::bsp: return "bsp";
+    case kind_t::asp: return "asp";
+    default: return "ssp:" + std::to_string(staleness);
+  }
+}
+
+// --- the shard ----------------------------------------------------------------------
+
+namespace {
+
+using clock_t_ = std::chrono::steady_clock;
+
+struct held_push {
+  uint32_t table;
+  std::vector<uint64_t> keys;
+  tensor values;
+};
+
+struct waiting_pull {
+  ps_request req;
+  caf::response_promise promise;
+  clock_t_::time_point since;
+};
+
+struct shard_state {
+  std::unique_ptr<ps_store> store;
+  ps_shard_options opt;
+  std::vector<int64_t> done;                                   ///< steps each worker finished
+  std::map<int64_t, std::map<int, std::vector<held_push>>> held; ///< bsp: clock -> worker -> pushes
+  std::vector<waiting_pull> waiting;
+  bool ticking = false;
+  static inline const char* name = "ps_shard";
+};
+
+using shard_actor = caf::stateful_actor<shard_state>;
+
+wire_bytes reply_error(uint64_t seq, std::string msg) {
+  ps_reply r;
+  r.seq = seq;
+  r.error = std::move(msg);
+  return transport::encode(r);
+}
+
+int64_t slowest(const shard_state& s, int* who = nullptr) {
+  int64_t m = std::numeric_limits<int64_t>::max();
+  for (size_t w = 0; w < s.done.size(); ++w)
+    if (s.done[w] < m) {
+      m = s.done[w];
+      if (who) *who = static_cast<int>(w);
+    }
+  return m;
+}
+
+/// Whether a pull at `clock` may be served now.
+bool servable(const shard_state& s, int64_t clock) {
+  switch (s.opt.consistency.kind) {
+    case ps_consistency::kind_t::asp: return true;
+    case ps_consistency::kind_t::bsp: return slowest(s) >= clock;
+    default: return slowest(s) >= clock - s.opt.consistency.staleness;
+  }
+}
+
+wire_bytes serve_pull(shard_state& s, const ps_request& req) {
+  auto v = s.store->pull(req.table, req.keys);
+  if (!v) return reply_error(req.seq, v.err().message);
+  ps_reply r;
+  r.seq = req.seq;
+  r.values = std::move(*v);
+  r.staleness = std::max<int64_t>(0, req.clock - slowest(s));
+  return transport::encode(r);
+}
+
+/// Applies a push now (scaled by 1 / workers) or, under BSP, holds it.
+status take_push(shard_state& s, const ps_request& req) {
+  const ps_table_spec* spec = s.store->spec(req.table);
+  if (!spec) return error{"push: unknown table " + std::to_string(req.table) + " on shard " + std::to_string(s.opt.shard)};
+  if (req.values.dim(1) != static_cast<int64_t>(spec->width))
+    return error{"push to table '" + spec->name + "': rows of width " + std::to_string(req.values.dim(1)) +
+                 ", the table's width is " + std::to_string(spec->width)};
+  if (req.worker >= s.opt.workers)
+    return error{"push from worker " + std::to_string(req.worker) + ", but the job has " + std::to_string(s.opt.workers)};
+  if (s.opt.consistency.kind != ps_consistency::kind_t::bsp)
+    return s.store->push(req.table, req.keys, req.values, 1.0 / s.opt.workers);
+  if (req.clock < s.done[static_cast<size_t>(req.worker)])
+    return error{"push of worker " + std::to_string(req.worker) + " for step " + std::to_string(req.clock) +
+                 ", which it already finished"};
+  // Touch the rows now, so a bad key fails this push and not a later step.
+  if (auto v = s.store->pull(req.table, req.keys); !v) return v.err();
+  s.held[req.clock][req.worker].push_back({req.table, req.keys, req.values});
+  return {};
+}
+
+/// BSP: applies every step that all workers finished, in step order.
+status apply_finished(shard_state& s) {
+  const int64_t all = slowest(s);
+  while (!s.held.empty() && s.held.begin()->first < all) {
+    auto& by_worker = s.held.begin()->second;
+    // Sum per table and key, in worker order then push order.
+    std::map<uint32_t, std::pair<std::vector<uint64_t>, std::unordered_map<uint64_t, std::vector<double>>>> sums;
+    for (auto& [w, pushes] : by_worker)
+      for (auto& p : pushes) {
+        auto& [order, rows] = sums[p.table];
+        const int64_t width = p.values.dim(1);
+        std::vector<double> v = p.values.to_doubles();
+        for (size_t i = 0; i < p.keys.size(); ++i) {
+          auto [it, fresh] = rows.try_emplace(p.keys[i], std::vector<double>(static_cast<size_t>(width), 0.0));
+          if (fresh) order.push_back(p.keys[i]);
+          for (int64_t j = 0; j < width; ++j) it->second[static_cast<size_t>(j)] += v[i * width + j];
+        }
+      }
+    for (auto& [table, kr] : sums) {
+      auto& [order, rows] = kr;
+      const int64_t width = static_cast<int64_t>(rows.begin()->second.size());
+      std::vector<double> flat;
+      flat.reserve(order.size() * static_cast<size_t>(width));
+      for (auto k : order) flat.insert(flat.end(), rows[k].begin(), rows[k].end());
+      status st = s.store->push(table, order, tensor::from<double>(shape{static_cast<int64_t>(order.size()), width}, flat),
+                                1.0 / s.opt.workers);
+      if (!st) return st;
+    }
+    s.held.erase(s.held.begin());
+  }
+  return {};
+}
+
+void maybe_checkpoint(shard_state& s, int64_t before) {
+  const int64_t n = s.opt.checkpoint_every, now = slowest(s);
+  if (n <= 0 || s.opt.checkpoint_dir.empty() || now / n == before / n) return;
+  if (status st = s.store->save(s.opt.checkpoint_dir); !st) // training goes on; the next save retries
+    spdlog::error("ps shard {}: periodic checkpoint failed: {}", s.opt.shard, st.err().message);
+}
+
+void retry_waiting(shard_state& s) {
+  for (size_t i = 0; i < s.waiting.size();) {
+    if (servable(s, s.waiting[i].req.clock)) {
+      s.waiting[i].promise.deliver(serve_pull(s, s.waiting[i].req));
+      s.waiting.erase(s.waiting.begin() + static_cast<long>(i));
+    } else {
+      ++i;
+    }
+  }
+}
+
+caf::behavior ps_shard(shard_actor* self, ps_shard_options opt) {
+  auto& s = self->state;
+  s.store = std::make_unique<ps_store>(opt.shard, opt.shards);
+  s.done.assign(static_cast<size_t>(std::max(1, opt.workers)), 0);
+  s.opt = std::move(opt);
+  return {
+      [self](ps_atom, const wire_bytes& bytes) -> caf::result<wire_bytes> {
+        auto& s = self->state;
+        auto dr = transport::decode_ps_request(std::span<const char>(bytes.data(), bytes.size()));
+        if (!dr) return reply_error(0, dr.err().message);
+        ps_request& req = *dr;
+        if (req.worker >= s.opt.workers && req.op != ps_op::create)
+          return reply_error(req.seq, "worker " + std::to_string(req.worker) + " is not one of the job's " +
+                                          std::to_string(s.opt.workers) + " workers");
+        auto ok = [&] {
+          ps_reply r;
+          r.seq = req.seq;
+          return transport::encode(r);
+        };
+        auto from = [&](const status& st) { return st ? ok() : reply_error(req.seq, st.err().message); };
+        switch (req.op) {
+          case ps_op::create: return from(s.store->create(req.spec));
+          case ps_op::assign: return from(s.store->assign(req.table, req.keys, req.values));
+          case ps_op::load: return from(s.store->load(req.path));
+          case ps_op::save: return from(s.store->save(req.path));
+          case ps_op::func: {
+            auto r = s.store->call(req.func, req.table, req.args);
+            if (!r) return reply_error(req.seq, r.err().message);
+            ps_reply rep;
+            rep.seq = req.seq;
+            rep.partial = std::move(*r);
+            return transport::encode(rep);
+          }
+          case ps_op::clock: {
+            auto& d = s.done[static_cast<size_t>(req.worker)];
+            const int64_t before = slowest(s);
+            d = std::max(d, req.clock + 1);
+            if (status st = apply_finished(s); !st) return reply_error(req.seq, st.err().message);
+            maybe_checkpoint(s, before);
+            retry_waiting(s);
+            return ok();
+          }
+          case ps_op::push:
+          case ps_op::push_pull:
+          case ps_op::pull: {
+            if (req.op != ps_op::pull)
+              if (status st = take_push(s, req); !st) return reply_error(req.seq, st.err().message);
+            if (req.op == ps_op::push) return ok();
+            if (servable(s, req.clock)) return serve_pull(s, req);
+            auto rp = self->make_response_promise();
+            s.waiting.push_back({std::move(req), rp, clock_t_::now()});
+            if (!s.ticking) {
+              s.ticking = true;
+              self->delayed_send(self, std::chrono::milliseconds(100), tick_atom::value);
+            }
+            return caf::delegated<wire_bytes>();
+          }
+        }
+        return reply_error(req.seq, "unknown request");
+      },
+      [self](tick_atom) {
+        auto& s = self->state;
+        const auto now = clock_t_::now();
+        for (size_t i = 0; i < s.waiting.size();) {
+          auto& w = s.waiting[i];
+          if (now - w.since < s.opt.wait_timeout) {
+            ++i;
+            continue;
+          }
+          int who = 0;
+          const int64_t least = slowest(s, &who);
+          w.promise.deliver(reply_error(
+              w.req.seq, "shard " + std::to_string(s.opt.shard) + ": worker " + std::to_string(w.req.worker) +
+                             "'s pull for step " + std::to_string(w.req.clock) + " waited " +
+                             std::to_string(s.opt.wait_timeout.count()) + " ms (" + s.opt.consistency.to_string() +
+                             ") for worker " + std::to_string(who) + ", which finished only " +
+                             std::to_string(least) + " steps"));
+          s.waiting.erase(s.waiting.begin() + static_cast<long>(i));
+        }
+        s.ticking = !s.waiting.empty();
+        if (s.ticking) self->delayed_send(self, std::chrono::milliseconds(100), tick_atom::value);
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_ps_shard(caf::actor_system& sys, ps_shard_options o) { return sys.spawn(ps_shard, std::move(o)); }
+
+// --- the client ----------------------------------------------------------------------
+
+namespace {
+
+// (An extra argument: CAF 0.17's function-based actors without one trip
+// UBSan inside CAF.)
+caf::behavior client_actor(caf::event_based_actor* self, int /*worker*/) {
+  return {
+      [self](const std::shared_ptr<client_batch>& b) {
+        struct gather {
+          std::vector<result<wire_bytes>> got;
+          size_t left = 0;
+        };
+        auto g = std::make_shared<gather>();
+        g->got.assign(b->msgs.size(), error{"no reply"});
+        g->left = b->msgs.size();
+        if (g->left == 0) {
+          b->done({});
+          return;
+        }
+        for (size_t i = 0; i < b->msgs.size(); ++i)
+          self->request(b->msgs[i].first, b->timeout, ps_atom::value, std::move(b->msgs[i].second))
+              .then(
+                  [g, b, i](wire_bytes& r) {
+                    g->got[i] = std::move(r);
+                    if (--g->left == 0) b->done(std::move(g->got));
+                  },
+                  [self, g, b, i](caf::error& e) {
+                    g->got[i] = error{"shard " + std::to_string(i) + ": " + describe(self->system(), e)};
+                    if (--g->left == 0) b->done(std::move(g->got));
+                  });
+      },
+  };
+}
+
+/// Decodes a reply; an error names the shard.
+result<ps_reply> open_reply(const result<wire_bytes>& r, size_t shard) {
+  if (!r) return r.err();
+  auto rep = transport::decode_ps_reply(std::span<const char>(r->data(), r->size()));
+  if (!rep) return error{"shard " + std::to_string(shard) + ": " + rep.err().message};
+  if (!rep->error.empty()) return error{"shard " + std::to_string(shard) + ": " + rep->error};
+  return rep;
+}
+
+} // namespace
+
+struct ps_client::impl {
+  caf::actor actor;
+};
+
+ps_client::ps_client(caf::actor_system& sys, std::vector<caf::actor> shards, int worker,
+                     std::chrono::milliseconds timeout)
+    : sys_(sys), shards_(std::move(shards)), worker_(worker), timeout_(timeout), impl_(std::make_unique<impl>()) {
+  impl_->actor = sys_.spawn(client_actor, worker_);
+}
+
+ps_client::~ps_client() { caf::anon_send_exit(impl_->actor, caf::exit_reason::user_shutdown); }
+
+void ps_client::send(std::vector<std::pair<size_t, std::vector<char>>> msgs, std::function<void(replies)> done) {
+  auto b = std::make_shared<client_batch>();
+  std::vector<size_t> which;
+  for (auto& [shard, bytes] : msgs) {
+    b->msgs.emplace_back(shards_[shard], std::move(bytes));
+    which.push_back(shard);
+  }
+  b->timeout = timeout_;
+  b->done = [which, done = std::move(done)](std::vector<result<wire_bytes>> got) {
+    // Errors from the transport name the position; name the shard instead.
+    for (size_t i = 0; i < got.size(); ++i)
+      if (!got[i]) {
+        std::string m = got[i].err().message;
+        if (m.rfind("shard ", 0) == 0) m = m.substr(m.find(':') + 2);
+        got[i] = error{"shard " + std::to_string(which[i]) + ": " + m};
+      }
+    done(std::move(got));
+  };
+  caf::anon_send(impl_->actor, std::move(b));
+}
+
+result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> ps_client::split(uint32_t table,
+                                                                               const std::vector<uint64_t>& keys,
+                                                                               std::vector<size_t>& slot_of) const {
+  auto it = specs_.find(table);
+  if (it == specs_.end()) return error{"table " + std::to_string(table) + " was not created by this client"};
+  std::map<size_t, std::vector<uint64_t>> by;
+  std::unordered_map<uint64_t, size_t> seen; // key -> position in its shard's list, tagged by shard
+  std::vector<std::pair<size_t, size_t>> where(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    int s = ps_shard_of(it->second, keys[i], static_cast<int>(shards_.size()));
+    if (s < 0)
+      return error{"table '" + it->second.name + "': row " + std::to_string(keys[i]) + " is out of range [0, " +
+                   std::to_string(it->second.rows) + ")"};
+    auto [f, fresh] = seen.try_emplace(keys[i], by[static_cast<size_t>(s)].size());
+    if (fresh) by[static_cast<size_t>(s)].push_back(keys[i]);
+    where[i] = {static_cast<size_t>(s), f->second};
+  }
+  std::vector<std::pair<size_t, std::vector<uint64_t>>> out(by.begin(), by.end());
+  // slot_of[i]: row of key i in the concatenation of the shards' lists.
+  std::map<size_t, size_t> base;
+  size_t acc = 0;
+  for (auto& [s, ks] : out) {
+    base[s] = acc;
+    acc += ks.size();
+  }
+  slot_of.resize(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) slot_of[i] = base[where[i].first] + where[i].second;
+  return out;
+}
+
+namespace {
+
+/// Sums the rows of duplicate keys, in order, into the shards' key lists.
+tensor gather_rows(const tensor& grads, const std::vector<size_t>& slot_of, size_t rows) {
+  const int64_t width = grads.dim(1);
+  std::vector<double> v = grads.to_doubles(), out(rows * static_cast<size_t>(width), 0.0);
+  for (size_t i = 0; i < slot_of.size(); ++i)
+    for (int64_t j = 0; j < width; ++j) out[slot_of[i] * static_cast<size_t>(width) + static_cast<size_t>(j)] += v[i * width + j];
+  return tensor::from<double>(shape{static_cast<int64_t>(rows), width}, out).cast(grads.type());
+}
+
+tensor slice_rows(const tensor& all, size_t from, size_t n) {
+  const int64_t width = all.dim(1);
+  tensor t(all.type(), shape{static_cast<int64_t>(n), width});
+  std::memcpy(t.raw(), static_cast<const char*>(all.raw()) + from * static_cast<size_t>(width) * size_of(all.type()),
+              t.nbytes());
+  return t;
+}
+
+} // namespace
+
+void ps_client::pull(uint32_t table, const std::vector<uint64_t>& keys, int64_t clock,
+                     std::function<void(result<tensor>)> done) {
+  std::vector<size_t> slot_of;
+  auto parts = split(table, keys, slot_of);
+  if (!parts) return done(parts.err());
+  const ps_table_spec spec = specs_.at(table);
+  std::vector<std::pair<size_t, std::vector<char>>> msgs;
+  for (auto& [s, ks] : *parts) {
+    ps_request r;
+    r.seq = ++seq_;
+    r.worker = worker_;
+    r.clock = clock;
+    r.op = ps_op::pull;
+    r.table = table;
+    r.keys = ks;
+    msgs.emplace_back(s, transport::encode(r));
+  }
+  std::vector<size_t> order;
+  for (auto& [s, ks] : *parts) order.push_back(s);
+  send(std::move(msgs), [stale = max_staleness_, spec, slot_of, order, n = keys.size(), done = std::move(done)](replies got) {
+    std::vector<tensor> pieces;
+    for (size_t i = 0; i < got.size(); ++i) {
+      auto rep = open_reply(got[i], order[i]);
+      if (!rep) return done(rep.err());
+      int64_t st = rep->staleness, prev = stale->load();
+      while (st > prev && !stale->compare_exchange_weak(prev, st)) {
+      }
+      pieces.push_back(std::move(rep->values));
+    }
+    tensor out(spec.type, shape{static_cast<int64_t>(n), static_cast<int64_t>(spec.width)});
+    const size_t row = spec.width * size_of(spec.type);
+    std::vector<const char*> src;
+    for (auto& p : pieces)
+      for (int64_t r = 0; r < p.dim(0); ++r) src.push_back(static_cast<const char*>(p.raw()) + static_cast<size_t>(r) * row);
+    for (size_t i = 0; i < n; ++i) std::memcpy(static_cast<char*>(out.raw()) + i * row, src[slot_of[i]], row);
+    done(std::move(out));
+  });
+}
+
+void ps_client::push(uint32_t table, const std::vector<uint64_t>& keys, const tensor& grads, int64_t clock,
+                     std::function<void(result<bool>)> done) {
+  std::vector<size_t> slot_of;
+  auto parts = split(table, keys, slot_of);
+  if (!parts) return done(parts.err());
+  const ps_table_spec& spec = specs_.at(table);
+  if (!grads.defined() || grads.rank() != 2 || grads.dim(0) != static_cast<int64_t>(keys.size()) ||
+      grads.dim(1) != static_cast<int64_t>(spec.width))
+    return done(error{"push to table '" + spec.name + "': gradients are " +
+                      (grads.defined() ? grads.shape().to_string() : std::string("missing")) + ", want [" +
+                      std::to_string(keys.size()) + ", " + std::to_string(spec.width) + "]"});
+  size_t rows = 0;
+  for (auto& [s, ks] : *parts) rows += ks.size();
+  tensor all = gather_rows(grads.to_host(), slot_of, rows);
+  std::vector<std::pair<size_t, std::vector<char>>> msgs;
+  size_t at = 0;
+  for (auto& [s, ks] : *parts) {
+    ps_request r;
+    r.seq = ++seq_;
+    r.worker = worker_;
+    r.clock = clock;
+    r.op = ps_op::push;
+    r.table = table;
+    r.keys = ks;
+    r.values = slice_rows(all, at, ks.size());
+    at += ks.size();
+    msgs.emplace_back(s, transport::encode(r));
+  }
+  std::vector<size_t> order;
+  for (auto& [s, ks] : *parts) order.push_back(s);
+  send(std::move(msgs), [order, done = std::move(done)](replies got) {
+    for (size_t i = 0; i < got.size(); ++i)
+      if (auto rep = open_reply(got[i], order[i]); !rep) return done(rep.err());
+    done(true);
+  });
+}
+
+namespace {
+template <class T>
+ps_future<T> future_of(std::function<void(std::function<void(result<T>)>)> start) {
+  auto p = std::make_shared<std::promise<result<T>>>();
+  ps_future<T> f(p->get_future());
+  start([p](result<T> r) { p->set_value(std::move(r)); });
+  return f;
+}
+} // namespace
+
+ps_future<tensor> ps_client::pull(uint32_t table, const std::vector<uint64_t>& keys, int64_t clock) {
+  return future_of<tensor>([&](auto done) { pull(table, keys, clock, std::move(done)); });
+}
+
+ps_future<bool> ps_client::push(uint32_t table, const std::vector<uint64_t>& keys, const tensor& grads, int64_t clock) {
+  return future_of<bool>([&](auto done) { push(table, keys, grads, clock, std::move(done)); });
+}
+
+ps_future<tensor> ps_client::push_pull(uint32_t table, const std::vector<uint64_t>& keys, const tensor& grads,
+                                       int64_t clock) {
+  return future_of<tensor>([&](auto done) {
+    push(table, keys, grads, clock, [this, table, keys, clock, done](result<bool> r) mutable {
+      if (!r) return done(r.err());
+      pull(table, keys, clock, std::move(done));
+    });
+  });
+}
+
+status ps_client::everywhere(std::function<void(ps_request&)> fill, const std::string& what) {
+  std::vector<std::pair<size_t, std::vector<char>>> msgs;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    ps_request r;
+    r.seq = ++seq_;
+    r.worker = worker_;
+    fill(r);
+    msgs.emplace_back(s, transport::encode(r));
+  }
+  auto f = future_of<bool>([&](auto done) {
+    send(std::move(msgs), [done](replies got) {
+      for (size_t i = 0; i < got.size(); ++i)
+        if (auto rep = open_reply(got[i], i); !rep) return done(rep.err());
+      done(true);
+    });
+  });
+  auto r = f.get();
+  if (!r) return error{what + ": " + r.err().message};
+  return {};
+}
+
+status ps_client::create(const ps_table_spec& spec) {
+  status st = everywhere([&](ps_request& r) {
+    r.op = ps_op::create;
+    r.spec = spec;
+  }, "creating table '" + spec.name + "'");
+  if (st) specs_[spec.id] = spec;
+  return st;
+}
+
+status ps_client::assign(uint32_t table, const std::vector<uint64_t>& keys, const tensor& values) {
+  std::vector<size_t> slot_of;
+  auto parts = split(table, keys, slot_of);
+  if (!parts) return parts.err();
+  size_t rows = 0;
+  for (auto& [s, ks] : *parts) rows += ks.size();
+  tensor all = gather_rows(values.to_host(), slot_of, rows);
+  std::vector<std::pair<size_t, std::vector<char>>> msgs;
+  size_t at = 0;
+  for (auto& [s, ks] : *parts) {
+    ps_request r;
+    r.seq = ++seq_;
+    r.worker = worker_;
+    r.op = ps_op::assign;
+    r.table = table;
+    r.keys = ks;
+    r.values = slice_rows(all, at, ks.size());
+    at += ks.size();
+    msgs.emplace_back(s, transport::encode(r));
+  }
+  std::vector<size_t> order;
+  for (auto& [s, ks] : *parts) order.push_back(s);
+  auto f = future_of<bool>([&](auto done) {
+    send(std::move(msgs), [order, done](replies got) {
+      for (size_t i = 0; i < got.size(); ++i)
+        if (auto rep = open_reply(got[i], order[i]); !rep) return done(rep.err());
+      done(true);
+    });
+  });
+  auto r = f.get();
+  return r ? status{} : status{r.err()};
+}
+
+status ps_client::clock(int64_t c) {
+  return everywhere([&](ps_request& r) {
+    r.op = ps_op::clock;
+    r.clock = c;
+  }, "clock " + std::to_string(c));
+}
+
+result<std::vector<double>> ps_client::call(const std::string& func, uint32_t table, const std::vector<double>& args) {
+  std::vector<std::pair<size_t, std::vector<char>>> msgs;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    ps_request r;
+    r.seq = ++seq_;
+    r.worker = worker_;
+    r.op = ps_op::func;
+    r.func = func;
+    r.table = table;
+    r.args = args;
+    msgs.emplace_back(s, transport::encode(r));
+  }
+  auto f = future_of<std::vector<double>>([&](auto done) {
+    send(std::move(msgs), [done](replies got) {
+      std::vector<double> sum;
+      for (size_t i = 0; i < got.size(); ++i) {
+        auto rep = open_reply(got[i], i);
+        if (!rep) return done(rep.err());
+        if (sum.size() < rep->partial.size()) sum.resize(rep->partial.size(), 0.0);
+        for (size_t j = 0; j < rep->partial.size(); ++j) sum[j] += rep->partial[j];
+      }
+      done(std::move(sum));
+    });
+  });
+  return f.get();
+}
+
+status ps_client::save(const std::string& dir) {
+  return everywhere([&](ps_request& r) {
+    r.op = ps_op::save;
+    r.path = dir;
+  }, "saving to " + dir);
+}
+
+status ps_client::load(const std::string& dir) {
+  return everywhere([&](ps_request& r) {
+    r.op = ps_op::load;
+    r.path = dir;
+  }, "loading from " + dir);
+}
+
+} // namespace luoshu::actors

@@ -1,0 +1,286 @@
+// Parameter-server shards and clients as actors in one process: results
+// against a local store, BSP equal to one process applying the averaged
+// gradient, SSP's staleness bound under random delays, bounded waits that
+// name the slow worker, a dead shard named, malformed requests as errors.
+
+#include <gtest/gtest.h>
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "actors/atoms.hpp"
+#include "actors/ps.hpp"
+#include "transport/codec.hpp"
+
+using namespace luoshu;
+using namespace luoshu::actors;
+using transport::ps_optimizer;
+
+namespace {
+
+ps_table_spec table_spec(uint32_t id, bool sparse, uint64_t rows, uint32_t width, ps_optimizer::rule_t rule) {
+  ps_table_spec t;
+  t.id = id;
+  t.name = "t" + std::to_string(id);
+  t.sparse = sparse;
+  t.rows = rows;
+  t.width = width;
+  t.type = dtype::f64;
+  t.init = {initializer::kind_t::uniform, -0.5, 0.5};
+  t.seed = 3;
+  t.optimizer.rule = rule;
+  t.optimizer.lr = 0.05;
+  return t;
+}
+
+struct cluster {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  std::vector<caf::actor> shards;
+  cluster(int n, int workers, const std::string& consistency, std::chrono::milliseconds wait = std::chrono::seconds(20)) {
+    for (int i = 0; i < n; ++i) {
+      ps_shard_options o;
+      o.shard = i;
+      o.shards = n;
+      o.workers = workers;
+      o.consistency = *ps_consistency::parse(consistency);
+      o.wait_timeout = wait;
+      shards.push_back(spawn_ps_shard(sys, o));
+    }
+  }
+  ~cluster() {
+    for (auto& s : shards) caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  }
+};
+
+tensor rows_of(std::mt19937_64& rng, size_t n, uint32_t width) {
+  std::uniform_real_distribution<double> u(-1, 1);
+  std::vector<double> v(n * width);
+  for (auto& x : v) x = u(rng);
+  return tensor::from<double>(shape{static_cast<int64_t>(n), width}, v);
+}
+
+TEST(ParameterServer, ConsistencyParsesAndRejectsNonsense) {
+  EXPECT_EQ(ps_consistency::parse("ssp:3")->staleness, 3);
+  EXPECT_EQ(ps_consistency::parse("asp")->kind, ps_consistency::kind_t::asp);
+  for (const char* bad : {"ssp", "ssp:-1", "ssp:x", "bsp2", ""}) {
+    auto r = ps_consistency::parse(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.err().message.find("expected bsp, ssp:K"), std::string::npos);
+  }
+}
+
+TEST(ParameterServer, SparsePushPullEqualsALocalStore) {
+  cluster c(3, 1, "asp");
+  ps_client client(c.sys, c.shards, 0);
+  auto spec = table_spec(1, true, 0, 8, ps_optimizer::rule_t::adagrad);
+  ASSERT_TRUE(client.create(spec).ok());
+  ps_store local(0, 1);
+  ASSERT_TRUE(local.create(spec).ok());
+  std::mt19937_64 rng(11);
+  for (int step = 0; step < 60; ++step) {
+    std::vector<uint64_t> keys;
+    for (int i = 0; i < 12; ++i) keys.push_back(rng() % 40 * 7777777); // with duplicates
+    auto got = client.pull(1, keys, step).get();
+    ASSERT_TRUE(got.ok()) << got.err().message;
+    auto want = local.pull(1, keys);
+    ASSERT_TRUE(want.ok());
+    ASSERT_EQ(got->to_doubles(), want->to_doubles()) << "step " << step;
+    tensor g = rows_of(rng, keys.size(), 8);
+    ASSERT_TRUE(client.push(1, keys, g, step).get().ok());
+    // The local reference: duplicates summed in order, one update per row.
+    std::map<uint64_t, std::vector<double>> sum;
+    std::vector<uint64_t> order;
+    auto gv = g.to_doubles();
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto [it, fresh] = sum.try_emplace(keys[i], std::vector<double>(8, 0.0));
+      if (fresh) order.push_back(keys[i]);
+      for (int j = 0; j < 8; ++j) it->second[static_cast<size_t>(j)] += gv[i * 8 + static_cast<size_t>(j)];
+    }
+    std::vector<double> flat;
+    for (auto k : order) flat.insert(flat.end(), sum[k].begin(), sum[k].end());
+    ASSERT_TRUE(local.push(1, order, tensor::from<double>(shape{static_cast<int64_t>(order.size()), 8}, flat)).ok());
+  }
+  auto n = client.call("row_count", 1);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ((*n)[0], static_cast<double>(local.rows_held(1)));
+}
+
+TEST(ParameterServer, BspWorkersEqualOneProcessApplyingTheAverage) {
+  constexpr int W = 3, steps = 12;
+  cluster c(2, W, "bsp");
+  auto spec = table_spec(2, false, 10, 4, ps_optimizer::rule_t::momentum);
+  std::vector<std::unique_ptr<ps_client>> clients;
+  for (int w = 0; w < W; ++w) clients.push_back(std::make_unique<ps_client>(c.sys, c.shards, w));
+  ASSERT_TRUE(clients[0]->create(spec).ok());
+  for (int w = 1; w < W; ++w) ASSERT_TRUE(clients[static_cast<size_t>(w)]->create(spec).ok());
+  std::vector<uint64_t> all(10);
+  for (uint64_t i = 0; i < 10; ++i) all[i] = i;
+  // Each worker's gradient at each step: fixed, so the reference can replay it.
+  auto grad = [](int w, int step) {
+    std::mt19937_64 rng(static_cast<uint64_t>(w * 1000 + step));
+    return rows_of(rng, 10, 4);
+  };
+  std::vector<std::vector<double>> seen(W);
+  std::vector<std::string> errors(W);
+  std::vector<std::thread> ts;
+  for (int w = 0; w < W; ++w)
+    ts.emplace_back([&, w] {
+      std::mt19937_64 delay(static_cast<uint64_t>(w));
+      for (int step = 0; step < steps; ++step) {
+        auto p = clients[static_cast<size_t>(w)]->pull(2, all, step).get();
+        if (!p) {
+          errors[static_cast<size_t>(w)] = p.err().message;
+          return;
+        }
+        if (w == 0) seen[0] = p->to_doubles();
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay() % 5));
+        auto r = clients[static_cast<size_t>(w)]->push(2, all, grad(w, step), step).get();
+        if (!r || !clients[static_cast<size_t>(w)]->clock(step).ok()) {
+          errors[static_cast<size_t>(w)] = r ? "clock failed" : r.err().message;
+          return;
+        }
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (auto& e : errors) ASSERT_EQ(e, "");
+  auto final_rows = clients[0]->pull(2, all, steps).get();
+  ASSERT_TRUE(final_rows.ok()) << final_rows.err().message;
+  ps_store ref(0, 1);
+  ASSERT_TRUE(ref.create(spec).ok());
+  for (int step = 0; step < steps; ++step) {
+    std::vector<double> sum(40, 0.0);
+    for (int w = 0; w < W; ++w) {
+      auto g = grad(w, step).to_doubles();
+      for (size_t i = 0; i < 40; ++i) sum[i] += g[i];
+    }
+    ASSERT_TRUE(ref.push(2, all, tensor::from<double>(shape{10, 4}, sum), 1.0 / W).ok());
+  }
+  auto want = ref.pull(2, all)->to_doubles();
+  auto got = final_rows->to_doubles();
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12) << i;
+  for (auto& cl : clients) EXPECT_EQ(cl->max_staleness(), 0) << "BSP serves no stale pulls";
+}
+
+TEST(ParameterServer, SspStalenessNeverExceedsTheBound) {
+  constexpr int W = 4, steps = 25, k = 2;
+  cluster c(2, W, "ssp:" + std::to_string(k));
+  auto spec = table_spec(3, true, 0, 2, ps_optimizer::rule_t::sgd);
+  std::vector<std::unique_ptr<ps_client>> clients;
+  for (int w = 0; w < W; ++w) {
+    clients.push_back(std::make_unique<ps_client>(c.sys, c.shards, w));
+    ASSERT_TRUE(clients.back()->create(spec).ok());
+  }
+  std::vector<std::string> errors(W);
+  std::vector<std::thread> ts;
+  for (int w = 0; w < W; ++w)
+    ts.emplace_back([&, w] {
+      std::mt19937_64 rng(static_cast<uint64_t>(w + 100));
+      auto& cl = *clients[static_cast<size_t>(w)];
+      for (int step = 0; step < steps; ++step) {
+        std::vector<uint64_t> keys = {rng() % 20, 100 + rng() % 20};
+        if (auto p = cl.pull(3, keys, step).get(); !p) {
+          errors[static_cast<size_t>(w)] = p.err().message;
+          return;
+        }
+        // Worker 0 is slow: the others run ahead until the bound stops them.
+        std::this_thread::sleep_for(std::chrono::milliseconds(w == 0 ? 8 + rng() % 8 : rng() % 3));
+        if (!cl.push(3, keys, rows_of(rng, 2, 2), step).get() || !cl.clock(step).ok()) {
+          errors[static_cast<size_t>(w)] = "push/clock failed";
+          return;
+        }
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (auto& e : errors) ASSERT_EQ(e, "");
+  int64_t worst = 0;
+  for (auto& cl : clients) worst = std::max(worst, cl->max_staleness());
+  EXPECT_LE(worst, k);
+  EXPECT_GT(worst, 0) << "the fast workers did run ahead of the slow one (else the test shows nothing)";
+}
+
+TEST(ParameterServer, AWaitThatOutlastsTheTimeoutNamesTheSlowWorker) {
+  cluster c(1, 2, "bsp", std::chrono::milliseconds(300));
+  ps_client a(c.sys, c.shards, 0), b(c.sys, c.shards, 1);
+  auto spec = table_spec(4, false, 4, 1, ps_optimizer::rule_t::sgd);
+  ASSERT_TRUE(a.create(spec).ok());
+  ASSERT_TRUE(a.clock(0).ok()); // worker 1 never finishes step 0
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = a.pull(4, {0, 1}, 1).get();
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().message.find("for worker 1, which finished only 0 steps"), std::string::npos) << r.err().message;
+  EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+TEST(ParameterServer, ADeadShardIsNamedNotWaitedFor) {
+  cluster c(2, 1, "asp");
+  ps_client cl(c.sys, c.shards, 0, std::chrono::seconds(5));
+  auto spec = table_spec(5, false, 8, 2, ps_optimizer::rule_t::sgd);
+  ASSERT_TRUE(cl.create(spec).ok());
+  caf::anon_send_exit(c.shards[1], caf::exit_reason::kill);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto r = cl.pull(5, {0, 7}, 0).get(); // row 7 lives on shard 1
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().message.find("shard 1"), std::string::npos) << r.err().message;
+}
+
+TEST(ParameterServer, MalformedRequestsAreErrors) {
+  cluster c(2, 1, "asp");
+  ps_client cl(c.sys, c.shards, 0);
+  auto spec = table_spec(6, false, 8, 3, ps_optimizer::rule_t::sgd);
+  ASSERT_TRUE(cl.create(spec).ok());
+  auto has = [](const std::string& m, const std::string& what) {
+    EXPECT_NE(m.find(what), std::string::npos) << m;
+  };
+  auto unknown = cl.pull(99, {1}, 0).get();
+  ASSERT_FALSE(unknown.ok());
+  has(unknown.err().message, "table 99 was not created");
+  auto range = cl.pull(6, {8}, 0).get();
+  ASSERT_FALSE(range.ok());
+  has(range.err().message, "row 8 is out of range [0, 8)");
+  auto dim = cl.push(6, {1, 2}, tensor::zeros(dtype::f64, shape{2, 5}), 0).get();
+  ASSERT_FALSE(dim.ok());
+  has(dim.err().message, "want [2, 3]");
+  auto fn = cl.call("nope", 6);
+  ASSERT_FALSE(fn.ok());
+  has(fn.err().message, "unknown server-side function 'nope'");
+  // A raw hostile message straight to a shard gets an error reply, and the
+  // shard keeps serving.
+  caf::scoped_actor self{c.sys};
+  std::vector<char> junk(24, '\x7f');
+  self->request(c.shards[0], std::chrono::seconds(5), ps_atom::value, junk)
+      .receive([&](std::vector<char>& bytes) {
+                 auto rep = transport::decode_ps_reply(std::span<const char>(bytes.data(), bytes.size()));
+                 ASSERT_TRUE(rep.ok());
+                 has(rep->error, "malformed");
+               },
+               [&](caf::error&) { ADD_FAILURE() << "no reply to a malformed request"; });
+  EXPECT_TRUE(cl.pull(6, {1}, 0).get().ok());
+}
+
+TEST(ParameterServer, SaveAndLoadThroughTheClient) {
+  auto dir = std::filesystem::path(testing::TempDir()) / "ps_client_ckpt";
+  std::filesystem::create_directories(dir);
+  cluster c(2, 1, "asp");
+  ps_client cl(c.sys, c.shards, 0);
+  auto spec = table_spec(7, true, 0, 2, ps_optimizer::rule_t::adam);
+  ASSERT_TRUE(cl.create(spec).ok());
+  std::mt19937_64 rng(5);
+  std::vector<uint64_t> keys = {3, 99, 12345};
+  ASSERT_TRUE(cl.push(7, keys, rows_of(rng, 3, 2), 0).get().ok());
+  auto before = cl.pull(7, keys, 1).get();
+  ASSERT_TRUE(cl.save(dir.string()).ok());
+  ASSERT_TRUE(cl.push(7, keys, rows_of(rng, 3, 2), 1).get().ok());
+  ASSERT_NE(cl.pull(7, keys, 2).get()->to_doubles(), before->to_doubles());
+  ASSERT_TRUE(cl.load(dir.string()).ok());
+  EXPECT_EQ(cl.pull(7, keys, 2).get()->to_doubles(), before->to_doubles());
+  ASSERT_TRUE(cl.assign(7, {3}, tensor::from<double>(shape{1, 2}, {1.5, -2})).ok());
+  EXPECT_EQ(cl.pull(7, {3}, 2).get()->to_doubles(), (std::vector<double>{1.5, -2}));
+}
+
+} // namespace
