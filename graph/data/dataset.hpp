@@ -1,6 +1,6 @@
 #pragma once
 // In-memory datasets as the readers produce them (read_idx_dataset,
-// read_csv, read_libsvm) and the loader consumes them.
+// read_csv, read_libsvm, read_criteo) and the loader consumes them.
 
 #include <cstdint>
 #include <string>
@@ -12,10 +12,12 @@ namespace luoshu::data {
 
 /// Examples stacked along the first axis: `features` is [n, ...] f32,
 /// `labels` is [n], i64 class indices for classification or f32 targets
-/// for regression.
+/// for regression, and `ids`, when defined, i64 [n, fields] categorical
+/// ids (embedding rows) next to the dense features (read_criteo).
 struct dataset {
   tensor features;
   tensor labels;
+  tensor ids;
   /// Where the data came from (file names), for messages.
   std::string source;
 

@@ -1,6 +1,6 @@
 #include "graph/data/idx.hpp"
 
-#include <zlib.h>
+#include "graph/data/input.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -17,112 +17,6 @@
 namespace luoshu::data {
 
 namespace {
-
-struct file_closer {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-struct gz_closer {
-  void operator()(gzFile f) const { gzclose(f); }
-};
-
-/// A file opened for reading, raw or gzip, that counts the bytes it has
-/// delivered. Resource type: movable, not copyable.
-class input {
-public:
-  /// Opens `path`, sniffing the first two bytes for the gzip magic.
-  static result<input> open(const std::string& path) {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-      return error{path + ": cannot read: is a directory"};
-    input in;
-    in.path_ = path;
-    in.raw_.reset(std::fopen(path.c_str(), "rb"));
-    if (!in.raw_)
-      return error{path + ": cannot open: " + std::strerror(errno)};
-    unsigned char magic[2] = {0, 0};
-    size_t got = std::fread(magic, 1, 2, in.raw_.get());
-    if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
-      in.raw_.reset();
-      in.gz_.reset(gzopen(path.c_str(), "rb"));
-      if (!in.gz_)
-        return error{path + ": cannot open as gzip: " +
-                     (errno ? std::strerror(errno) : "out of memory")};
-      gzbuffer(in.gz_.get(), 1u << 17);
-      return in;
-    }
-    if (std::fseek(in.raw_.get(), 0, SEEK_SET) != 0)
-      return error{path + ": cannot seek: " + std::strerror(errno)};
-    auto size = std::filesystem::file_size(path, ec);
-    if (!ec) in.size_ = static_cast<uint64_t>(size);
-    return in;
-  }
-
-  bool gzip() const { return static_cast<bool>(gz_); }
-  /// The file's size in bytes when known up front (raw files).
-  std::optional<uint64_t> size() const { return size_; }
-  /// Bytes delivered so far (decompressed bytes for gzip).
-  uint64_t offset() const { return offset_; }
-  /// Set after a read error other than the data ending early.
-  const std::string& failure() const { return failure_; }
-
-  /// Reads up to `n` bytes into `buf`; fewer means the data ended (or a
-  /// read error, see failure()).
-  size_t read(void* buf, size_t n) {
-    auto* out = static_cast<unsigned char*>(buf);
-    size_t done = 0;
-    while (done < n && failure_.empty()) {
-      size_t want = std::min<size_t>(n - done, size_t{1} << 30);
-      size_t got = 0;
-      if (gz_) {
-        int r = gzread(gz_.get(), out + done, static_cast<unsigned>(want));
-        int errnum = Z_OK;
-        const char* msg = gzerror(gz_.get(), &errnum);
-        // Z_BUF_ERROR is "unexpected end of file": the stream was cut
-        // short, which the caller reports as truncation.
-        if (errnum != Z_OK && errnum != Z_BUF_ERROR) {
-          failure_ = errnum == Z_ERRNO ? std::strerror(errno) : (msg ? msg : "gzip error");
-          // zlib prefixes its message with the path, which fail() adds too.
-          if (failure_.starts_with(path_ + ": ")) failure_.erase(0, path_.size() + 2);
-        }
-        got = r > 0 ? static_cast<size_t>(r) : 0;
-      } else {
-        got = std::fread(out + done, 1, want, raw_.get());
-        if (got < want && std::ferror(raw_.get())) failure_ = std::strerror(errno);
-      }
-      done += got;
-      offset_ += got;
-      if (got < want) break;
-    }
-    return done;
-  }
-
-  /// "offset 16", qualified for gzip files.
-  std::string where(uint64_t off) const {
-    return "offset " + std::to_string(off) + (gz_ ? " of the decompressed data" : "");
-  }
-
-  /// An error naming the file.
-  error fail(const std::string& what) const { return error{path_ + ": " + what}; }
-
-  /// The error after a short read of `want` bytes of `what` (header or
-  /// data) that started at `start`.
-  error short_read(const char* what, uint64_t want, uint64_t start) const {
-    if (!failure_.empty())
-      return fail("read error at " + where(offset_) + ": " + failure_);
-    return fail("expected " + std::to_string(want) + " bytes of " + what + ", file ends at " +
-                where(offset_) + " (the " + what + " starts at " + where(start) + ")");
-  }
-
-private:
-  input() = default;
-
-  std::string path_;
-  std::unique_ptr<std::FILE, file_closer> raw_;
-  std::unique_ptr<gzFile_s, gz_closer> gz_;
-  std::optional<uint64_t> size_;
-  uint64_t offset_ = 0;
-  std::string failure_;
-};
 
 struct idx_type {
   uint8_t code;

@@ -30,15 +30,6 @@ std::optional<float> parse_float(std::string_view s) {
   return static_cast<float>(v);
 }
 
-/// The whole of `s` as an int64, or nullopt.
-std::optional<int64_t> parse_int(std::string_view s) {
-  if (s.size() > 1 && s[0] == '+' && s[1] != '-') s.remove_prefix(1);
-  int64_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
 } // namespace
@@ -90,10 +81,10 @@ result<sparse_dataset> read_libsvm(const std::string& path, int64_t num_features
         return at("bad token '" + std::string(token) + "': expected index:value");
       std::string_view key = token.substr(0, colon), val = token.substr(colon + 1);
       if (key == "qid") {
-        if (!parse_int(val)) return at("bad token '" + std::string(token) + "': qid must be an integer");
+        if (!text::parse_int(val)) return at("bad token '" + std::string(token) + "': qid must be an integer");
         continue;
       }
-      auto index = parse_int(key);
+      auto index = text::parse_int(key);
       auto value = parse_float(val);
       if (!index || !value)
         return at("bad token '" + std::string(token) + "': expected index:value with an integer " +

@@ -70,11 +70,19 @@ size_t row_bytes(const tensor& t) {
   return bytes;
 }
 
-/// The shape of `count` examples of `t`.
-shape batch_shape(const tensor& t, int64_t count) {
+/// Rows order[begin .. begin + count) of `t`, stacked.
+tensor gather_rows(const tensor& t, const std::vector<int64_t>& order, int64_t begin, int64_t count) {
   std::vector<int64_t> dims = t.shape().dims();
   dims[0] = count;
-  return shape(std::move(dims));
+  tensor out(t.type(), shape(std::move(dims)));
+  const size_t bytes = row_bytes(t);
+  const auto* src = static_cast<const char*>(t.raw());
+  auto* dst = static_cast<char*>(out.raw());
+  for (int64_t k = 0; k < count; ++k) {
+    const auto row = static_cast<size_t>(order[static_cast<size_t>(begin + k)]);
+    std::memcpy(dst + static_cast<size_t>(k) * bytes, src + row * bytes, bytes);
+  }
+  return out;
 }
 
 } // namespace
@@ -98,7 +106,11 @@ loader::loader(std::shared_ptr<const dataset> d, loader_options o)
     throw luoshu_error(what + " has " + std::to_string(n) + " feature rows but labels of shape " +
                        (ds.labels.defined() ? ds.labels.shape().to_string()
                                             : std::string("<undefined>")));
-  if (ds.features.device() != device::cpu() || ds.labels.device() != device::cpu())
+  if (ds.ids.defined() && (ds.ids.rank() == 0 || ds.ids.dim(0) != n))
+    throw luoshu_error(what + " has " + std::to_string(n) + " feature rows but ids of shape " +
+                       ds.ids.shape().to_string());
+  if (ds.features.device() != device::cpu() || ds.labels.device() != device::cpu() ||
+      (ds.ids.defined() && ds.ids.device() != device::cpu()))
     throw luoshu_error(what + " is not in host memory");
   if (options_.drop_last && options_.batch_size > n)
     throw luoshu_error("loader: drop_last with batch_size " + std::to_string(options_.batch_size) +
@@ -106,8 +118,6 @@ loader::loader(std::shared_ptr<const dataset> d, loader_options o)
                        "' leaves no batches");
   batches_ = options_.drop_last ? n / options_.batch_size
                                 : (n + options_.batch_size - 1) / options_.batch_size;
-  feature_row_bytes_ = row_bytes(ds.features);
-  label_row_bytes_ = row_bytes(ds.labels);
 }
 
 loader::~loader() { stop_producer(); }
@@ -149,20 +159,9 @@ batch loader::make_batch(int64_t index) const {
   const dataset& ds = *data_;
   const int64_t begin = index * options_.batch_size;
   const int64_t count = std::min(options_.batch_size, ds.size() - begin);
-  batch b{tensor(ds.features.type(), batch_shape(ds.features, count)),
-          tensor(ds.labels.type(), batch_shape(ds.labels, count)), index};
-  const auto* feature_src = static_cast<const char*>(ds.features.raw());
-  const auto* label_src = static_cast<const char*>(ds.labels.raw());
-  auto* feature_dst = static_cast<char*>(b.features.raw());
-  auto* label_dst = static_cast<char*>(b.labels.raw());
-  for (int64_t k = 0; k < count; ++k) {
-    const auto row = static_cast<size_t>(order_[static_cast<size_t>(begin + k)]);
-    const auto slot = static_cast<size_t>(k);
-    std::memcpy(feature_dst + slot * feature_row_bytes_, feature_src + row * feature_row_bytes_,
-                feature_row_bytes_);
-    std::memcpy(label_dst + slot * label_row_bytes_, label_src + row * label_row_bytes_,
-                label_row_bytes_);
-  }
+  batch b{gather_rows(ds.features, order_, begin, count), gather_rows(ds.labels, order_, begin, count),
+          index, {}};
+  if (ds.ids.defined()) b.ids = gather_rows(ds.ids, order_, begin, count);
   return b;
 }
 

@@ -57,11 +57,13 @@ struct loader_options {
 };
 
 /// One minibatch: features [b, ...] (the dataset's per-example shape),
-/// labels [b, ...], and the batch's position in its epoch.
+/// labels [b, ...], the batch's position in its epoch, and ids [b, ...]
+/// when the dataset has ids (undefined otherwise).
 struct batch {
   tensor features;
   tensor labels;
   int64_t index = 0;
+  tensor ids;
 };
 
 /// Cuts a dataset into minibatches, epoch by epoch. Used from one thread
@@ -71,7 +73,7 @@ struct batch {
 class loader {
 public:
   /// Throws luoshu_error on a null or empty dataset, features and labels
-  /// with different example counts, a non-host dataset, batch_size <= 0,
+  /// (or ids) with different example counts, a non-host dataset, batch_size <= 0,
   /// prefetch < 0, or drop_last with batch_size above the dataset size.
   loader(std::shared_ptr<const dataset> d, loader_options o);
   /// Stops and joins the producer, wherever the epoch is.
@@ -99,8 +101,6 @@ private:
   std::shared_ptr<const dataset> data_;
   loader_options options_;
   int64_t batches_ = 0;
-  size_t feature_row_bytes_ = 0;
-  size_t label_row_bytes_ = 0;
   // Written by start_epoch only while no producer runs; read by both.
   std::vector<int64_t> order_;
   // Consumer-only state.

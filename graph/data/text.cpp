@@ -19,12 +19,22 @@ result<std::string> read_file(const std::string& path) {
   return text;
 }
 
-std::optional<double> parse_double(std::string_view s) {
+namespace {
+
+/// The whole of `s` as a T, or nullopt (a leading '+' is allowed).
+template <class T>
+std::optional<T> parse_whole(std::string_view s) {
   if (s.size() > 1 && s[0] == '+' && s[1] != '-') s.remove_prefix(1);
-  double v = 0;
+  T v = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
   return v;
 }
+
+} // namespace
+
+std::optional<double> parse_double(std::string_view s) { return parse_whole<double>(s); }
+
+std::optional<int64_t> parse_int(std::string_view s) { return parse_whole<int64_t>(s); }
 
 } // namespace luoshu::data::text

@@ -1,6 +1,7 @@
 #pragma once
-// Helpers shared by the text-format readers (csv.cpp, libsvm.cpp).
+// Helpers shared by the text-format readers (csv.cpp, libsvm.cpp, criteo.cpp).
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,5 +15,8 @@ result<std::string> read_file(const std::string& path);
 
 /// The whole of `s` as a double, or nullopt (a leading '+' is allowed).
 std::optional<double> parse_double(std::string_view s);
+
+/// The whole of `s` as an int64, or nullopt (a leading '+' is allowed).
+std::optional<int64_t> parse_int(std::string_view s);
 
 } // namespace luoshu::data::text
