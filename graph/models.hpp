@@ -1,6 +1,7 @@
 #pragma once
 // Small building blocks of the model zoo.
 
+#include <string>
 #include <vector>
 
 #include "graph/builder.hpp"
@@ -8,19 +9,57 @@
 namespace luoshu::models {
 
 /// A multilayer perceptron on x [?, in]: linear layers of the given widths
-/// (variables w1, b1, w2, b2, ... with He-uniform weights and zero biases)
-/// with relu between them; returns the last layer's output (the logits).
-inline expr mlp(expr x, const std::vector<int64_t>& widths) {
+/// (variables w1, b1, w2, b2, ... after `prefix`, with He-uniform weights
+/// and zero biases) with relu between them; returns the last layer's
+/// output (the logits).
+inline expr mlp(expr x, const std::vector<int64_t>& widths, const std::string& prefix = "") {
   graph& g = x.g();
   expr h = x;
   int64_t in = x.shape()[x.shape().rank() - 1];
   for (size_t i = 0; i < widths.size(); ++i) {
     std::string k = std::to_string(i + 1);
-    h = linear(h, g.variable("w" + k, {in, widths[i]}, init::he_uniform()), g.variable("b" + k, {widths[i]}, init::zeros()));
+    h = linear(h, g.variable(prefix + "w" + k, {in, widths[i]}, init::he_uniform()), g.variable(prefix + "b" + k, {widths[i]}, init::zeros()));
     if (i + 1 < widths.size()) h = relu(h);
     in = widths[i];
   }
   return h;
+}
+
+/// The shape of a Wide&Deep CTR model (Cheng et al., 2016).
+struct wide_deep_options {
+  /// Rows of both embedding tables: every id must be in [0, buckets).
+  int64_t buckets = 1'000'000;
+  /// Width of the deep part's embeddings.
+  int64_t embedding_dim = 16;
+  /// The deep MLP's hidden widths (a final 1-unit layer is added).
+  std::vector<int64_t> hidden{256, 128};
+};
+
+/// Wide&Deep logits [?] from dense features [?, d] (f32) and categorical
+/// ids [?, fields] (i64, one id space shared by the fields):
+///   wide: the sum over fields of a scalar weight per id (table wide/emb
+///         [buckets, 1], zeros) plus a linear map of the dense features
+///         (wide/w [d, 1], wide/b [1]);
+///   deep: per-field embeddings (deep/emb [buckets, dim], U(-0.05, 0.05))
+///         concatenated with the dense features, into an MLP (deep/w1,
+///         deep/b1, ...) of widths hidden + {1}.
+/// Both tables are read through embedding(), so their gradients are
+/// sparse and optimizers update the touched rows only. Train it with
+/// bce_with_logits against 0/1 labels.
+inline expr wide_deep(expr dense, expr ids, const wide_deep_options& o = {}) {
+  graph& g = dense.g();
+  const int64_t d = dense.shape()[dense.shape().rank() - 1];
+  const int64_t fields = ids.shape()[ids.shape().rank() - 1];
+  expr wide_table = g.variable("wide/emb", {o.buckets, 1}, init::zeros());
+  expr wide = sum(embedding(wide_table, ids), {1, 2}) +
+              reshape(linear(dense, g.variable("wide/w", {d, 1}, init::zeros()),
+                             g.variable("wide/b", {1}, init::zeros())),
+                      shape{-1});
+  expr deep_table = g.variable("deep/emb", {o.buckets, o.embedding_dim}, init::uniform(-0.05, 0.05));
+  expr deep_in = concat({reshape(embedding(deep_table, ids), shape{-1, fields * o.embedding_dim}), dense}, 1);
+  std::vector<int64_t> widths = o.hidden;
+  widths.push_back(1);
+  return wide + reshape(mlp(deep_in, widths, "deep/"), shape{-1});
 }
 
 } // namespace luoshu::models
