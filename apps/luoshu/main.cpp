@@ -1,4 +1,4 @@
-// The `luoshu` command line: train, bench, info.
+// The `luoshu` command line: train, gen, bench, launch, info.
 
 #include <spdlog/spdlog.h>
 
@@ -13,6 +13,7 @@
 #include "apps/luoshu/node_cmd.hpp"
 #include "apps/luoshu/progress.hpp"
 #include "apps/train/train.hpp"
+#include "graph/data/criteo.hpp"
 #include "ops/cuda/runtime.hpp"
 #include "ops/kernel.hpp"
 
@@ -38,6 +39,7 @@ int cmd_train(const std::string& config, const std::vector<std::string>& sets, c
   std::string line = fmt::format("done: {} steps in {:.1f} s, train loss {:.4f}", s.steps, s.wall_seconds, s.train_loss);
   if (s.test_accuracy >= 0) line += fmt::format(", final test accuracy {:.2f}%", 100 * s.test_accuracy);
   if (s.test_auc >= 0) line += fmt::format(", test AUC {:.4f}", s.test_auc);
+  if (s.test_log_loss >= 0) line += fmt::format(", test log-loss {:.4f}", s.test_log_loss);
   line += fmt::format(", {:.0f} samples/s, peak memory {:.1f} MiB", s.samples_per_sec,
                       static_cast<double>(s.peak_memory_bytes) / (1 << 20));
   std::printf("%s\n", line.c_str());
@@ -49,6 +51,19 @@ int cmd_train(const std::string& config, const std::vector<std::string>& sets, c
     }
     f << luoshu::app::summary_json(*cfg, s);
   }
+  return 0;
+}
+
+int cmd_gen_criteo(const std::string& out, const luoshu::data::criteo_gen_options& o) {
+  auto r = luoshu::data::write_criteo(out, o);
+  if (!r) {
+    spdlog::error("{}", r.err().message);
+    return 1;
+  }
+  std::printf("wrote %lld rows to %s: %.1f%% positive, %lld distinct categorical ids\n",
+              static_cast<long long>(r->rows), out.c_str(),
+              r->rows ? 100.0 * static_cast<double>(r->positives) / static_cast<double>(r->rows) : 0.0,
+              static_cast<long long>(r->distinct_ids));
   return 0;
 }
 
@@ -117,6 +132,19 @@ int main(int argc, char** argv) {
   gpu_cmd->add_option("--warmup", go.warmup, "Warm-up MLP steps")->check(CLI::NonNegativeNumber);
   gpu_cmd->add_option("--python", go.python, "Python with torch (default: $LUOSHU_BENCH_PYTHON or .venv-bench)");
   gpu_cmd->add_flag("--no-baselines", gpu_no_baselines, "Measure Luoshu and cuBLAS only");
+
+  auto* gen = app.add_subcommand("gen", "Write synthetic data sets");
+  gen->require_subcommand(1);
+  auto* gen_criteo = gen->add_subcommand(
+    "criteo", "Criteo-format TSV (label, 13 integer, 26 hex categorical columns) with Zipf ids and a learnable label");
+  luoshu::data::criteo_gen_options gco;
+  std::string gen_out;
+  gen_criteo->add_option("--rows", gco.rows, "Rows to write")->required()->check(CLI::NonNegativeNumber);
+  gen_criteo->add_option("--out", gen_out, "Output file (gzip when it ends in .gz)")->required();
+  gen_criteo->add_option("--seed", gco.seed, "Seed of the vocabularies, weights and rows: the same seed writes the same file");
+  gen_criteo->add_option("--part", gco.part, "Other rows from the same seed's distribution (e.g. 1 for a test set)");
+  gen_criteo->add_option("--distinct", gco.distinct, "Largest per-field vocabulary (fields have distinct/1 .. distinct/32)")
+    ->check(CLI::Range(int64_t{1}, int64_t{1} << 32));
 
   app.add_subcommand("info", "Version, threads and devices");
 
@@ -199,6 +227,7 @@ int main(int argc, char** argv) {
       if (launch->count("--join-timeout")) plan.join_timeout_s = join_timeout;
       return luoshu::app::launch(plan);
     }
+    if (gen_criteo->parsed()) return cmd_gen_criteo(gen_out, gco);
     if (nodecmd->parsed()) return luoshu::app::run_node(no);
     if (coordcmd->parsed()) return luoshu::app::run_coordinator(co);
     if (transport_cmd->parsed()) return luoshu::bench::run_transport_bench(to);

@@ -16,6 +16,7 @@ std::string epoch_line(const epoch_stats& e, int64_t epochs) {
   if (e.test_loss >= 0) s += fmt::format(", test loss {:.4f}", e.test_loss);
   if (e.test_accuracy >= 0) s += fmt::format(", test accuracy {:.2f}%", 100 * e.test_accuracy);
   if (e.test_auc >= 0) s += fmt::format(", test AUC {:.4f}", e.test_auc);
+  if (e.test_log_loss >= 0) s += fmt::format(", test log-loss {:.4f}", e.test_log_loss);
   s += fmt::format(", {:.0f} samples/s, {:.1f} s", e.samples_per_sec, e.seconds);
   return s;
 }

@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "graph/data/criteo.hpp"
+
 namespace luoshu::app {
 
 const std::vector<std::string>& known_layer_ops() {
@@ -115,13 +117,22 @@ train_config build(const YAML::Node& root, const std::string& source) {
   reader top(root, "");
 
   reader m(top.child("model"), "model");
+  m.get("kind", c.model.kind);
   m.get("input", c.model.input);
+  c.model.loss.clear(); // the default depends on the kind
   m.get("loss", c.model.loss);
   m.get("dtype", c.model.dtype);
+  m.get("embedding_dim", c.model.embedding_dim);
+  m.get("hidden", c.model.hidden);
+  const bool wide_deep = c.model.kind == "wide_deep";
+  if (!wide_deep && c.model.kind != "sequential")
+    reader::fail("model.kind", "unknown kind '" + c.model.kind + "' (known: sequential, wide_deep)");
   YAML::Node layers = m.child("layers");
-  if (!layers || !layers.IsSequence() || layers.size() == 0)
+  if (wide_deep && layers)
+    reader::fail("model.layers", "does not apply to wide_deep (set embedding_dim and hidden)");
+  if (!wide_deep && (!layers || !layers.IsSequence() || layers.size() == 0))
     reader::fail("model.layers", "must be a non-empty list of layers");
-  for (size_t i = 0; i < layers.size(); ++i) {
+  for (size_t i = 0; !wide_deep && i < layers.size(); ++i) {
     std::string where = "model.layers[" + std::to_string(i) + "]";
     reader l(layers[i], where);
     layer_config lc;
@@ -142,6 +153,16 @@ train_config build(const YAML::Node& root, const std::string& source) {
     c.model.layers.push_back(lc);
   }
   m.finish();
+  if (wide_deep) {
+    if (c.model.input.empty()) c.model.input = {data::criteo_dense_fields};
+    if (c.model.loss.empty()) c.model.loss = "bce_with_logits";
+    if (c.model.loss != "bce_with_logits") reader::fail("model.loss", "wide_deep trains with bce_with_logits");
+    if (c.model.dtype != "f32") reader::fail("model.dtype", "wide_deep supports f32 only");
+    if (c.model.embedding_dim <= 0) reader::fail("model.embedding_dim", "must be > 0");
+    for (auto h : c.model.hidden)
+      if (h <= 0) reader::fail("model.hidden", "widths must be positive");
+  }
+  if (c.model.loss.empty()) c.model.loss = "softmax_cross_entropy";
   if (c.model.input.empty()) reader::fail("model.input", "is missing (per-example feature shape, e.g. [784])");
   for (auto d : c.model.input)
     if (d <= 0) reader::fail("model.input", "dims must be positive");
@@ -160,9 +181,19 @@ train_config build(const YAML::Node& root, const std::string& source) {
   d.get("header", c.data.header);
   d.get("num_features", c.data.num_features);
   d.get("scale", c.data.scale);
+  d.get("buckets", c.data.buckets);
+  d.get("max_rows", c.data.max_rows);
   d.finish();
-  if (c.data.format != "idx" && c.data.format != "csv" && c.data.format != "libsvm")
-    reader::fail("data.format", "unknown format '" + c.data.format + "' (known: idx, csv, libsvm)");
+  if (c.data.format != "idx" && c.data.format != "csv" && c.data.format != "libsvm" && c.data.format != "criteo")
+    reader::fail("data.format", "unknown format '" + c.data.format + "' (known: idx, csv, libsvm, criteo)");
+  if ((c.data.format == "criteo") != wide_deep)
+    reader::fail(wide_deep ? "data.format" : "model.kind",
+                 "the wide_deep model and the criteo format (dense features plus categorical ids) go together");
+  if (c.data.buckets <= data::criteo_categorical_fields)
+    reader::fail("data.buckets", "must be above " + std::to_string(data::criteo_categorical_fields) +
+                                     " (ids 0-25 mark missing values)");
+  if (c.data.max_rows < 0) reader::fail("data.max_rows", "must be >= 0 (0 = all rows)");
+  c.model.buckets = c.data.buckets;
   if (c.data.train_path.empty()) reader::fail("data.train", "is missing");
   if (c.data.format == "idx" && c.data.train_labels.empty())
     reader::fail("data.train_labels", "is missing (idx data comes as an images file and a labels file)");

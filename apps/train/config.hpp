@@ -21,20 +21,26 @@ struct layer_config {
 };
 
 struct model_config {
-  std::vector<int64_t> input;  ///< per-example feature shape, e.g. [784]
-  std::vector<layer_config> layers;
-  std::string loss = "softmax_cross_entropy";
+  std::string kind = "sequential"; ///< sequential (input + layers) or wide_deep
+  std::vector<int64_t> input;  ///< per-example feature shape, e.g. [784] (wide_deep: [13])
+  std::vector<layer_config> layers; ///< sequential
+  std::string loss = "softmax_cross_entropy"; ///< wide_deep: bce_with_logits
   std::string dtype = "f32";
+  int64_t embedding_dim = 16;            ///< wide_deep: deep embedding width
+  std::vector<int64_t> hidden{256, 128}; ///< wide_deep: deep MLP hidden widths
+  int64_t buckets = 0; ///< wide_deep: embedding rows, set from data.buckets (not a model key)
 };
 
 struct data_config {
-  std::string format = "idx"; ///< idx, csv, libsvm
+  std::string format = "idx"; ///< idx, csv, libsvm, criteo
   std::string train_path, train_labels; ///< idx: images + labels; csv/libsvm: train_path only
   std::string test_path, test_labels;   ///< optional
   int label_column = -1;     ///< csv
   bool header = false;       ///< csv
   int64_t num_features = 0;  ///< libsvm (0 = infer)
   bool scale = true;         ///< idx: u8 pixels to [0, 1]
+  int64_t buckets = 1'000'000; ///< criteo: size of the categorical id space
+  int64_t max_rows = 0;        ///< criteo: read at most this many rows per file (0 = all)
 };
 
 struct run_config {

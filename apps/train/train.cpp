@@ -10,11 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "graph/builder.hpp"
+#include "graph/data/criteo.hpp"
 #include "graph/data/csv.hpp"
 #include "graph/data/idx.hpp"
 #include "graph/data/libsvm.hpp"
 #include "graph/data/loader.hpp"
 #include "graph/metrics.hpp"
+#include "graph/models.hpp"
 #include "graph/optimizer.hpp"
 #include "ops/kernel.hpp"
 
@@ -35,6 +37,13 @@ double seconds_since(clock_t_::time_point t0) {
   return std::chrono::duration<double>(clock_t_::now() - t0).count();
 }
 
+/// The placeholders' values for one batch.
+feed_map feeds(const model& m, const data::batch& b) {
+  feed_map f{{m.x, b.features}, {m.y, b.labels}};
+  if (m.ids.valid()) f.emplace_back(m.ids, b.ids);
+  return f;
+}
+
 size_t max_rss_bytes() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -47,6 +56,15 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
   (void)seed; // initial values come from the variable store's seed
   dtype t = cfg.dtype == "f64" ? dtype::f64 : dtype::f32;
   model m;
+  if (cfg.kind == "wide_deep") {
+    m.classification = false;
+    m.x = g.placeholder("x", dtype::f32, shape{-1, shape(cfg.input).numel()});
+    m.ids = g.placeholder("ids", dtype::i64, shape{-1, data::criteo_categorical_fields});
+    m.y = g.placeholder("y", dtype::f32, shape{-1});
+    m.logits = models::wide_deep(m.x, m.ids, {cfg.buckets, cfg.embedding_dim, cfg.hidden}).named("logits");
+    m.loss = mean(bce_with_logits(m.logits, m.y)).named("loss");
+    return m;
+  }
   m.classification = cfg.loss == "softmax_cross_entropy";
   shape in{-1};
   int64_t features = 1;
@@ -114,6 +132,7 @@ result<datasets> load_datasets(const train_config& cfg) {
   bool classes = cfg.model.loss == "softmax_cross_entropy";
   auto read = [&](const std::string& path, const std::string& labels) -> result<data::dataset> {
     if (d.format == "idx") return data::read_idx_dataset(path, labels, d.scale);
+    if (d.format == "criteo") return data::read_criteo(path, {d.buckets, d.max_rows});
     if (d.format == "csv") {
       data::csv_options o;
       o.label_column = d.label_column;
@@ -237,7 +256,7 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
         --skip_batches;
         continue;
       }
-      auto r = tr->step({{m.x, b->features}, {m.y, b->labels}});
+      auto r = tr->step(feeds(m, *b));
       if (!r) return error{"step " + std::to_string(tr->steps_done()) + ": " + r.err().message};
       double loss = r->at(0).item();
       if (!std::isfinite(loss))
@@ -273,7 +292,7 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
       std::vector<expr> fetches{m.loss, m.logits};
       if (m.classification) fetches.push_back(m.accuracy);
       while (auto b = el.next()) {
-        auto r = tr->infer({{m.x, b->features}, {m.y, b->labels}}, fetches);
+        auto r = tr->infer(feeds(m, *b), fetches);
         if (!r) return error{"evaluation: " + r.err().message};
         int64_t bs = b->features.dim(0);
         lsum += r->at(0).item() * static_cast<double>(bs);
@@ -288,8 +307,9 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
       es.test_loss = n ? lsum / static_cast<double>(n) : 0;
       if (m.classification) es.test_accuracy = n ? hits / static_cast<double>(n) : 0;
       if (!scores.empty()) {
-        auto a = metrics::auc(scores, labels);
-        if (a) es.test_auc = *a;
+        if (auto a = metrics::auc(scores, labels)) es.test_auc = *a;
+        for (double& v : scores) v = 1 / (1 + std::exp(-v));
+        if (auto l = metrics::log_loss(scores, labels)) es.test_log_loss = *l;
       }
     }
     sum.epochs.push_back(es);
@@ -310,6 +330,7 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
     sum.test_loss = sum.epochs.back().test_loss;
     sum.test_accuracy = sum.epochs.back().test_accuracy;
     sum.test_auc = sum.epochs.back().test_auc;
+    sum.test_log_loss = sum.epochs.back().test_log_loss;
   }
   sum.samples_per_sec = train_seconds > 0 ? static_cast<double>(train_samples) / train_seconds : 0;
   sum.peak_memory_bytes = ex.stats().peak_bytes();
@@ -328,6 +349,7 @@ std::string summary_json(const train_config& cfg, const train_summary& s) {
   j["test_loss"] = num(s.test_loss);
   j["test_accuracy"] = num(s.test_accuracy);
   j["test_auc"] = num(s.test_auc);
+  j["test_log_loss"] = num(s.test_log_loss);
   j["samples_per_sec"] = s.samples_per_sec;
   j["peak_memory_bytes"] = s.peak_memory_bytes;
   j["max_rss_bytes"] = s.max_rss_bytes;
@@ -338,6 +360,7 @@ std::string summary_json(const train_config& cfg, const train_summary& s) {
   for (const auto& e : s.epochs)
     j["per_epoch"].push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"test_loss", num(e.test_loss)},
                               {"test_accuracy", num(e.test_accuracy)}, {"test_auc", num(e.test_auc)},
+                              {"test_log_loss", num(e.test_log_loss)},
                               {"samples_per_sec", e.samples_per_sec}, {"seconds", e.seconds}});
   return j.dump(2) + "\n";
 }

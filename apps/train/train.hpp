@@ -17,6 +17,7 @@ namespace luoshu::app {
 struct model {
   expr x;        ///< features placeholder [?, input...]
   expr y;        ///< labels placeholder [?] (i64 for classification, else f32)
+  expr ids;      ///< categorical ids placeholder [?, fields] (wide_deep only)
   expr logits;   ///< [?, classes] (or [?] for a single output)
   expr loss;     ///< mean loss over the batch
   expr accuracy; ///< fraction correct (classification only)
@@ -40,6 +41,7 @@ struct epoch_stats {
   double test_loss = -1;   ///< -1 without a test set
   double test_accuracy = -1;
   double test_auc = -1;    ///< binary models only
+  double test_log_loss = -1; ///< binary models only (metrics::log_loss)
   double samples_per_sec = 0;
   double seconds = 0;
 };
@@ -51,6 +53,7 @@ struct train_summary {
   double test_loss = -1;
   double test_accuracy = -1;
   double test_auc = -1;
+  double test_log_loss = -1;
   double samples_per_sec = 0;     ///< training throughput (excluding evaluation)
   double wall_seconds = 0;        ///< the whole run, data loading included
   size_t peak_memory_bytes = 0;   ///< executor pool + variables
