@@ -5,20 +5,24 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "graph/data/criteo.hpp"
 #include "graph/data/csv.hpp"
 #include "graph/data/dataset.hpp"
 #include "graph/data/idx.hpp"
 #include "graph/data/libsvm.hpp"
 #include "graph/data/loader.hpp"
+#include "graph/data/text.hpp"
 #include "graph/error.hpp"
 
 namespace fs = std::filesystem;
@@ -474,6 +478,180 @@ TEST(LibsvmReader, BadIndicesNameTheLine) {
   EXPECT_TRUE(read_libsvm(dir.file("wide.svm"), 3).ok());
 }
 
+// --- Criteo -------------------------------------------------------------------
+
+namespace {
+
+/// A Criteo line: the label, then columns 1..39 (I1..I13, C1..C26) empty
+/// except the ones given.
+std::string criteo_line(const std::string& label, const std::vector<std::pair<int, std::string>>& set = {}) {
+  std::vector<std::string> cols(criteo_columns);
+  cols[0] = label;
+  for (const auto& [c, v] : set) cols[static_cast<size_t>(c)] = v;
+  std::string line;
+  for (size_t c = 0; c < cols.size(); ++c) line += (c ? "\t" : "") + cols[c];
+  return line;
+}
+
+/// The ids of a Criteo dataset as (field, id) pairs, missing ones left out.
+std::set<std::pair<int, int64_t>> present_ids(const dataset& d) {
+  std::set<std::pair<int, int64_t>> out;
+  const int64_t* ids = d.ids.data<int64_t>();
+  for (int64_t i = 0; i < d.size(); ++i)
+    for (int f = 0; f < criteo_categorical_fields; ++f)
+      if (int64_t id = ids[i * criteo_categorical_fields + f]; id != criteo_missing_id(f)) out.insert({f, id});
+  return out;
+}
+
+} // namespace
+
+TEST(CriteoReader, ReadsEmptyFieldsHexIdsAndLogTransform) {
+  scratch_dir dir;
+  const std::string path = dir.file("day.tsv");
+  write_text(path, criteo_line("1", {{1, "0"}, {2, "-3"}, {3, "9"}, {14, "68fd1e64"}, {15, "68fd1e64"}, {39, "0a"}}) +
+                       "\r\n" + criteo_line("0", {{13, "1000"}, {14, "68FD1E64"}}) + "\n\n");
+  auto d = read_criteo(path, {.buckets = 1000});
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  ASSERT_EQ(d->size(), 2);
+  EXPECT_EQ(values_of<float>(d->labels), (std::vector<float>{1, 0}));
+  ASSERT_EQ(d->features.shape(), (shape{2, 13}));
+  std::vector<float> dense(26, 0.0f);
+  dense[2] = std::log(10.0f);    // I3 = 9
+  dense[13 + 12] = std::log(1001.0f); // row 2, I13 = 1000; I2 = -3 and empty fields are 0
+  auto got = values_of<float>(d->features);
+  for (size_t i = 0; i < dense.size(); ++i) EXPECT_NEAR(got[i], dense[i], 1e-6) << i;
+
+  ASSERT_EQ(d->ids.shape(), (shape{2, 26}));
+  auto ids = values_of<int64_t>(d->ids);
+  EXPECT_EQ(ids[0], criteo_id(0, 0x68fd1e64, 1000));
+  EXPECT_EQ(ids[1], criteo_id(1, 0x68fd1e64, 1000));
+  EXPECT_NE(ids[0], ids[1]) << "the same hex value in two fields must hash apart";
+  EXPECT_EQ(ids[25], criteo_id(25, 0x0a, 1000));
+  EXPECT_EQ(ids[26], ids[0]) << "hex digits are case-insensitive";
+  for (int f = 2; f < 25; ++f) EXPECT_EQ(ids[static_cast<size_t>(f)], criteo_missing_id(f)) << f;
+  for (int f = 1; f < 26; ++f) EXPECT_EQ(ids[26 + static_cast<size_t>(f)], f) << f;
+  for (int64_t id : ids) EXPECT_TRUE(id >= 0 && id < 1000) << id;
+  // The documented hash: 26 + splitmix64((field + 1) << 32 | value) mod (buckets - 26).
+  uint64_t state = (uint64_t{2} << 32) | 0x68fd1e64;
+  EXPECT_EQ(criteo_id(1, 0x68fd1e64, 1000), 26 + static_cast<int64_t>(shuffle_rng::splitmix64(state) % 974));
+  // Computed independently (Python): a change here changes every id.
+  EXPECT_EQ(criteo_id(0, 0, int64_t{1} << 40), 114746622582);
+}
+
+TEST(CriteoReader, MalformedLinesNameFileAndLine) {
+  scratch_dir dir;
+  const std::string good = criteo_line("0", {{1, "5"}, {14, "abc"}}) + "\n";
+  std::string short_line = criteo_line("1");
+  short_line.pop_back(); // drops the last tab: 39 columns
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {short_line, "expected 40 tab-separated columns (a label, 13 integer, 26 categorical), found 39"},
+      {criteo_line("1") + "\t", "expected 40 tab-separated columns (a label, 13 integer, 26 categorical), found 41"},
+      {criteo_line("2"), "column 1 (label): '2' is not 0 or 1"},
+      {criteo_line(""), "column 1 (label): '' is not 0 or 1"},
+      {criteo_line("0", {{5, "1.5"}}), "column 6 (I5): '1.5' is not an integer"},
+      {criteo_line("0", {{13, "abc"}}), "column 14 (I13): 'abc' is not an integer"},
+      {criteo_line("0", {{20, "xyz"}}), "column 21 (C7): 'xyz' is not a hex id of 1-8 digits"},
+      {criteo_line("0", {{39, "123456789"}}), "column 40 (C26): '123456789' is not a hex id"},
+      {criteo_line("0", {{14, "-1"}}), "column 15 (C1): '-1' is not a hex id"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string path = dir.file("bad" + std::to_string(i) + ".tsv");
+    write_text(path, good + cases[i].first + "\n" + good);
+    auto d = read_criteo(path);
+    ASSERT_FALSE(d.ok()) << "case " << i;
+    EXPECT_TRUE(contains(d.err().message, path + ": line 2: " + cases[i].second)) << d.err().message;
+  }
+}
+
+TEST(CriteoReader, ReadsGzipAndStopsAtMaxRows) {
+  scratch_dir dir;
+  std::string text;
+  for (int i = 0; i < 3; ++i) text += criteo_line(i % 2 ? "1" : "0", {{1, std::to_string(i)}, {20, "f00" + std::to_string(i)}}) + "\n";
+  text += "not a criteo line\n";
+  write_text(dir.file("raw.tsv"), text);
+  write_gzip(dir.file("packed.gz"), bytes(text.begin(), text.end()));
+  for (const char* name : {"raw.tsv", "packed.gz"}) {
+    auto all = read_criteo(dir.file(name));
+    ASSERT_FALSE(all.ok()) << name;
+    EXPECT_TRUE(contains(all.err().message, dir.file(name) + ": line 4: expected 40")) << all.err().message;
+    auto first = read_criteo(dir.file(name), {.buckets = 5000, .max_rows = 3});
+    ASSERT_TRUE(first.ok()) << first.err().message;
+    EXPECT_EQ(first->size(), 3);
+    EXPECT_EQ(values_of<float>(first->labels), (std::vector<float>{0, 1, 0}));
+    EXPECT_EQ(values_of<int64_t>(first->ids)[2 * 26 + 6], criteo_id(6, 0xf002, 5000));
+  }
+}
+
+TEST(CriteoReader, RejectsBadOptionsAndEmptyFiles) {
+  scratch_dir dir;
+  write_text(dir.file("empty.tsv"), "\n");
+  write_text(dir.file("one.tsv"), criteo_line("1") + "\n");
+  auto buckets = read_criteo(dir.file("one.tsv"), {.buckets = 26});
+  ASSERT_FALSE(buckets.ok());
+  EXPECT_TRUE(contains(buckets.err().message, "buckets must be above 26")) << buckets.err().message;
+  EXPECT_FALSE(read_criteo(dir.file("one.tsv"), {.max_rows = -1}).ok());
+  auto empty = read_criteo(dir.file("empty.tsv"));
+  ASSERT_FALSE(empty.ok());
+  EXPECT_TRUE(contains(empty.err().message, dir.file("empty.tsv") + ": no examples")) << empty.err().message;
+  auto missing = read_criteo(dir.file("missing.tsv"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_TRUE(contains(missing.err().message, dir.file("missing.tsv"))) << missing.err().message;
+}
+
+TEST(CriteoGenerator, IsDeterministicAndReadsBack) {
+  scratch_dir dir;
+  // ~1.5 MB: the reader's lines cross its 1 MiB chunks.
+  const criteo_gen_options o{.rows = 6000, .seed = 7, .distinct = 5000};
+  auto a = write_criteo(dir.file("a.tsv"), o);
+  ASSERT_TRUE(a.ok()) << a.err().message;
+  ASSERT_TRUE(write_criteo(dir.file("b.tsv"), o).ok());
+  ASSERT_TRUE(write_criteo(dir.file("c.tsv.gz"), o).ok());
+  criteo_gen_options other_part = o, other_seed = o;
+  other_part.part = 1;
+  other_seed.seed = 8;
+  ASSERT_TRUE(write_criteo(dir.file("part1.tsv"), other_part).ok());
+  ASSERT_TRUE(write_criteo(dir.file("seed8.tsv"), other_seed).ok());
+  auto text = [&](const char* name) { return *text::read_file(dir.file(name)); };
+  EXPECT_GT(text("a.tsv").size(), size_t{1} << 20);
+  EXPECT_EQ(text("a.tsv"), text("b.tsv"));
+  EXPECT_NE(text("a.tsv"), text("part1.tsv"));
+  EXPECT_NE(text("a.tsv"), text("seed8.tsv"));
+
+  auto d = read_criteo(dir.file("a.tsv"), {.buckets = int64_t{1} << 62});
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  ASSERT_EQ(d->size(), 6000);
+  EXPECT_EQ(a->rows, 6000);
+  double positives = 0;
+  for (float l : d->labels.span<float>()) positives += l;
+  EXPECT_EQ(static_cast<int64_t>(positives), a->positives);
+  EXPECT_GT(positives / 6000, 0.15);
+  EXPECT_LT(positives / 6000, 0.40);
+  EXPECT_EQ(static_cast<int64_t>(present_ids(*d).size()), a->distinct_ids);
+  EXPECT_GT(a->distinct_ids, 10'000);
+  // Field f is empty with probability {0, 0.02, 0.1, 0.3}[f % 4].
+  const int64_t* ids = d->ids.data<int64_t>();
+  int64_t missing0 = 0, missing3 = 0;
+  for (int64_t i = 0; i < 6000; ++i) {
+    missing0 += ids[i * 26] == criteo_missing_id(0);
+    missing3 += ids[i * 26 + 3] == criteo_missing_id(3);
+  }
+  EXPECT_EQ(missing0, 0);
+  EXPECT_NEAR(static_cast<double>(missing3) / 6000, 0.3, 0.03);
+
+  auto gz = read_criteo(dir.file("c.tsv.gz"), {.buckets = int64_t{1} << 62});
+  ASSERT_TRUE(gz.ok()) << gz.err().message;
+  EXPECT_EQ(values_of<int64_t>(gz->ids), values_of<int64_t>(d->ids));
+  EXPECT_EQ(values_of<float>(gz->features), values_of<float>(d->features));
+}
+
+TEST(CriteoGenerator, DefaultSizesHoldAMillionDistinctIds) {
+  auto st = write_criteo("/dev/null", {.rows = 250'000});
+  ASSERT_TRUE(st.ok()) << st.err().message;
+  EXPECT_GE(st->distinct_ids, 1'000'000);
+  EXPECT_FALSE(write_criteo("/nonexistent-dir/x.tsv", {.rows = 1}).ok());
+  EXPECT_FALSE(write_criteo("/dev/null", {.distinct = 0}).ok());
+}
+
 // --- loader -------------------------------------------------------------------
 
 namespace {
@@ -668,4 +846,24 @@ TEST(Loader, RejectsBadOptions) {
   ragged->features = tensor(dtype::f32, shape{4, 2});
   ragged->labels = tensor(dtype::i64, shape{3});
   EXPECT_TRUE(contains(message([&] { loader(ragged, {}); }), "4 feature rows"));
+
+  auto bad_ids = std::make_shared<dataset>(*d);
+  bad_ids->ids = tensor(dtype::i64, shape{9, 2});
+  EXPECT_TRUE(contains(message([&] { loader(bad_ids, {}); }), "ids of shape [9, 2]"));
+}
+
+TEST(Loader, BatchesIdsWithTheirRows) {
+  auto d = std::make_shared<dataset>(*indexed_dataset(37));
+  d->ids = tensor(dtype::i64, shape{37, 2});
+  for (int64_t i = 0; i < 74; ++i) d->ids.data<int64_t>()[i] = i / 2 * 10 + i % 2;
+  loader l(d, {.batch_size = 8, .seed = 5});
+  auto batches = epoch_batches(l, 1);
+  for (const auto& b : batches) {
+    ASSERT_EQ(b.ids.shape(), (shape{b.labels.dim(0), 2}));
+    for (int64_t k = 0; k < b.labels.dim(0); ++k) {
+      EXPECT_EQ(b.ids.data<int64_t>()[2 * k], b.labels.data<int64_t>()[k] * 10);
+      EXPECT_EQ(b.ids.data<int64_t>()[2 * k + 1], b.labels.data<int64_t>()[k] * 10 + 1);
+    }
+  }
+  EXPECT_FALSE(epoch_batches(*std::make_unique<loader>(indexed_dataset(3), loader_options{}), 0)[0].ids.defined());
 }
