@@ -19,7 +19,7 @@
 // steps) comes back with it and never exceeds k (0 for BSP). A pull that
 // waits longer than the shard's wait timeout fails naming the slowest worker.
 
-#include <caf/fwd.hpp>
+#include <caf/actor.hpp>
 
 #include <atomic>
 #include <chrono>
