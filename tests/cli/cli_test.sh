@@ -52,6 +52,15 @@ expect 1 "corrupt.csv.*line 2.*column 4" -- train "$tmp/corrupt.yaml"
 expect 2 "expected key=value" -- train "$tmp/missing_data.yaml" --set broken
 expect 2 "model.dtype" -- train "$tmp/missing_data.yaml" --set model.dtype=f16
 expect 106 "required|config" -- train
+expect 0 "wrote 300 rows to .*criteo.tsv: .*% positive, [0-9]+ distinct" -- gen criteo --rows 300 --out "$tmp/criteo.tsv" --distinct 1000
+expect 106 "--out is required" -- gen criteo --rows 10
+expect 1 "cannot write" -- gen criteo --rows 10 --out /nonexistent/c.tsv
+sed '2s/\t[0-9a-f]*$/\tnot-hex/' "$tmp/criteo.tsv" > "$tmp/bad_criteo.tsv"
+wide_deep="$(dirname "$0")/../../apps/examples/wide_deep_criteo.yaml"
+expect 1 "bad_criteo.tsv: line 2: column 40 \(C26\): 'not-hex'" -- train "$wide_deep" \
+  --set data.train="$tmp/bad_criteo.tsv" --set data.test=""
+expect 0 "test AUC [0-9.]+, test log-loss [0-9.]+" -- train "$wide_deep" --set data.train="$tmp/criteo.tsv" \
+  --set data.test="$tmp/criteo.tsv" --set data.buckets=5000 --set model.hidden=[8] --quiet
 expect 0 "luoshu [0-9]" -- --version
 expect 0 "CUDA devices: [0-9]" -- info
 
