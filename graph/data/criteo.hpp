@@ -57,13 +57,15 @@ result<dataset> read_criteo(const std::string& path, const criteo_options& optio
 /// approximately Zipf(zipf_s) law (the inverse CDF of a power law on
 /// [1, V_f + 1)), and writes rank r as the 8 hex digits of a bijective
 /// 32-bit mix of (seed, f, r), so a field's ranks never share a hex id.
-/// At the defaults the vocabularies total about 8.7 million values, and
-/// 10^6 rows hold more than 10^6 distinct (field, id) pairs.
+/// At the defaults the vocabularies total about 8.7 million values;
+/// 250,000 rows hold about 1.1 million distinct (field, id) pairs and
+/// 10^6 rows about 2.7 million.
 ///
 /// Missing values: categorical field f is empty with probability
 /// {0, 0.02, 0.1, 0.3}[f % 4], integer column j with {0, 0.05, 0.2}[j % 3].
 /// Integer column j holds floor(expm1(mu_j + z)), z ~ N(0, 1), mu_j in
-/// [0.5, 4] (clamped at 0), so log1p of it is about mu_j + z.
+/// [0.5, 4], so log1p of it is about mu_j + z (-1 where mu_j + z < 0, as
+/// in the real data's I2).
 ///
 /// Label: Bernoulli(sigmoid(bias + sum_f w(f, r_f) + sum_j v_j z_j)) with
 /// w(f, r) uniform in [-weight_scale, weight_scale], a fixed hash of
