@@ -1,17 +1,5 @@
 #include "apps/bench/transport_bench.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -34,6 +22,7 @@
 #include <thread>
 
 #include "actors/runtime.hpp"
+#include "apps/bench/loopback.hpp"
 #include "graph/tensor.hpp"
 #include "transport/bulk/frame.hpp"
 #include "transport/bulk/lane.hpp"
@@ -46,20 +35,10 @@ namespace {
 namespace bulk = transport::bulk;
 using transport::tensor_message;
 using transport::wire_bytes;
-using steady = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-double since(steady::time_point t0) { return std::chrono::duration<double>(steady::now() - t0).count(); }
-
-/// Thrown inside the benchmark on any failure; caught at its edge.
-struct bench_failure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-/// Bad options (exit code 2, like other usage errors).
-struct usage_error : bench_failure {
-  using bench_failure::bench_failure;
-};
+// The shared overloads (apps/bench/loopback.hpp) next to this file's own.
+using bench::cell;
+using bench::to_json;
 
 // The round-trip tensor: 16 floats.
 constexpr int64_t ping_elements = 16;
@@ -101,177 +80,6 @@ basp_peer::behavior_type basp_peer_impl(basp_peer::pointer /*self*/, std::shared
     },
   };
 }
-
-// --- (c) raw TCP with the lane's framing ---------------------------------------------
-
-/// An owned file descriptor.
-class fd_owner {
-public:
-  fd_owner() = default;
-  explicit fd_owner(int fd) : fd_(fd) {}
-  fd_owner(fd_owner&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  fd_owner& operator=(fd_owner&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~fd_owner() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-private:
-  int fd_ = -1;
-};
-
-void set_nodelay(int fd) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); // as CAF does for its sockets
-}
-
-fd_owner listen_loopback(uint16_t& port) {
-  fd_owner s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (s.get() < 0 || ::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s.get(), 4) != 0 ||
-      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw bench_failure(std::string("raw TCP: cannot listen on 127.0.0.1: ") + std::strerror(errno));
-  port = ntohs(a.sin_port);
-  return s;
-}
-
-fd_owner connect_loopback(uint16_t port) {
-  fd_owner s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (s.get() < 0 || ::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
-    throw bench_failure("raw TCP: cannot connect to 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(errno));
-  set_nodelay(s.get());
-  return s;
-}
-
-/// Reads exactly n bytes; false on EOF or error.
-bool read_exact(int fd, char* p, size_t n) {
-  while (n > 0) {
-    ssize_t r = ::recv(fd, p, n, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-/// Writes header + meta and the payload with one sendmsg (and more if
-/// short); MSG_NOSIGNAL: a vanished peer is an error, not a SIGPIPE.
-bool write_frame(int fd, const wire_bytes& prefix, const void* payload, size_t n) {
-  iovec iov[2] = {{const_cast<char*>(prefix.data()), prefix.size()}, {const_cast<void*>(payload), n}};
-  int first = 0, count = n == 0 ? 1 : 2;
-  while (first < count) {
-    msghdr mh{};
-    mh.msg_iov = iov + first;
-    mh.msg_iovlen = static_cast<size_t>(count - first);
-    ssize_t w = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    auto left = static_cast<size_t>(w);
-    while (first < count && left >= iov[first].iov_len) left -= iov[first++].iov_len;
-    if (first < count) {
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-      iov[first].iov_len -= left;
-    }
-  }
-  return true;
-}
-
-/// Reads frames from a raw socket into reused buffers, checking them as the
-/// lane does (header limits, meta through the codec).
-class raw_reader {
-public:
-  explicit raw_reader(int fd) : fd_(fd) { limits_.max_payload_bytes = uint64_t{1} << 31; }
-  /// The next frame's meta (payload in payload()), nullopt on EOF; throws on
-  /// a malformed frame.
-  std::optional<bulk::tensor_meta> next() {
-    char h[bulk::header_bytes];
-    if (!read_exact(fd_, h, sizeof h)) return std::nullopt;
-    auto hdr = bulk::read_header({h, sizeof h}, limits_);
-    if (!hdr) throw bench_failure("raw TCP: " + hdr.err().message);
-    meta_.resize(hdr->meta_bytes);
-    if (!read_exact(fd_, meta_.data(), meta_.size())) throw bench_failure("raw TCP: truncated meta");
-    auto m = bulk::decode_meta(meta_, hdr->payload_bytes);
-    if (!m) throw bench_failure("raw TCP: " + m.err().message);
-    // Grown once, then reused: the raw path's best case.
-    if (payload_.size() < hdr->payload_bytes) payload_.resize(hdr->payload_bytes);
-    size_ = hdr->payload_bytes;
-    if (size_ != 0 && !read_exact(fd_, payload_.data(), size_)) throw bench_failure("raw TCP: truncated payload");
-    return std::move(*m);
-  }
-  const char* payload() const { return payload_.data(); }
-  size_t payload_size() const { return size_; }
-
-private:
-  int fd_;
-  bulk::frame_limits limits_;
-  std::vector<char> meta_, payload_;
-  size_t size_ = 0;
-};
-
-/// The peer's raw TCP side, on its own thread: counts "data", answers "end"
-/// with "ack" (step = frames counted) and "ping" with "pong". Stops when the
-/// connection closes, or when destroyed (it shuts its sockets down).
-class raw_server {
-public:
-  raw_server() : listen_(listen_loopback(port_)), thread_([this] { serve(); }) {}
-  raw_server(const raw_server&) = delete;
-  raw_server& operator=(const raw_server&) = delete;
-  ~raw_server() {
-    ::shutdown(listen_.get(), SHUT_RDWR); // unblocks accept()
-    if (int c = conn_.load(); c >= 0) ::shutdown(c, SHUT_RDWR);
-    thread_.join();
-  }
-  uint16_t port() const { return port_; }
-
-private:
-  void serve() {
-    fd_owner c(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (c.get() < 0) return;
-    conn_ = c.get();
-    set_nodelay(c.get());
-    raw_reader in(c.get());
-    uint64_t count = 0, seq = 0;
-    try {
-      while (auto m = in.next()) {
-        if (m->name == "data") {
-          ++count;
-        } else if (m->name == "end") {
-          auto prefix = bulk::encode_prefix({"ack", static_cast<int64_t>(count), {}}, ++seq);
-          count = 0;
-          if (!write_frame(c.get(), prefix, nullptr, 0)) break;
-        } else if (m->name == "ping") {
-          tensor_message pong{"pong", m->step, tensor(m->type, m->dims)};
-          auto prefix = bulk::encode_prefix(pong, ++seq);
-          if (!write_frame(c.get(), prefix, in.payload(), in.payload_size())) break;
-        }
-      }
-    } catch (const bench_failure& e) {
-      spdlog::error("peer: {}", e.what());
-    }
-    conn_ = -1;
-  }
-
-  uint16_t port_ = 0;
-  fd_owner listen_;
-  std::atomic<int> conn_{-1};
-  std::thread thread_;
-};
 
 // --- the peer process -----------------------------------------------------------------
 
@@ -348,91 +156,6 @@ int run_peer() {
 
 // --- the parent: the peer process, measurements -------------------------------------
 
-/// The peer process; killed and reaped on destruction unless reaped before.
-class peer_process {
-public:
-  peer_process() {
-    // A peer that dies must not take us with it on a write to its pipe.
-    ::signal(SIGPIPE, SIG_IGN);
-    int to[2], from[2];
-    if (::pipe2(to, O_CLOEXEC) != 0)
-      throw bench_failure(std::string("cannot create a pipe: ") + std::strerror(errno));
-    fd_owner to_read(to[0]), to_write(to[1]);
-    if (::pipe2(from, O_CLOEXEC) != 0)
-      throw bench_failure(std::string("cannot create a pipe: ") + std::strerror(errno));
-    fd_owner from_read(from[0]), from_write(from[1]);
-    pid_ = ::fork();
-    if (pid_ < 0) throw bench_failure(std::string("cannot fork: ") + std::strerror(errno));
-    if (pid_ == 0) {
-      // Only async-signal-safe calls between fork and exec.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL); // the peer never outlives the benchmark
-      ::dup2(to[0], 0);
-      ::dup2(from[1], 1);
-      const char* argv[] = {"luoshu", "bench", "transport", "--peer", nullptr};
-      ::execv("/proc/self/exe", const_cast<char* const*>(argv));
-      ::_exit(127);
-    }
-    to_ = std::move(to_write);
-    from_ = std::move(from_read);
-  }
-  peer_process(const peer_process&) = delete;
-  peer_process& operator=(const peer_process&) = delete;
-  ~peer_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  void send_line(const std::string& s) {
-    std::string l = s + "\n";
-    if (::write(to_.get(), l.data(), l.size()) != static_cast<ssize_t>(l.size()))
-      throw bench_failure("the peer process is gone (cannot write to it)");
-  }
-  std::string read_line(std::chrono::milliseconds timeout) {
-    std::string out;
-    const auto until = steady::now() + timeout;
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now()).count();
-      if (left <= 0) throw bench_failure("the peer process did not answer in time");
-      pollfd p{from_.get(), POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
-      char c;
-      ssize_t r = ::read(from_.get(), &c, 1);
-      if (r <= 0) throw bench_failure("the peer process exited early (see its messages above)");
-      if (c == '\n') return out;
-      out += c;
-    }
-  }
-  /// Asks the peer to quit and reaps it; kills it after `timeout`.
-  int finish(std::chrono::milliseconds timeout) {
-    try {
-      send_line("quit");
-    } catch (const bench_failure&) {
-      // Already gone: reap below.
-    }
-    to_.reset();
-    const auto until = steady::now() + timeout;
-    int st = 0;
-    while (steady::now() < until) {
-      pid_t r = ::waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-    return -1;
-  }
-
-private:
-  pid_t pid_ = -1;
-  fd_owner to_, from_;
-};
-
 /// Lane messages coming back from the peer (acks, pongs).
 class lane_inbox {
 public:
@@ -463,14 +186,6 @@ private:
   std::string error_;
 };
 
-struct throughput {
-  bool measured = false;
-  std::string note; ///< why not measured
-  uint64_t messages = 0;
-  double seconds = 0;
-  double gbps = 0; ///< 1e9 bytes per second
-};
-
 struct latency {
   bool measured = false;
   uint64_t round_trips = 0;
@@ -480,51 +195,13 @@ struct latency {
 /// Everything the parent talks to.
 struct links {
   caf::actor_system* sys = nullptr;
-  fd_owner raw;
-  std::optional<raw_reader> raw_in;
-  uint64_t raw_seq = 0;
+  std::optional<raw_link> raw;
   std::optional<bulk::sender> lane;
   lane_inbox* lane_in = nullptr;
   basp_peer basp;
 };
 
-/// Sends for at least `seconds` (and at least 2 messages), then "end", and
-/// waits for the peer's count. `send_one` sends one data message.
-template <class SendOne, class EndAndCount>
-throughput stream_for(double seconds, uint64_t bytes, SendOne&& send_one, EndAndCount&& end_and_count) {
-  const auto t0 = steady::now();
-  uint64_t n = 0;
-  while (n < 2 || since(t0) < seconds) {
-    send_one();
-    ++n;
-  }
-  const uint64_t got = end_and_count();
-  throughput r;
-  r.seconds = since(t0);
-  if (got != n) throw bench_failure("the peer counted " + std::to_string(got) + " of " + std::to_string(n) + " messages");
-  r.measured = true;
-  r.messages = n;
-  r.gbps = static_cast<double>(n) * static_cast<double>(bytes) / r.seconds / 1e9;
-  return r;
-}
-
-throughput raw_throughput(links& l, const tensor& t, double seconds) {
-  wire_bytes prefix = bulk::encode_prefix({"data", 0, t}, 0);
-  wire_bytes end = bulk::encode_prefix({"end", 0, {}}, 0);
-  return stream_for(
-    seconds, t.nbytes(),
-    [&] {
-      bulk::set_header_seq(prefix.data(), ++l.raw_seq);
-      if (!write_frame(l.raw.get(), prefix, t.raw(), t.nbytes())) throw bench_failure("raw TCP: write failed");
-    },
-    [&]() -> uint64_t {
-      bulk::set_header_seq(end.data(), ++l.raw_seq);
-      if (!write_frame(l.raw.get(), end, nullptr, 0)) throw bench_failure("raw TCP: write failed");
-      auto ack = l.raw_in->next();
-      if (!ack || ack->name != "ack") throw bench_failure("raw TCP: no ack from the peer");
-      return static_cast<uint64_t>(ack->step);
-    });
-}
+throughput raw_path_throughput(links& l, const tensor& t, double seconds) { return raw_throughput(*l.raw, t, seconds); }
 
 throughput lane_throughput(links& l, const tensor& t, double seconds) {
   const tensor_message data{"data", 0, t};
@@ -621,10 +298,10 @@ latency raw_rtt(links& l, double seconds) {
   const tensor t = ping_tensor();
   wire_bytes prefix = bulk::encode_prefix({"ping", 0, t}, 0);
   return measure_rtt(seconds, [&] {
-    bulk::set_header_seq(prefix.data(), ++l.raw_seq);
-    if (!write_frame(l.raw.get(), prefix, t.raw(), t.nbytes())) throw bench_failure("raw TCP: write failed");
-    auto pong = l.raw_in->next();
-    if (!pong || pong->name != "pong" || l.raw_in->payload_size() != t.nbytes())
+    bulk::set_header_seq(prefix.data(), ++l.raw->seq);
+    if (!write_frame(l.raw->fd.get(), prefix, t.raw(), t.nbytes())) throw bench_failure("raw TCP: write failed");
+    auto pong = l.raw->in->next();
+    if (!pong || pong->name != "pong" || l.raw->in->payload_size() != t.nbytes())
       throw bench_failure("raw TCP: bad pong");
   });
 }
@@ -681,20 +358,6 @@ uint64_t parse_size(const std::string& s) {
   return bytes;
 }
 
-std::string human(uint64_t b) {
-  char buf[32];
-  if (b >= (1u << 30) && b % (1u << 30) == 0) std::snprintf(buf, sizeof buf, "%llu GiB", static_cast<unsigned long long>(b >> 30));
-  else if (b >= (1u << 20) && b % (1u << 20) == 0) std::snprintf(buf, sizeof buf, "%llu MiB", static_cast<unsigned long long>(b >> 20));
-  else if (b >= 1024 && b % 1024 == 0) std::snprintf(buf, sizeof buf, "%llu KiB", static_cast<unsigned long long>(b >> 10));
-  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
-  return buf;
-}
-
-template <class T>
-nlohmann::json opt_json(const std::optional<T>& v) {
-  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
-}
-
 std::optional<double> ratio(const throughput& a, const throughput& raw) {
   if (!a.measured || !raw.measured) return std::nullopt;
   return a.gbps / raw.gbps;
@@ -713,17 +376,6 @@ std::string cell(const throughput& t) {
   return buf;
 }
 
-std::string cell(std::optional<double> v, const char* fmt) {
-  if (!v) return "n/a";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, fmt, *v);
-  return buf;
-}
-
-nlohmann::json to_json(const throughput& t) {
-  if (!t.measured) return {{"measured", false}, {"note", t.note}};
-  return {{"measured", true}, {"gbps", t.gbps}, {"messages", t.messages}, {"seconds", t.seconds}};
-}
 
 nlohmann::json to_json(const latency& l) {
   if (!l.measured) return {{"measured", false}};
@@ -742,7 +394,7 @@ int run_parent(const transport_bench_options& o) {
     if (p != "raw" && p != "lane" && p != "basp") throw usage_error("unknown path '" + p + "' (raw, lane, basp)");
   const auto started = steady::now();
 
-  peer_process peer;
+  peer_process peer({"bench", "transport", "--peer"});
   unsigned raw_port = 0, lane_port = 0, basp_port = 0;
   {
     auto line = peer.read_line(60s);
@@ -764,8 +416,7 @@ int run_parent(const transport_bench_options& o) {
   links l;
   l.sys = &sys;
   l.lane_in = &inbox;
-  l.raw = connect_loopback(static_cast<uint16_t>(raw_port));
-  l.raw_in.emplace(l.raw.get());
+  l.raw.emplace(static_cast<uint16_t>(raw_port));
   auto lane = bulk::connect(sys, "127.0.0.1", static_cast<uint16_t>(lane_port));
   if (!lane) throw bench_failure(lane.err().message);
   l.lane.emplace(std::move(*lane));
@@ -799,7 +450,7 @@ int run_parent(const transport_bench_options& o) {
     // round, not the path).
     const char* names[] = {"raw", "lane", "basp"};
     using measure_fn = throughput (*)(links&, const tensor&, double);
-    const measure_fn fns[] = {raw_throughput, lane_throughput, basp_throughput};
+    const measure_fn fns[] = {raw_path_throughput, lane_throughput, basp_throughput};
     throughput best[3];
     nlohmann::json round_gbps[3] = {nlohmann::json::array(), nlohmann::json::array(), nlohmann::json::array()};
     for (int p = 0; p < 3; ++p) {
@@ -860,7 +511,6 @@ int run_parent(const transport_bench_options& o) {
               verdict(basp_rtt_ok));
 
   // Tear down: raw socket and lane first (the peer's readers see EOF), then the peer.
-  l.raw_in.reset();
   l.raw.reset();
   (void)l.lane->close(10s);
   const int peer_status = peer.finish(15s);
