@@ -8,6 +8,7 @@
 
 #include "apps/bench/gpu_bench.hpp"
 #include "apps/bench/mlp_bench.hpp"
+#include "apps/bench/ps_bench.hpp"
 #include "apps/bench/transport_bench.hpp"
 #include "apps/luoshu/launch.hpp"
 #include "apps/luoshu/node_cmd.hpp"
@@ -121,6 +122,13 @@ int main(int argc, char** argv) {
   transport_cmd->add_option("--paths", to.paths, "Paths to measure: raw, lane, basp (default all)");
   transport_cmd->add_flag("--peer", to.peer, "Run as the benchmark's peer process")->group("");
 
+  auto* ps_cmd = bench->add_subcommand("ps", "Parameter server across two processes: dense GB/s and sparse keys/s vs raw TCP");
+  luoshu::bench::ps_bench_options po;
+  ps_cmd->add_option("--json", po.json_path, "Write results as JSON to this file");
+  ps_cmd->add_option("--seconds", po.seconds, "Seconds per measurement (best of 2 rounds)")->check(CLI::PositiveNumber);
+  ps_cmd->add_option("--shards", po.shards, "Shard counts to measure (default 1,2,4)")->delimiter(',')->check(CLI::Range(1, 64));
+  ps_cmd->add_flag("--peer", po.peer, "Run as the benchmark's peer process")->group("");
+
   auto* gpu_cmd = bench->add_subcommand("gpu", "On a CUDA GPU: matmul vs cuBLAS, MLP training vs PyTorch");
   luoshu::bench::gpu_bench_options go;
   bool gpu_no_baselines = false;
@@ -231,6 +239,7 @@ int main(int argc, char** argv) {
     if (nodecmd->parsed()) return luoshu::app::run_node(no);
     if (coordcmd->parsed()) return luoshu::app::run_coordinator(co);
     if (transport_cmd->parsed()) return luoshu::bench::run_transport_bench(to);
+    if (ps_cmd->parsed()) return luoshu::bench::run_ps_bench(po);
     if (gpu_cmd->parsed()) {
       go.baselines = !gpu_no_baselines;
       return luoshu::bench::run_gpu_bench(go);
