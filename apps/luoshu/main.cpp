@@ -13,6 +13,7 @@
 #include "apps/luoshu/launch.hpp"
 #include "apps/luoshu/node_cmd.hpp"
 #include "apps/luoshu/progress.hpp"
+#include "apps/luoshu/ps_train.hpp"
 #include "apps/train/train.hpp"
 #include "graph/data/criteo.hpp"
 #include "ops/cuda/runtime.hpp"
@@ -20,22 +21,18 @@
 
 namespace {
 
-int cmd_train(const std::string& config, const std::vector<std::string>& sets, const std::string& summary,
-              int threads, const std::string& device, bool quiet) {
-  std::vector<std::string> overrides = sets;
-  if (threads >= 0) overrides.push_back("run.threads=" + std::to_string(threads));
-  if (!device.empty()) overrides.push_back("run.device=" + device);
-  auto cfg = luoshu::app::load_train_config(config, overrides);
-  if (!cfg) {
-    spdlog::error("{}", cfg.err().message);
-    return 2;
-  }
-  auto progress = luoshu::app::make_console_progress(quiet);
-  auto r = luoshu::app::train(*cfg, progress.get());
+/// Trains and reports (the summary line and JSON) when `report`.
+std::string g_summary_path; // --summary-json (also read by the ps strategy's worker 0)
+bool g_quiet = false;
+
+int train_and_report(const luoshu::app::train_config& cfg, luoshu::app::step_strategy* strategy, bool report) {
+  auto progress = luoshu::app::make_console_progress(g_quiet || !report);
+  auto r = luoshu::app::train(cfg, report ? progress.get() : nullptr, strategy);
   if (!r) {
     spdlog::error("{}", r.err().message);
     return 1;
   }
+  if (!report) return 0;
   const auto& s = *r;
   std::string line = fmt::format("done: {} steps in {:.1f} s, train loss {:.4f}", s.steps, s.wall_seconds, s.train_loss);
   if (s.test_accuracy >= 0) line += fmt::format(", final test accuracy {:.2f}%", 100 * s.test_accuracy);
@@ -44,15 +41,33 @@ int cmd_train(const std::string& config, const std::vector<std::string>& sets, c
   line += fmt::format(", {:.0f} samples/s, peak memory {:.1f} MiB", s.samples_per_sec,
                       static_cast<double>(s.peak_memory_bytes) / (1 << 20));
   std::printf("%s\n", line.c_str());
-  if (!summary.empty()) {
-    std::ofstream f(summary);
+  if (!g_summary_path.empty()) {
+    std::ofstream f(g_summary_path);
     if (!f) {
-      spdlog::error("cannot write the summary to {}", summary);
+      spdlog::error("cannot write the summary to {}", g_summary_path);
       return 1;
     }
-    f << luoshu::app::summary_json(*cfg, s);
+    f << luoshu::app::summary_json(cfg, s);
   }
   return 0;
+}
+
+int cmd_train(const std::string& config, const std::vector<std::string>& sets, int threads, const std::string& device,
+              const std::string& strategy, const luoshu::app::ps_train_options& ps) {
+  std::vector<std::string> overrides = sets;
+  if (threads >= 0) overrides.push_back("run.threads=" + std::to_string(threads));
+  if (!device.empty()) overrides.push_back("run.device=" + device);
+  auto cfg = luoshu::app::load_train_config(config, overrides);
+  if (!cfg) {
+    spdlog::error("{}", cfg.err().message);
+    return 2;
+  }
+  if (strategy == "ps") return luoshu::app::run_ps_train(*cfg, ps, train_and_report);
+  if (strategy != "local") {
+    spdlog::error("--strategy {}: expected local or ps", strategy);
+    return 2;
+  }
+  return train_and_report(*cfg, nullptr, true);
 }
 
 int cmd_gen_criteo(const std::string& out, const luoshu::data::criteo_gen_options& o) {
@@ -100,6 +115,16 @@ int main(int argc, char** argv) {
   train->add_flag("--quiet", quiet, "Only per-epoch lines");
   std::string train_trace;
   train->add_option("--trace", train_trace, "Write a Chrome/Perfetto timeline of every op to FILE");
+  std::string strategy = "local";
+  luoshu::app::ps_train_options ps_opts;
+  train->add_option("--strategy", strategy, "local (default) or ps: data parallel through parameter-server shards")
+      ->check(CLI::IsMember({"local", "ps"}));
+  train->add_option("--servers", ps_opts.servers, "ps: parameter-server shards (processes)")->check(CLI::PositiveNumber);
+  train->add_option("--workers", ps_opts.workers, "ps: workers (processes); each takes batch_size / workers rows")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--consistency", ps_opts.consistency, "ps: bsp (default), ssp:K or asp");
+  train->add_option("--job-timeout", ps_opts.timeout_s, "ps: stop the local job after this many seconds (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
 
   auto* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
@@ -204,7 +229,10 @@ int main(int argc, char** argv) {
   try {
     if (train->parsed()) {
       if (!train_trace.empty()) sets.push_back("run.trace=" + train_trace);
-      return cmd_train(config, sets, summary, threads, train_device, quiet);
+      g_summary_path = summary;
+      g_quiet = quiet;
+      ps_opts.argv.assign(argv, argv + argc);
+      return cmd_train(config, sets, threads, train_device, strategy, ps_opts);
     }
     if (launch->parsed()) {
       if (local > 0 && !cluster.empty()) {

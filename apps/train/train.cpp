@@ -1,5 +1,7 @@
 #include "apps/train/train.hpp"
 
+#include <cstring>
+
 #include <sys/resource.h>
 
 #include <chrono>
@@ -176,7 +178,28 @@ result<datasets> load_datasets(const train_config& cfg) {
   return out;
 }
 
-result<train_summary> train(const train_config& cfg, progress_sink* progress) {
+namespace {
+
+/// Rows [from, from + n) of every placeholder's batch tensor.
+feed_map share_of(const feed_map& f, int worker, int workers) {
+  feed_map out;
+  for (const auto& [e, t] : f) {
+    const int64_t rows = t.dim(0), from = rows * worker / workers, to = rows * (worker + 1) / workers;
+    const size_t row = t.nbytes() / static_cast<size_t>(std::max<int64_t>(rows, 1));
+    shape s = t.shape();
+    std::vector<int64_t> d = s.dims();
+    d[0] = to - from;
+    tensor part(t.type(), shape(d));
+    if (part.nbytes() > 0)
+      std::memcpy(part.raw(), static_cast<const char*>(t.raw()) + static_cast<size_t>(from) * row, part.nbytes());
+    out.emplace_back(e, part);
+  }
+  return out;
+}
+
+} // namespace
+
+result<train_summary> train(const train_config& cfg, progress_sink* progress, step_strategy* strategy) {
   auto t_start = clock_t_::now();
   cpu::set_num_threads(cfg.run.threads);
   train_summary sum;
@@ -226,7 +249,19 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
   }
   int64_t steps_per_epoch = train_loader->batches_per_epoch();
   int64_t first_epoch = 0, skip_batches = 0;
-  if (!cfg.run.resume.empty()) {
+  if (strategy) {
+    int64_t done = 0;
+    if (!cfg.run.resume.empty()) {
+      auto st = strategy->saved_step(cfg.run.resume);
+      if (!st) return st.err();
+      done = *st;
+    }
+    if (status st = vars.initialize(g); !st) return st.err();
+    if (status st = strategy->attach(g, m, ex, vars, cfg.optimizer, done); !st) return st.err();
+    tr->set_steps_done(done);
+    first_epoch = steps_per_epoch ? done / steps_per_epoch : 0;
+    skip_batches = steps_per_epoch ? done % steps_per_epoch : 0;
+  } else if (!cfg.run.resume.empty()) {
     // Every variable must exist (with its optimizer slots) before loading
     // so that a checkpoint of another model is caught by name and shape.
     if (status st = vars.initialize(g); !st) return st.err();
@@ -256,9 +291,17 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
         --skip_batches;
         continue;
       }
-      auto r = tr->step(feeds(m, *b));
-      if (!r) return error{"step " + std::to_string(tr->steps_done()) + ": " + r.err().message};
-      double loss = r->at(0).item();
+      double loss = 0;
+      if (strategy) {
+        auto r = strategy->step(share_of(feeds(m, *b), strategy->worker(), strategy->workers()));
+        if (!r) return error{"step " + std::to_string(tr->steps_done()) + ": " + r.err().message};
+        loss = *r;
+        tr->set_steps_done(tr->steps_done() + 1);
+      } else {
+        auto r = tr->step(feeds(m, *b));
+        if (!r) return error{"step " + std::to_string(tr->steps_done()) + ": " + r.err().message};
+        loss = r->at(0).item();
+      }
       if (!std::isfinite(loss))
         return error{"step " + std::to_string(tr->steps_done()) + ": the loss became " + std::to_string(loss) +
                      " (try a smaller optimizer.lr or clip_norm)"};
@@ -279,7 +322,9 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
     es.train_loss = batches ? loss_sum / static_cast<double>(batches) : 0;
     es.samples_per_sec = es.seconds > 0 ? static_cast<double>(samples) / es.seconds : 0;
 
-    if (ds->test) {
+    if (strategy)
+      if (status st = strategy->sync(); !st) return error{"before evaluating: " + st.err().message};
+    if (ds->test && (!strategy || strategy->worker() == 0)) {
       data::loader_options eo;
       eo.batch_size = cfg.run.eval_batch_size;
       eo.shuffle = false;
@@ -314,7 +359,9 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress) {
     }
     sum.epochs.push_back(es);
     if (progress) progress->on_epoch(es);
-    if (!cfg.run.checkpoint.empty()) {
+    if (!cfg.run.checkpoint.empty() && strategy) {
+      if (status st = strategy->save(cfg.run.checkpoint, tr->steps_done()); !st) return st.err();
+    } else if (!cfg.run.checkpoint.empty()) {
       status st = vars.save(cfg.run.checkpoint, {{"step", std::to_string(tr->steps_done())},
                                                  {"epoch", std::to_string(epoch + 1)},
                                                  {"config", cfg.source}});

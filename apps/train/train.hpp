@@ -74,7 +74,31 @@ public:
 
 /// Trains as configured. Errors (missing data, bad shapes, a kernel error)
 /// come back as values naming the problem.
-result<train_summary> train(const train_config& cfg, progress_sink* progress = nullptr);
+/// Runs training steps somewhere other than the local trainer: luoshu train
+/// --strategy ps hands train() one that goes through parameter-server
+/// shards (apps/luoshu/ps_train.cpp). Each worker process runs train() on
+/// the same data in the same order and feeds its share of every batch.
+class step_strategy {
+public:
+  virtual ~step_strategy() = default;
+  /// The model is built and its variables initialised; `resume_step` is the
+  /// step a resumed run continues from (0 otherwise).
+  virtual status attach(graph& g, const model& m, executor& ex, variable_store& vars, const optimizer_config& opt,
+                        int64_t resume_step) = 0;
+  /// One step on this worker's rows of the global batch; returns their loss.
+  virtual result<double> step(const feed_map& share) = 0;
+  /// Makes the local store current (before evaluating).
+  virtual status sync() = 0;
+  /// Saves the job's state (after `steps` steps) to the checkpoint directory.
+  virtual status save(const std::string& dir, int64_t steps) = 0;
+  /// Reads the step count a checkpoint directory was saved at.
+  virtual result<int64_t> saved_step(const std::string& dir) = 0;
+  virtual int worker() const = 0;
+  virtual int workers() const = 0;
+};
+
+result<train_summary> train(const train_config& cfg, progress_sink* progress = nullptr,
+                            step_strategy* strategy = nullptr);
 
 /// The summary as a JSON object (for --summary-json).
 std::string summary_json(const train_config& cfg, const train_summary& s);

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# `luoshu train --strategy ps`: Wide&Deep on generated Criteo-format data,
+# trained by 2 worker processes through 2 parameter-server processes
+# (started by luoshu train itself on loopback):
+#   - BSP ends with the test loss and AUC of the same run in one process
+#     (up to float rounding);
+#   - a BSP run stopped after epoch 1 and resumed from its checkpoint
+#     directory ends exactly where the uninterrupted 2-epoch run ends;
+#   - bad strategy options are named.
+# Every run is bounded by `timeout`.
+#   ps_train_test.sh PATH/TO/luoshu
+set -u
+luoshu=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+timeout 120 "$luoshu" gen criteo --rows 6000 --out "$tmp/train.tsv" --seed 3 >/dev/null || { echo "FAIL: gen"; exit 1; }
+timeout 120 "$luoshu" gen criteo --rows 2000 --out "$tmp/test.tsv" --seed 3 --part 1 >/dev/null || { echo "FAIL: gen"; exit 1; }
+cat >"$tmp/wd.yaml" <<YAML
+model: {kind: wide_deep, embedding_dim: 8, hidden: [32, 16]}
+data: {format: criteo, train: $tmp/train.tsv, test: $tmp/test.tsv, buckets: 50000}
+optimizer: {kind: adagrad, lr: 0.05}
+run: {epochs: 2, batch_size: 200, eval_batch_size: 1000, seed: 4, threads: 1}
+YAML
+ps=(--strategy ps --servers 2 --workers 2 --job-timeout 240)
+
+timeout 250 "$luoshu" train "$tmp/wd.yaml" --quiet --summary-json "$tmp/local.json" >"$tmp/local.log" 2>&1 ||
+  { echo "FAIL: local run"; tail -20 "$tmp/local.log"; exit 1; }
+timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --summary-json "$tmp/ps.json" >"$tmp/ps.log" 2>&1 ||
+  { echo "FAIL: ps run"; tail -30 "$tmp/ps.log"; exit 1; }
+timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.epochs=1 --set run.checkpoint="$tmp/ckpt" \
+  >"$tmp/first.log" 2>&1 || { echo "FAIL: first half"; tail -30 "$tmp/first.log"; exit 1; }
+timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.resume="$tmp/ckpt" --summary-json "$tmp/resumed.json" \
+  >"$tmp/resumed.log" 2>&1 || { echo "FAIL: resumed run"; tail -30 "$tmp/resumed.log"; exit 1; }
+
+grep -q "^step $(( 6000 / 200 ))$" "$tmp/ckpt/ps-state" || fail "checkpoint state: $(cat "$tmp/ckpt/ps-state" 2>&1)"
+ls "$tmp/ckpt"/shard-0-of-2.ckpt "$tmp/ckpt"/shard-1-of-2.ckpt >/dev/null || fail "shard checkpoints missing"
+
+python3 - "$tmp/local.json" "$tmp/ps.json" "$tmp/resumed.json" <<'PY' || fails=$((fails + 1))
+import json, sys
+local, ps, resumed = (json.load(open(p)) for p in sys.argv[1:4])
+for k in ("test_loss", "test_auc", "test_log_loss"):
+    if ps[k] is None or local[k] is None:
+        sys.exit(f"FAIL: {k} missing: local {local[k]}, ps {ps[k]}")
+    if abs(ps[k] - local[k]) > 2e-3:
+        sys.exit(f"FAIL: {k}: ps (2 servers, 2 workers, bsp) {ps[k]} vs one process {local[k]}")
+    if abs(resumed[k] - ps[k]) > 1e-9:
+        sys.exit(f"FAIL: {k}: resumed run {resumed[k]} vs uninterrupted {ps[k]}")
+if [e["epoch"] for e in resumed["per_epoch"]] != [2]:
+    sys.exit(f"FAIL: the resumed run trained epochs {[e['epoch'] for e in resumed['per_epoch']]}, not only epoch 2")
+if ps["steps"] != local["steps"] or resumed["steps"] != ps["steps"]:
+    sys.exit(f"FAIL: steps {local['steps']} / {ps['steps']} / {resumed['steps']}")
+if not ps["test_auc"] > 0.6:
+    sys.exit(f"FAIL: the model did not learn: AUC {ps['test_auc']}")
+print(f"ok: ps (bsp) AUC {ps['test_auc']:.4f} log-loss {ps['test_log_loss']:.4f} vs one process "
+      f"{local['test_auc']:.4f} {local['test_log_loss']:.4f}; resumed run equal to the uninterrupted one")
+PY
+
+timeout 60 "$luoshu" train "$tmp/wd.yaml" --strategy ps --workers 3 >"$tmp/bad.log" 2>&1
+rc=$?
+if [ $rc -eq 2 ] && grep -q "run.batch_size 200 is not a multiple of 3 workers" "$tmp/bad.log"; then echo "ok: batch not divisible named"
+else fail "batch/workers: rc=$rc"; tail -3 "$tmp/bad.log"; fi
+timeout 60 "$luoshu" train "$tmp/wd.yaml" --strategy ps --consistency ssp:-1 >"$tmp/bad2.log" 2>&1
+rc=$?
+if [ $rc -eq 2 ] && grep -q "consistency 'ssp:-1'" "$tmp/bad2.log"; then echo "ok: bad consistency named"
+else fail "consistency: rc=$rc"; tail -3 "$tmp/bad2.log"; fi
+timeout 60 "$luoshu" train "$tmp/wd.yaml" --strategy ps --set run.resume="$tmp/nothing" >"$tmp/bad3.log" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "is not a parameter-server checkpoint" "$tmp/bad3.log"; then echo "ok: bad resume directory named"
+else fail "resume: rc=$rc"; tail -3 "$tmp/bad3.log"; fi
+
+if [ $fails -ne 0 ]; then echo "$fails ps training check(s) failed"; exit 1; fi
+echo "all ps training checks passed"
