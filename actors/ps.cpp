@@ -378,7 +378,8 @@ result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> ps_client::split(u
   auto it = specs_.find(table);
   if (it == specs_.end()) return error{"table " + std::to_string(table) + " was not created by this client"};
   std::map<size_t, std::vector<uint64_t>> by;
-  std::unordered_map<uint64_t, size_t> seen; // key -> position in its shard's list, tagged by shard
+  std::unordered_map<uint64_t, size_t> seen; // key -> position in its shard's list
+  seen.reserve(keys.size());
   std::vector<std::pair<size_t, size_t>> where(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     int s = ps_shard_of(it->second, keys[i], static_cast<int>(shards_.size()));
