@@ -1,5 +1,11 @@
 #include "apps/bench/ps_bench.hpp"
 
+#include "graph/data/criteo.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -17,6 +23,7 @@
 #include "actors/ps.hpp"
 #include "actors/runtime.hpp"
 #include "apps/bench/loopback.hpp"
+#include "graph/data/criteo.hpp"
 
 namespace luoshu::bench {
 
@@ -250,6 +257,52 @@ std::vector<caf::actor> connect_shards(caf::actor_system& sys, peer_process& pee
   return handles;
 }
 
+/// Wide&Deep training samples/s through `luoshu train` (this program), in
+/// one process and with --strategy ps (2 servers, 2 workers, BSP), on the
+/// same generated Criteo rows; returns {local, ps} or throws.
+std::pair<double, double> wide_deep_samples_per_sec(int64_t rows) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("luoshu-bench-ps-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  struct cleanup {
+    fs::path d;
+    ~cleanup() {
+      std::error_code ec;
+      fs::remove_all(d, ec);
+    }
+  } guard{dir};
+  data::criteo_gen_options g;
+  g.rows = rows;
+  if (auto r = data::write_criteo((dir / "train.tsv").string(), g); !r) throw bench_failure(r.err().message);
+  {
+    std::ofstream c(dir / "wd.yaml");
+    c << "model: {kind: wide_deep, embedding_dim: 16, hidden: [256, 128]}\n"
+      << "data: {format: criteo, train: " << (dir / "train.tsv").string() << ", buckets: 1000000}\n"
+      << "optimizer: {kind: adam, lr: 0.001}\n"
+      << "run: {epochs: 1, batch_size: 512, seed: 1}\n";
+  }
+  char self[4096];
+  ssize_t len = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) throw bench_failure("cannot find this program's path");
+  const std::string exe(self, static_cast<size_t>(len));
+  auto run = [&](const std::string& extra, const char* tag) {
+    const fs::path summary = dir / (std::string(tag) + ".json");
+    std::string cmd = "'" + exe + "' train '" + (dir / "wd.yaml").string() + "' --quiet --summary-json '" +
+                      summary.string() + "' " + extra + " > '" + (dir / tag).string() + ".log' 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      std::ifstream log(dir / (std::string(tag) + ".log"));
+      std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+      throw bench_failure(std::string("Wide&Deep ") + tag + " run failed: " + all.substr(all.size() > 800 ? all.size() - 800 : 0));
+    }
+    std::ifstream f(summary);
+    return nlohmann::json::parse(f).value("samples_per_sec", 0.0);
+  };
+  double local = run("", "local");
+  double ps = run("--strategy ps --servers 2 --workers 2 --job-timeout 600", "ps");
+  return {local, ps};
+}
+
+
 int run_parent(const ps_bench_options& o) {
   if (!(o.seconds > 0 && o.seconds <= 600)) throw usage_error("--seconds must be in (0, 600]");
   if (o.shards.empty()) throw usage_error("--shards needs at least one shard count");
@@ -316,6 +369,14 @@ int run_parent(const ps_bench_options& o) {
   raw.in.reset();
   raw.fd.reset();
   const int peer_status = peer.finish(15s);
+
+  std::optional<std::pair<double, double>> wd;
+  if (o.wide_deep_rows > 0) {
+    wd = wide_deep_samples_per_sec(o.wide_deep_rows);
+    std::printf("\nWide&Deep training (emb 16, MLP 256-128, adam, batch 512, %lld generated Criteo rows), samples/s:\n"
+                "  1 local worker %.0f; 2 workers + 2 servers (bsp) %.0f (%.2fx)\n",
+                static_cast<long long>(o.wide_deep_rows), wd->first, wd->second, wd->second / wd->first);
+  }
   std::printf("total %.1f s; peer exited with status %d\n", since(started), peer_status);
 
   if (!o.json_path.empty()) {
@@ -358,6 +419,10 @@ int run_parent(const ps_bench_options& o) {
         {"sparse_met", opt_json(sparse_ok)}}},
       {"total_seconds", since(started)},
     };
+    if (wd)
+      report["wide_deep"] = {{"rows", o.wide_deep_rows},
+                             {"local_samples_per_sec", wd->first},
+                             {"ps_2_servers_2_workers_samples_per_sec", wd->second}};
     std::ofstream f(o.json_path);
     if (!f) throw bench_failure("cannot write " + o.json_path);
     f << report.dump(2) << "\n";

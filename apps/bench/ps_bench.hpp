@@ -20,6 +20,9 @@ struct ps_bench_options {
   std::vector<int> shards{1, 2, 4};
   /// Write every number to this JSON file.
   std::string json_path;
+  /// Wide&Deep training samples/s, one local process vs 2 servers + 2
+  /// workers, on this many generated Criteo rows (0: skip).
+  int64_t wide_deep_rows = 40000;
   /// Internal: run as the peer (control on stdin/stdout).
   bool peer = false;
 };

@@ -153,6 +153,9 @@ int main(int argc, char** argv) {
   ps_cmd->add_option("--seconds", po.seconds, "Seconds per measurement (best of 2 rounds)")->check(CLI::PositiveNumber);
   ps_cmd->add_option("--shards", po.shards, "Shard counts to measure (default 1,2,4)")->delimiter(',')->check(CLI::Range(1, 64));
   ps_cmd->add_flag("--peer", po.peer, "Run as the benchmark's peer process")->group("");
+  ps_cmd->add_option("--wide-deep-rows", po.wide_deep_rows,
+                     "Generated Criteo rows for the Wide&Deep samples/s comparison (0: skip)")
+      ->check(CLI::NonNegativeNumber);
 
   auto* gpu_cmd = bench->add_subcommand("gpu", "On a CUDA GPU: matmul vs cuBLAS, MLP training vs PyTorch");
   luoshu::bench::gpu_bench_options go;
