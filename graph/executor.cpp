@@ -296,6 +296,23 @@ result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std:
   // Fetched values are copied out before the first update runs, so a
   // fetched variable shows the value this step computed with.
   std::vector<tensor> out(p.fetch_pos.size());
+  // On a device, snapshot() queues downloads into `out` that complete at
+  // synchronize(). A run that ends early (a failing kernel, a missing
+  // variable) must drain them before `out` goes away, or the stream's next
+  // synchronize() would write into freed host memory. Declared after `out`,
+  // so it runs first; its own error is secondary to the one being returned.
+  bool synchronized = false;
+  struct drain_guard {
+    device_stream* stream;
+    const bool& done;
+    ~drain_guard() {
+      if (!stream || done) return;
+      try {
+        stream->synchronize();
+      } catch (const std::exception&) {
+      }
+    }
+  } drain{on_device ? stream_ : nullptr, synchronized};
   bool snapshotted = false;
   auto snapshot = [&](bool final_pass) {
     for (size_t f = 0; f < p.fetch_pos.size(); ++f) {
@@ -397,6 +414,7 @@ result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std:
 
   snapshot(true);
   if (on_device) {
+    synchronized = true; // whatever happens below, the downloads are done or dropped
     try {
       stream_->synchronize(); // this stream only; completes the downloads above
     } catch (const luoshu_error& e) {
