@@ -595,8 +595,13 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
   if (!*reg) return error{"another node already registered " + compute_name(n.rank())};
   for (int p = 0; p < n.world_size(); ++p) {
     if (p == n.rank()) continue;
-    auto peer = n.lookup(compute_name(p));
-    if (!peer) return peer.err();
+    // Every node joined already, so a peer registers its actor promptly: wait
+    // connect_timeout (not lookup's generous default) and name the partition.
+    auto peer = n.lookup(compute_name(p), n.options().connect_timeout);
+    if (!peer)
+      return error{"partition " + std::to_string(p) + " did not register its compute actor within " +
+                   std::to_string(n.options().connect_timeout.count() / 1000.0).substr(0, 4) + " s (" +
+                   peer.err().message + ")"};
     // Where the peer's lane listens (its actor answers once registered).
     result<std::tuple<std::string, uint16_t, std::string>> where = error{"no reply"};
     caf::scoped_actor self{n.system()};
