@@ -239,6 +239,7 @@ train_config build(const YAML::Node& root, const std::string& source) {
   r.get("device", c.run.device);
   r.get("max_steps", c.run.max_steps);
   r.get("checkpoint", c.run.checkpoint);
+  r.get("checkpoint_every", c.run.checkpoint_every);
   r.get("resume", c.run.resume);
   r.get("trace", c.run.trace);
   r.finish();
@@ -246,6 +247,9 @@ train_config build(const YAML::Node& root, const std::string& source) {
   if (c.run.batch_size <= 0) reader::fail("run.batch_size", "must be > 0");
   if (c.run.eval_batch_size <= 0) reader::fail("run.eval_batch_size", "must be > 0");
   if (c.run.threads < 0) reader::fail("run.threads", "must be >= 0");
+  if (c.run.checkpoint_every < 0) reader::fail("run.checkpoint_every", "must be >= 0");
+  if (c.run.checkpoint_every > 0 && c.run.checkpoint.empty())
+    reader::fail("run.checkpoint_every", "needs run.checkpoint (where to save)");
   try {
     (void)device::parse(c.run.device);
   } catch (const luoshu_error& e) {

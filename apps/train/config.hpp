@@ -54,6 +54,7 @@ struct run_config {
   std::string device = "cpu"; ///< "cpu" or "cuda[:N]"
   int64_t max_steps = 0; ///< stop after this many steps (0 = no limit)
   std::string checkpoint; ///< save variables + optimizer state + step here after every epoch
+  int64_t checkpoint_every = 0; ///< also every this many steps (0: only after epochs)
   std::string resume;     ///< continue from this checkpoint (same model; epochs counts the total)
   std::string trace;      ///< write a Chrome/Perfetto timeline of every op here
 };

@@ -276,6 +276,12 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress, st
   }
   if (progress) progress->on_start(cfg, ds->train->size(), steps_per_epoch);
 
+  auto save_checkpoint = [&](int64_t epoch) -> status {
+    if (strategy) return strategy->save(cfg.run.checkpoint, tr->steps_done());
+    return vars.save(cfg.run.checkpoint, {{"step", std::to_string(tr->steps_done())},
+                                          {"epoch", std::to_string(epoch)},
+                                          {"config", cfg.source}});
+  };
   double train_seconds = 0;
   int64_t train_samples = 0;
   bool stop = false;
@@ -311,6 +317,8 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress, st
       if (progress)
         progress->on_step(epoch + 1, batches, steps_per_epoch, loss_sum / static_cast<double>(batches),
                           static_cast<double>(samples) / seconds_since(t_epoch));
+      if (cfg.run.checkpoint_every > 0 && tr->steps_done() % cfg.run.checkpoint_every == 0)
+        if (status st = save_checkpoint(epoch); !st) return st.err();
       if (cfg.run.max_steps > 0 && tr->steps_done() >= cfg.run.max_steps) {
         stop = true;
         break;
@@ -359,14 +367,8 @@ result<train_summary> train(const train_config& cfg, progress_sink* progress, st
     }
     sum.epochs.push_back(es);
     if (progress) progress->on_epoch(es);
-    if (!cfg.run.checkpoint.empty() && strategy) {
-      if (status st = strategy->save(cfg.run.checkpoint, tr->steps_done()); !st) return st.err();
-    } else if (!cfg.run.checkpoint.empty()) {
-      status st = vars.save(cfg.run.checkpoint, {{"step", std::to_string(tr->steps_done())},
-                                                 {"epoch", std::to_string(epoch + 1)},
-                                                 {"config", cfg.source}});
-      if (!st) return st.err();
-    }
+    if (!cfg.run.checkpoint.empty())
+      if (status st = save_checkpoint(epoch + 1); !st) return st.err();
   }
 
   if (trace)

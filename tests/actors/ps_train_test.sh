@@ -33,13 +33,22 @@ timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.epochs=1
   >"$tmp/first.log" 2>&1 || { echo "FAIL: first half"; tail -30 "$tmp/first.log"; exit 1; }
 timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.resume="$tmp/ckpt" --summary-json "$tmp/resumed.json" \
   >"$tmp/resumed.log" 2>&1 || { echo "FAIL: resumed run"; tail -30 "$tmp/resumed.log"; exit 1; }
+# Mid-epoch: saved every 7 steps, stopped at step 14, resumed to the end.
+timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.max_steps=14 --set run.checkpoint_every=7 \
+  --set run.checkpoint="$tmp/ckpt2" >"$tmp/mid.log" 2>&1 || { echo "FAIL: mid-epoch run"; tail -30 "$tmp/mid.log"; exit 1; }
+grep -q "^step 14$" "$tmp/ckpt2/ps-state" || fail "every-7-steps checkpoint: $(cat "$tmp/ckpt2/ps-state" 2>&1)"
+timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.resume="$tmp/ckpt2" --summary-json "$tmp/resumed2.json" \
+  >"$tmp/resumed2.log" 2>&1 || { echo "FAIL: mid-epoch resume"; tail -30 "$tmp/resumed2.log"; exit 1; }
 
 grep -q "^step $(( 6000 / 200 ))$" "$tmp/ckpt/ps-state" || fail "checkpoint state: $(cat "$tmp/ckpt/ps-state" 2>&1)"
 ls "$tmp/ckpt"/shard-0-of-2.ckpt "$tmp/ckpt"/shard-1-of-2.ckpt >/dev/null || fail "shard checkpoints missing"
 
-python3 - "$tmp/local.json" "$tmp/ps.json" "$tmp/resumed.json" <<'PY' || fails=$((fails + 1))
+python3 - "$tmp/local.json" "$tmp/ps.json" "$tmp/resumed.json" "$tmp/resumed2.json" <<'PY' || fails=$((fails + 1))
 import json, sys
-local, ps, resumed = (json.load(open(p)) for p in sys.argv[1:4])
+local, ps, resumed, resumed2 = (json.load(open(p)) for p in sys.argv[1:5])
+for k in ("test_loss", "test_auc", "test_log_loss", "steps"):
+    if abs(resumed2[k] - ps[k]) > 1e-9:
+        sys.exit(f"FAIL: {k}: run resumed mid-epoch {resumed2[k]} vs uninterrupted {ps[k]}")
 for k in ("test_loss", "test_auc", "test_log_loss"):
     if ps[k] is None or local[k] is None:
         sys.exit(f"FAIL: {k} missing: local {local[k]}, ps {ps[k]}")
@@ -54,7 +63,8 @@ if ps["steps"] != local["steps"] or resumed["steps"] != ps["steps"]:
 if not ps["test_auc"] > 0.6:
     sys.exit(f"FAIL: the model did not learn: AUC {ps['test_auc']}")
 print(f"ok: ps (bsp) AUC {ps['test_auc']:.4f} log-loss {ps['test_log_loss']:.4f} vs one process "
-      f"{local['test_auc']:.4f} {local['test_log_loss']:.4f}; resumed run equal to the uninterrupted one")
+      f"{local['test_auc']:.4f} {local['test_log_loss']:.4f}; runs resumed after epoch 1 and mid-epoch (step 14) "
+      "equal the uninterrupted one")
 PY
 
 timeout 60 "$luoshu" train "$tmp/wd.yaml" --strategy ps --workers 3 >"$tmp/bad.log" 2>&1
@@ -69,6 +79,35 @@ timeout 60 "$luoshu" train "$tmp/wd.yaml" --strategy ps --set run.resume="$tmp/n
 rc=$?
 if [ $rc -ne 0 ] && grep -q "is not a parameter-server checkpoint" "$tmp/bad3.log"; then echo "ok: bad resume directory named"
 else fail "resume: rc=$rc"; tail -3 "$tmp/bad3.log"; fi
+
+# A server that dies mid-job: the job stops, non-zero, naming it, and leaves
+# no process behind.
+timeout 120 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.epochs=1000 >"$tmp/kill.log" 2>&1 &
+job=$!
+victim=""
+for _ in $(seq 1 200); do
+  for c in $(pgrep -f "run.epochs=1000" 2>/dev/null); do
+    if tr '\0' '\n' <"/proc/$c/environ" 2>/dev/null | grep -qx "LUOSHU_ROLE=server"; then victim=$c; break; fi
+  done
+  [ -n "$victim" ] && grep -q "step\|joined" "$tmp/kill.log" && break
+  sleep 0.1
+done
+if [ -n "$victim" ]; then
+  sleep 1
+  start=$(date +%s)
+  kill -9 "$victim"
+  wait $job
+  rc=$?
+  took=$(( $(date +%s) - start ))
+  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le 30 ] && grep -qE "server-[01].*(killed by signal|disconnected)" "$tmp/kill.log"; then
+    echo "ok: a killed server stops the job in ${took}s: $(grep -oE 'server-[01][^"]*(killed by signal|disconnected)[^"]*' "$tmp/kill.log" | head -1)"
+  else fail "killed server: rc=$rc took=${took}s"; tail -8 "$tmp/kill.log"; fi
+  sleep 0.5
+  left=$(pgrep -f "run.epochs=1000" | wc -l)
+  [ "$left" -eq 0 ] || { fail "$left process(es) outlived the job"; pkill -9 -f "run.epochs=1000"; }
+else
+  fail "killed server: no server process found"; kill $job 2>/dev/null; wait $job
+fi
 
 if [ $fails -ne 0 ]; then echo "$fails ps training check(s) failed"; exit 1; fi
 echo "all ps training checks passed"
