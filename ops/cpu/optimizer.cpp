@@ -5,31 +5,11 @@
 
 #include "ops/cpu/cpu_util.hpp"
 #include "ops/cpu/register.hpp"
-#include "ops/update_rules.hpp"
+#include "ops/update_ops.hpp"
 
 namespace luoshu::cpu {
 
 namespace {
-
-struct layout {
-  ops::update_rule rule;
-  bool sparse;
-  int slots;
-};
-
-layout layout_of(op_kind k) {
-  using R = ops::update_rule;
-  switch (k) {
-    case op_kind::sgd_update: return {R::sgd, false, 0};
-    case op_kind::momentum_update: return {R::momentum, false, 1};
-    case op_kind::adagrad_update: return {R::adagrad, false, 1};
-    case op_kind::adam_update: return {R::adam, false, 2};
-    case op_kind::sparse_sgd_update: return {R::sgd, true, 0};
-    case op_kind::sparse_momentum_update: return {R::momentum, true, 1};
-    case op_kind::sparse_adagrad_update: return {R::adagrad, true, 1};
-    default: return {R::adam, true, 2};
-  }
-}
 
 /// Groups the positions of equal indices: order[starts[u] .. starts[u+1])
 /// are the positions holding the u-th distinct row. Checks the range.
@@ -85,19 +65,11 @@ void k_sparse_square_sum(const kernel_call& c) {
 }
 
 void k_update(const kernel_call& c) {
-  layout l = layout_of(c.n.op);
+  const ops::update_layout l = ops::update_layout_of(c.n.op);
   const tensor& var = c.in[0];
-  size_t first_slot = l.sparse ? 3 : 2;
-  size_t lr_at = first_slot + static_cast<size_t>(l.slots);
-  const auto& a = c.n.attrs;
-  ops::update_hyper h;
+  const size_t first_slot = l.first_slot(), lr_at = l.lr_at();
+  ops::update_hyper h = ops::update_hyper_of(c.n.attrs, l);
   h.lr = c.in[lr_at].item();
-  h.momentum = a.alpha;
-  h.beta2 = a.beta;
-  h.eps = a.eps;
-  h.weight_decay = a.decay;
-  h.nesterov = l.rule == ops::update_rule::momentum && a.flag;
-  h.decoupled = l.rule == ops::update_rule::adam && a.flag;
   if (l.rule == ops::update_rule::adam) {
     int64_t* t = c.in[lr_at + 1].data<int64_t>();
     h.step = ++*t;

@@ -11,31 +11,11 @@
 // position order and its row is updated once.
 
 #include "ops/cuda/gpu.cuh"
-#include "ops/update_rules.hpp"
+#include "ops/update_ops.hpp"
 
 namespace luoshu::LUOSHU_GPU_NS {
 
 namespace {
-
-struct layout {
-  ops::update_rule rule;
-  bool sparse;
-  int slots;
-};
-
-layout layout_of(op_kind k) {
-  using R = ops::update_rule;
-  switch (k) {
-    case op_kind::sgd_update: return {R::sgd, false, 0};
-    case op_kind::momentum_update: return {R::momentum, false, 1};
-    case op_kind::adagrad_update: return {R::adagrad, false, 1};
-    case op_kind::adam_update: return {R::adam, false, 2};
-    case op_kind::sparse_sgd_update: return {R::sgd, true, 0};
-    case op_kind::sparse_momentum_update: return {R::momentum, true, 1};
-    case op_kind::sparse_adagrad_update: return {R::adagrad, true, 1};
-    default: return {R::adam, true, 2};
-  }
-}
 
 /// Reads a scalar of dtype f32/f64/i32/i64 on the device.
 struct scalar_view {
@@ -79,17 +59,9 @@ LUOSHU_HD T run_sum(const int64_t* keys, const int64_t* pos, int64_t k, int64_t 
 struct update_k {
   template <class T>
   static void run(const kernel_call& c) {
-    const layout l = layout_of(c.n.op);
-    const size_t first_slot = l.sparse ? 3 : 2;
-    const size_t lr_at = first_slot + static_cast<size_t>(l.slots);
-    const auto& a = c.n.attrs;
-    ops::update_hyper h;
-    h.momentum = a.alpha;
-    h.beta2 = a.beta;
-    h.eps = a.eps;
-    h.weight_decay = a.decay;
-    h.nesterov = l.rule == ops::update_rule::momentum && a.flag;
-    h.decoupled = l.rule == ops::update_rule::adam && a.flag;
+    const ops::update_layout l = ops::update_layout_of(c.n.op);
+    const size_t first_slot = l.first_slot(), lr_at = l.lr_at();
+    const ops::update_hyper h = ops::update_hyper_of(c.n.attrs, l);
     const tensor& lr_t = c.in[lr_at];
     const scalar_view lr{lr_t.raw(), lr_t.type()};
     int64_t* step = l.rule == ops::update_rule::adam ? ptr<int64_t>(c.in[lr_at + 1]) : nullptr;
