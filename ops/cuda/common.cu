@@ -89,6 +89,17 @@ std::string launch_tags::message(const device_error& e) const {
 
 void launch_tags::clear() { names_.clear(); }
 
+void register_families(kernel_registry& r) {
+  register_elementwise(r);
+  register_activation(r);
+  register_matmul(r);
+  register_reduce(r);
+  register_shape(r);
+  register_embedding(r);
+  register_loss(r);
+  register_optimizer(r);
+}
+
 tensor scratch(const kernel_call& c, dtype t, int64_t n) {
   if (!c.ctx.stream) throw luoshu_error(std::string("op '") + name(c.n.op) + "': scratch memory needs a stream");
   size_t bytes = static_cast<size_t>(n) * size_of(t);

@@ -401,5 +401,7 @@ void register_shape(kernel_registry& r);
 void register_embedding(kernel_registry& r);
 void register_loss(kernel_registry& r);
 void register_optimizer(kernel_registry& r);
+/// All of the above (each build's register_kernels adds its backend).
+void register_families(kernel_registry& r);
 
 } // namespace luoshu::LUOSHU_GPU_NS

@@ -359,14 +359,7 @@ void sort_positions(const kernel_call& c, const int64_t* keys, int64_t* sorted_k
 
 void register_kernels(kernel_registry& r) {
   r.set_backend(luoshu::device::kind_t::cuda, &the_backend);
-  register_elementwise(r);
-  register_activation(r);
-  register_matmul(r);
-  register_reduce(r);
-  register_shape(r);
-  register_embedding(r);
-  register_loss(r);
-  register_optimizer(r);
+  register_families(r);
 }
 
 } // namespace luoshu::cuda
