@@ -465,18 +465,23 @@ void ps_client::pull(uint32_t table, const std::vector<uint64_t>& keys, int64_t 
 
 void ps_client::push(uint32_t table, const std::vector<uint64_t>& keys, const tensor& grads, int64_t clock,
                      std::function<void(result<bool>)> done) {
+  send_rows(ps_op::push, table, keys, grads, clock, std::move(done));
+}
+
+void ps_client::send_rows(ps_op op, uint32_t table, const std::vector<uint64_t>& keys, const tensor& rows_in,
+                          int64_t clock, std::function<void(result<bool>)> done) {
   std::vector<size_t> slot_of;
   auto parts = split(table, keys, slot_of);
   if (!parts) return done(parts.err());
   const ps_table_spec& spec = specs_.at(table);
-  if (!grads.defined() || grads.rank() != 2 || grads.dim(0) != static_cast<int64_t>(keys.size()) ||
-      grads.dim(1) != static_cast<int64_t>(spec.width))
-    return done(error{"push to table '" + spec.name + "': gradients are " +
-                      (grads.defined() ? grads.shape().to_string() : std::string("missing")) + ", want [" +
+  if (!rows_in.defined() || rows_in.rank() != 2 || rows_in.dim(0) != static_cast<int64_t>(keys.size()) ||
+      rows_in.dim(1) != static_cast<int64_t>(spec.width))
+    return done(error{std::string(transport::name(op)) + " to table '" + spec.name + "': rows are " +
+                      (rows_in.defined() ? rows_in.shape().to_string() : std::string("missing")) + ", want [" +
                       std::to_string(keys.size()) + ", " + std::to_string(spec.width) + "]"});
   size_t rows = 0;
   for (auto& [s, ks] : *parts) rows += ks.size();
-  tensor all = gather_rows(grads.to_host(), slot_of, rows);
+  tensor all = gather_rows(rows_in.to_host(), slot_of, rows);
   std::vector<std::pair<size_t, std::vector<char>>> msgs;
   size_t at = 0;
   for (auto& [s, ks] : *parts) {
@@ -484,7 +489,7 @@ void ps_client::push(uint32_t table, const std::vector<uint64_t>& keys, const te
     r.seq = ++seq_;
     r.worker = worker_;
     r.clock = clock;
-    r.op = ps_op::push;
+    r.op = op;
     r.table = table;
     r.keys = ks;
     r.values = slice_rows(all, at, ks.size());
@@ -559,35 +564,7 @@ status ps_client::create(const ps_table_spec& spec) {
 }
 
 status ps_client::assign(uint32_t table, const std::vector<uint64_t>& keys, const tensor& values) {
-  std::vector<size_t> slot_of;
-  auto parts = split(table, keys, slot_of);
-  if (!parts) return parts.err();
-  size_t rows = 0;
-  for (auto& [s, ks] : *parts) rows += ks.size();
-  tensor all = gather_rows(values.to_host(), slot_of, rows);
-  std::vector<std::pair<size_t, std::vector<char>>> msgs;
-  size_t at = 0;
-  for (auto& [s, ks] : *parts) {
-    ps_request r;
-    r.seq = ++seq_;
-    r.worker = worker_;
-    r.op = ps_op::assign;
-    r.table = table;
-    r.keys = ks;
-    r.values = slice_rows(all, at, ks.size());
-    at += ks.size();
-    msgs.emplace_back(s, transport::encode(r));
-  }
-  std::vector<size_t> order;
-  for (auto& [s, ks] : *parts) order.push_back(s);
-  auto f = future_of<bool>([&](auto done) {
-    send(std::move(msgs), [order, done](replies got) {
-      for (size_t i = 0; i < got.size(); ++i)
-        if (auto rep = open_reply(got[i], order[i]); !rep) return done(rep.err());
-      done(true);
-    });
-  });
-  auto r = f.get();
+  auto r = future_of<bool>([&](auto done) { send_rows(ps_op::assign, table, keys, values, 0, std::move(done)); }).get();
   return r ? status{} : status{r.err()};
 }
 
