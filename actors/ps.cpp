@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <thread>
 
 #include <algorithm>
 #include <limits>
@@ -551,6 +552,27 @@ status ps_client::everywhere(std::function<void(ps_request&)> fill, const std::s
   });
   auto r = f.get();
   if (!r) return error{what + ": " + r.err().message};
+  return {};
+}
+
+status ps_client::connect(std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  caf::scoped_actor self{sys_};
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    for (bool answered = false; !answered;) {
+      std::string why;
+      // An empty message: the shard answers with a decoding error, which is
+      // all this needs.
+      self->request(shards_[s], std::chrono::seconds(2), ps_atom::value, wire_bytes{})
+          .receive([&](wire_bytes&) { answered = true; }, [&](caf::error& e) { why = describe(sys_, e); });
+      if (answered) break;
+      if (std::chrono::steady_clock::now() >= deadline)
+        return error{"shard " + std::to_string(s) + " did not answer within " +
+                     std::to_string(limit.count() / 1000.0).substr(0, 4) + " s (" + why + ")"};
+      std::this_thread::sleep_for(std::chrono::milliseconds(100)); // a dead peer fails at once: don't spin
+
+    }
+  }
   return {};
 }
 

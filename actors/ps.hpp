@@ -90,6 +90,10 @@ public:
   int worker() const { return worker_; }
   size_t shards() const { return shards_.size(); }
 
+  /// Waits until every shard answers, retrying a request that gets no
+  /// answer (a fresh connection between two nodes can lose its first
+  /// message); an error names the shard that stayed silent for `limit`.
+  status connect(std::chrono::milliseconds limit = std::chrono::seconds(30));
   /// Creates the table on every shard (idempotent for the same spec).
   status create(const ps_table_spec& spec);
   /// Rows [keys, width] of `table` as of this worker's step `clock`.

@@ -168,6 +168,7 @@ int main(int argc, char** argv) {
     variable_store vars(seed);
     executor ex(m.g, vars, kernels);
     actors::ps_client client(node.system(), shards, w);
+    if (status st = client.connect(); !st) return fail(st.err().message);
     schedulers::ps_trainer_options to;
     to.worker = w;
     to.ids_of["emb"] = m.ids;

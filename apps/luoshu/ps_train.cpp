@@ -27,6 +27,7 @@ public:
   status attach(graph& g, const model& m, executor& ex, variable_store& vars, const optimizer_config& opt,
                 int64_t resume_step) override {
     client_ = std::make_unique<actors::ps_client>(node_.system(), shards_, worker_);
+    if (status st = client_->connect(); !st) return st;
     schedulers::ps_trainer_options o;
     o.worker = worker_;
     // Tables read through embedding() with the model's ids: pull only the

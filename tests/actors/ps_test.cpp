@@ -220,6 +220,7 @@ TEST(ParameterServer, AWaitThatOutlastsTheTimeoutNamesTheSlowWorker) {
 TEST(ParameterServer, ADeadShardIsNamedNotWaitedFor) {
   cluster c(2, 1, "asp");
   ps_client cl(c.sys, c.shards, 0, std::chrono::seconds(5));
+  ASSERT_TRUE(cl.connect(std::chrono::seconds(5)).ok()) << "every shard answers";
   auto spec = table_spec(5, false, 8, 2, ps_optimizer::rule_t::sgd);
   ASSERT_TRUE(cl.create(spec).ok());
   caf::anon_send_exit(c.shards[1], caf::exit_reason::kill);
@@ -227,6 +228,11 @@ TEST(ParameterServer, ADeadShardIsNamedNotWaitedFor) {
   auto r = cl.pull(5, {0, 7}, 0).get(); // row 7 lives on shard 1
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.err().message.find("shard 1"), std::string::npos) << r.err().message;
+  auto t0 = std::chrono::steady_clock::now();
+  auto c2 = cl.connect(std::chrono::milliseconds(500));
+  ASSERT_FALSE(c2.ok());
+  EXPECT_NE(c2.err().message.find("shard 1 did not answer"), std::string::npos) << c2.err().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }
 
 TEST(ParameterServer, MalformedRequestsAreErrors) {
