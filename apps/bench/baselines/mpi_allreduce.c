@@ -1,0 +1,241 @@
+/* MPI baseline for `luoshu bench allreduce`.
+ *
+ *   mpicc -O2 -o /tmp/mpi_allreduce apps/bench/baselines/mpi_allreduce.c
+ *   mpirun -np 2 /tmp/mpi_allreduce [--sizes 1048576,16777216,134217728]
+ *       [--warmup 3] [--iters N] [--label mpi-tcp]
+ *
+ * f32 SUM all-reduce in place: MPI_Allreduce(MPI_IN_PLACE, buf, count,
+ * MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD). The transport is whatever mpirun was
+ * told (e.g. --mca btl tcp,self for TCP, the default picks shared memory on
+ * one machine); --label names it in the output ("mpi-tcp", "mpi-shm"...).
+ *
+ * Methodology (the same as Luoshu's own measurement and gloo_allreduce.py):
+ * per size, one correctness check (each rank fills its buffer with rank+1,
+ * after one all-reduce every element must be n(n+1)/2, on every rank), a
+ * refill with rank+1, --warmup untimed iterations, then --iters timed ones,
+ * each preceded by MPI_Barrier; an iteration's time is the MAX over ranks of
+ * that rank's CLOCK_MONOTONIC elapsed time around the MPI_Allreduce call
+ * (the max is taken afterwards, outside the timing). Reported: median (mean of
+ * the two middle values when --iters is even), min and mean iteration time,
+ * and busbw = 2(n-1)/n * bytes / median in GB/s (1e9 bytes/s).
+ * Defaults: --warmup 3; --iters 10 for sizes >= 64 MiB, 20 otherwise.
+ * Note that the values grow by a factor n per timed/warm-up iteration (they
+ * are not refilled in between); with large --iters they reach inf, which
+ * costs nothing extra on x86.
+ *
+ * Output: one JSON line per size on stdout, from rank 0 only:
+ *   {"impl": "mpi-tcp", "ranks": 2, "bytes": 1048576, "median_s": ..,
+ *    "min_s": .., "mean_s": .., "busbw_gbps": .., "correct": true, "iters": 20}
+ * Exit status: 0 ok (also --help); 1 allocation failure (MPI_Abort); 2 bad
+ * arguments (message on stderr from rank 0). A failed correctness check is
+ * reported ("correct": false), not an error.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_SIZES 64
+#define LARGE_BYTES (64ull << 20) /* sizes from here on default to 10 iters */
+
+typedef struct {
+  unsigned long long sizes[MAX_SIZES];
+  int nsizes;
+  int warmup;
+  int iters; /* 0 = default per size */
+  const char* label;
+} options;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void* a, const void* b) {
+  double x = *(const double*)a, y = *(const double*)b;
+  return (x > y) - (x < y);
+}
+
+/* Parses a non-negative decimal integer that must fill the whole string. */
+static int parse_ull(const char* s, unsigned long long* out) {
+  if (!s || !*s || *s == '-' || *s == '+') return 0;
+  errno = 0;
+  char* end = NULL;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end) return 0;
+  *out = v;
+  return 1;
+}
+
+static int parse_sizes(const char* s, options* o, char* err, size_t errlen) {
+  o->nsizes = 0;
+  if (!s || !*s) {
+    snprintf(err, errlen, "--sizes needs a comma-separated list of byte counts");
+    return 0;
+  }
+  char* copy = strdup(s);
+  char* save = NULL;
+  int ok = 1;
+  for (char* tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    unsigned long long v;
+    if (!parse_ull(tok, &v) || v == 0 || v % sizeof(float) != 0) {
+      snprintf(err, errlen, "--sizes: '%s' is not a positive multiple of %zu bytes", tok,
+               sizeof(float));
+      ok = 0;
+      break;
+    }
+    if (v / sizeof(float) > (unsigned long long)INT_MAX) {
+      snprintf(err, errlen, "--sizes: %llu bytes is more than MPI's int count allows", v);
+      ok = 0;
+      break;
+    }
+    if (o->nsizes == MAX_SIZES) {
+      snprintf(err, errlen, "--sizes: at most %d sizes", MAX_SIZES);
+      ok = 0;
+      break;
+    }
+    o->sizes[o->nsizes++] = v;
+  }
+  if (ok && o->nsizes == 0) {
+    snprintf(err, errlen, "--sizes needs a comma-separated list of byte counts");
+    ok = 0;
+  }
+  free(copy);
+  return ok;
+}
+
+/* Returns 1 on success; on failure writes a message to err. */
+static int parse_args(int argc, char** argv, options* o, char* err, size_t errlen) {
+  o->nsizes = 3;
+  o->sizes[0] = 1ull << 20;
+  o->sizes[1] = 16ull << 20;
+  o->sizes[2] = 128ull << 20;
+  o->warmup = 3;
+  o->iters = 0;
+  o->label = "mpi";
+  for (int i = 1; i < argc; ++i) {
+    const char* a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      snprintf(err, errlen, "help");
+      return 0;
+    }
+    if (strcmp(a, "--sizes") && strcmp(a, "--warmup") && strcmp(a, "--iters") &&
+        strcmp(a, "--label")) {
+      snprintf(err, errlen, "unknown argument '%s'", a);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      snprintf(err, errlen, "%s needs a value", a);
+      return 0;
+    }
+    const char* v = argv[++i];
+    if (!strcmp(a, "--sizes")) {
+      if (!parse_sizes(v, o, err, errlen)) return 0;
+    } else if (!strcmp(a, "--label")) {
+      if (!*v || strpbrk(v, "\"\\") || strlen(v) > 64) {
+        snprintf(err, errlen, "--label: 1 to 64 characters, no quotes or backslashes");
+        return 0;
+      }
+      o->label = v;
+    } else {
+      unsigned long long n;
+      int is_iters = !strcmp(a, "--iters");
+      if (!parse_ull(v, &n) || n > 1000000 || (is_iters && n < 1)) {
+        snprintf(err, errlen, "%s: '%s' is not an integer in [%d, 1000000]", a, v, is_iters);
+        return 0;
+      }
+      if (is_iters)
+        o->iters = (int)n;
+      else
+        o->warmup = (int)n;
+    }
+  }
+  return 1;
+}
+
+static void fill(float* buf, size_t count, float v) {
+  for (size_t i = 0; i < count; ++i) buf[i] = v;
+}
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, n = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+
+  options o;
+  char err[256] = "";
+  if (!parse_args(argc, argv, &o, err, sizeof err)) {
+    /* Every rank sees the same arguments, so every rank lands here. */
+    if (rank == 0) {
+      if (strcmp(err, "help")) fprintf(stderr, "mpi_allreduce: %s\n", err);
+      fprintf(stderr,
+              "usage: mpirun -np N mpi_allreduce [--sizes B1,B2,..] [--warmup N] [--iters N] "
+              "[--label NAME]\n"
+              "  sizes in bytes, multiples of 4 (default 1048576,16777216,134217728);\n"
+              "  warmup default 3; iters default 10 for sizes >= 64 MiB, 20 otherwise;\n"
+              "  label names the run in the output (default \"mpi\").\n");
+    }
+    MPI_Finalize();
+    return strcmp(err, "help") ? 2 : 0;
+  }
+
+  const float expected = (float)n * (float)(n + 1) / 2.0f;
+  for (int s = 0; s < o.nsizes; ++s) {
+    const unsigned long long bytes = o.sizes[s];
+    const size_t count = (size_t)(bytes / sizeof(float));
+    const int iters = o.iters > 0 ? o.iters : (bytes >= LARGE_BYTES ? 10 : 20);
+
+    float* buf = NULL;
+    double* times = malloc((size_t)iters * sizeof(double));
+    if (posix_memalign((void**)&buf, 64, count * sizeof(float)) != 0 || !times) {
+      fprintf(stderr, "mpi_allreduce: rank %d: cannot allocate %llu bytes\n", rank, bytes);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+
+    /* Correctness, once per size; "correct" only if every rank agrees. */
+    fill(buf, count, (float)(rank + 1));
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    int ok = 1;
+    for (size_t i = 0; i < count; ++i)
+      if (buf[i] != expected) {
+        ok = 0;
+        break;
+      }
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+
+    fill(buf, count, (float)(rank + 1));
+    for (int i = 0; i < o.warmup; ++i)
+      MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    for (int i = 0; i < iters; ++i) {
+      MPI_Barrier(MPI_COMM_WORLD);
+      double t0 = now_s();
+      MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      double dt = now_s() - t0;
+      MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      times[i] = dt;
+    }
+
+    if (rank == 0) {
+      double sum = 0;
+      for (int i = 0; i < iters; ++i) sum += times[i];
+      qsort(times, (size_t)iters, sizeof(double), cmp_double);
+      double median = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
+      double busbw = n > 1 && median > 0 ? 2.0 * (n - 1) / n * (double)bytes / median / 1e9 : 0.0;
+      printf("{\"impl\": \"%s\", \"ranks\": %d, \"bytes\": %llu, \"median_s\": %.9g, "
+             "\"min_s\": %.9g, \"mean_s\": %.9g, \"busbw_gbps\": %.4f, \"correct\": %s, "
+             "\"iters\": %d}\n",
+             o.label, n, bytes, median, times[0], sum / iters, busbw, ok ? "true" : "false", iters);
+      fflush(stdout);
+    }
+    free(times);
+    free(buf);
+  }
+  MPI_Finalize();
+  return 0;
+}
