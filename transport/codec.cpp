@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "collective.capnp.h"
 #include "control.capnp.h"
 #include "graph.capnp.h"
 #include "ps.capnp.h"
@@ -645,6 +646,101 @@ wire_bytes encode_graph(const graph& g) {
 
 result<std::unique_ptr<graph>> decode_graph(std::span<const char> bytes) {
   return decode<w::Graph>(bytes, "graph", [](w::Graph::Reader r) { return get_graph(r); });
+}
+
+// --- collectives --------------------------------------------------------------------
+
+wire_bytes encode(const collective_message& m) {
+  using K = collective_message::kind_t;
+  const size_t words = 24 + text_words(m.hello.group) + text_words(m.abort.reason);
+  return serialize<w::CollectiveMessage>(words, [&](w::CollectiveMessage::Builder b) {
+    switch (m.kind) {
+      case K::hello: {
+        auto h = b.initHello();
+        h.setGroup(text(m.hello.group));
+        h.setRank(m.hello.rank);
+        h.setSize(m.hello.size);
+        break;
+      }
+      case K::chunk: {
+        auto c = b.initChunk();
+        const collective_chunk& x = m.chunk;
+        c.setOp(x.op);
+        c.setKind(static_cast<w::CollectiveKind>(static_cast<uint16_t>(x.kind)));
+        c.setDtype(static_cast<uint8_t>(x.type));
+        c.setReduce(static_cast<uint8_t>(x.reduce));
+        c.setStage(x.stage);
+        c.setSegment(x.segment);
+        c.setOffset(x.offset);
+        c.setCount(x.count);
+        c.setTotal(x.total);
+        break;
+      }
+      case K::abort: {
+        auto a = b.initAbort();
+        a.setReason(text(m.abort.reason));
+        a.setFailedRank(m.abort.failed_rank);
+        break;
+      }
+    }
+  });
+}
+
+result<collective_message> decode_collective_message(std::span<const char> bytes) {
+  return decode<w::CollectiveMessage>(bytes, "collective message", [](w::CollectiveMessage::Reader r) {
+    collective_message m;
+    switch (r.which()) {
+      case w::CollectiveMessage::HELLO: {
+        auto h = r.getHello();
+        m.kind = collective_message::kind_t::hello;
+        m.hello.group = get_text(h.getGroup(), max_name_bytes, "collective group");
+        m.hello.size = h.getSize();
+        m.hello.rank = h.getRank();
+        if (m.hello.size < 1 || m.hello.rank < 0 || m.hello.rank >= m.hello.size)
+          fail("rank " + std::to_string(m.hello.rank) + " of " + std::to_string(m.hello.size));
+        break;
+      }
+      case w::CollectiveMessage::CHUNK: {
+        auto c = r.getChunk();
+        m.kind = collective_message::kind_t::chunk;
+        collective_chunk& x = m.chunk;
+        x.op = c.getOp();
+        const auto kind = static_cast<uint16_t>(c.getKind());
+        if (kind > static_cast<uint16_t>(collective_kind::broadcast))
+          fail("unknown collective kind " + std::to_string(kind));
+        x.kind = static_cast<collective_kind>(kind);
+        if (c.getDtype() >= dtype_count) fail("unknown dtype code " + std::to_string(c.getDtype()));
+        x.type = static_cast<dtype>(c.getDtype());
+        if (c.getReduce() > static_cast<uint8_t>(reduce_op::min))
+          fail("unknown reduce op " + std::to_string(c.getReduce()));
+        x.reduce = static_cast<reduce_op>(c.getReduce());
+        x.stage = c.getStage();
+        x.segment = c.getSegment();
+        x.offset = c.getOffset();
+        x.count = c.getCount();
+        x.total = c.getTotal();
+        uint64_t end = 0, bytes = 0;
+        if (__builtin_add_overflow(x.offset, x.count, &end) || end > x.total)
+          fail("chunk [" + std::to_string(x.offset) + ", +" + std::to_string(x.count) + ") outside a buffer of " +
+               std::to_string(x.total) + " elements");
+        if (__builtin_mul_overflow(x.total, uint64_t{size_of(x.type)}, &bytes) || bytes > max_collective_bytes)
+          fail("a buffer of " + std::to_string(x.total) + " " + name(x.type) + " elements exceeds the limit of " +
+               std::to_string(max_collective_bytes) + " bytes");
+        break;
+      }
+      case w::CollectiveMessage::ABORT: {
+        auto a = r.getAbort();
+        m.kind = collective_message::kind_t::abort;
+        m.abort.reason = get_text(a.getReason(), max_reason_bytes, "abort reason");
+        m.abort.failed_rank = a.getFailedRank();
+        if (m.abort.failed_rank < -1) fail("failed rank " + std::to_string(m.abort.failed_rank));
+        break;
+      }
+      default:
+        fail("unknown collective message type " + std::to_string(static_cast<int>(r.which())));
+    }
+    return m;
+  });
 }
 
 } // namespace luoshu::transport

@@ -50,6 +50,8 @@ inline constexpr size_t max_axes = 64;
 inline constexpr size_t max_ps_keys = size_t{1} << 26;
 /// The most arguments of a server-side function call.
 inline constexpr size_t max_ps_args = 4096;
+/// The largest buffer one collective may reduce (bytes).
+inline constexpr uint64_t max_collective_bytes = uint64_t{1} << 40;
 /// Graph shapes: the largest dim, and the largest product of the known dims
 /// (so shape inference on decoded shapes cannot overflow).
 inline constexpr int64_t max_graph_dim = int64_t{1} << 48;
@@ -69,6 +71,11 @@ wire_bytes encode(const tensor_message& m);
 /// optimizer rule and initializer) and texts.
 wire_bytes encode(const ps_request& m);
 wire_bytes encode(const ps_reply& m);
+/// Collective messages. Decoding checks the group name, ranks (0 <= rank <
+/// size), a chunk's dtype and reduce codes, that its elements lie inside the
+/// buffer (offset + count <= total, no overflow) and its count's bytes fit
+/// max_collective_bytes.
+wire_bytes encode(const collective_message& m);
 /// Every node of `g` in order: op name, node name, inputs, inferred dtype and
 /// shape, and every op attribute (the initializer, a constant's tensor).
 wire_bytes encode_graph(const graph& g);
@@ -80,6 +87,7 @@ result<barrier_request> decode_barrier_request(std::span<const char> bytes);
 result<tensor_message> decode_tensor_message(std::span<const char> bytes);
 result<ps_request> decode_ps_request(std::span<const char> bytes);
 result<ps_reply> decode_ps_reply(std::span<const char> bytes);
+result<collective_message> decode_collective_message(std::span<const char> bytes);
 /// Rebuilds the graph node by node through graph::add, which re-runs shape
 /// inference; a graph is not movable, hence the unique_ptr.
 result<std::unique_ptr<graph>> decode_graph(std::span<const char> bytes);

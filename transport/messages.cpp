@@ -17,6 +17,16 @@ const char* name(ps_op op) {
   return "?";
 }
 
+const char* name(collective_kind k) {
+  switch (k) {
+    case collective_kind::allreduce: return "allreduce";
+    case collective_kind::allgather: return "allgather";
+    case collective_kind::reduce_scatter: return "reduce_scatter";
+    case collective_kind::broadcast: return "broadcast";
+  }
+  return "?";
+}
+
 const char* name(node_role r) {
   switch (r) {
     case node_role::coordinator: return "coordinator";

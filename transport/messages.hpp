@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "graph/tensor.hpp"
+#include "graph/reduce_op.hpp"
 #include "ops/op.hpp"
 
 namespace luoshu::transport {
@@ -125,6 +126,45 @@ struct ps_reply {
   tensor values;               ///< pull / push_pull: [keys, width]
   std::vector<double> partial; ///< func: this shard's part
   int64_t staleness = 0;       ///< pull: the worker's clock minus the slowest worker's
+};
+
+/// The collectives (actors/collective.hpp). Every collective message is one
+/// of these three; a chunk's elements travel beside it as a raw payload.
+enum class collective_kind : uint8_t { allreduce, allgather, reduce_scatter, broadcast };
+const char* name(collective_kind k);
+
+struct collective_hello {
+  std::string group;
+  int32_t rank = 0;
+  int32_t size = 0;
+  friend bool operator==(const collective_hello&, const collective_hello&) = default;
+};
+
+struct collective_chunk {
+  uint64_t op = 0;
+  collective_kind kind = collective_kind::allreduce;
+  dtype type = dtype::f32;
+  reduce_op reduce = reduce_op::sum;
+  uint32_t stage = 0;
+  uint32_t segment = 0;
+  uint64_t offset = 0; ///< elements
+  uint64_t count = 0;  ///< elements
+  uint64_t total = 0;  ///< elements in the whole buffer
+  friend bool operator==(const collective_chunk&, const collective_chunk&) = default;
+};
+
+struct collective_abort {
+  std::string reason;
+  int32_t failed_rank = -1;
+  friend bool operator==(const collective_abort&, const collective_abort&) = default;
+};
+
+struct collective_message {
+  enum class kind_t : uint8_t { hello, chunk, abort };
+  kind_t kind = kind_t::chunk;
+  collective_hello hello;
+  collective_chunk chunk;
+  collective_abort abort;
 };
 
 } // namespace luoshu::transport

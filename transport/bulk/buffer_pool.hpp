@@ -15,7 +15,9 @@
 #include <cstdint>
 #include <list>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 namespace luoshu::transport::bulk {
@@ -57,6 +59,39 @@ private:
   lru_list lru_; ///< front: most recently given back
   std::multimap<size_t, lru_list::iterator> by_capacity_;
   stats stats_;
+};
+
+/// Bytes in a pooled buffer, handed back to their pool when destroyed.
+/// Movable, not copyable.
+class pooled_bytes {
+public:
+  pooled_bytes() = default;
+  pooled_bytes(std::vector<char>&& b, std::shared_ptr<buffer_pool> pool) : bytes_(std::move(b)), pool_(std::move(pool)) {}
+  pooled_bytes(pooled_bytes&& o) noexcept : bytes_(std::move(o.bytes_)), pool_(std::move(o.pool_)) { o.bytes_.clear(); }
+  pooled_bytes& operator=(pooled_bytes&& o) noexcept {
+    if (this != &o) {
+      release();
+      bytes_ = std::move(o.bytes_);
+      pool_ = std::move(o.pool_);
+      o.bytes_.clear();
+    }
+    return *this;
+  }
+  pooled_bytes(const pooled_bytes&) = delete;
+  pooled_bytes& operator=(const pooled_bytes&) = delete;
+  ~pooled_bytes() { release(); }
+
+  char* data() { return bytes_.data(); }
+  const char* data() const { return bytes_.data(); }
+  size_t size() const { return bytes_.size(); }
+
+private:
+  void release() {
+    if (pool_ && bytes_.capacity() != 0) pool_->give(std::move(bytes_));
+    pool_.reset();
+  }
+  std::vector<char> bytes_;
+  std::shared_ptr<buffer_pool> pool_;
 };
 
 } // namespace luoshu::transport::bulk

@@ -64,12 +64,12 @@ result<frame_header> read_header(std::span<const char> bytes, const frame_limits
     return header_error("version " + std::to_string(v) + " (this build speaks " +
                         std::to_string(frame_version) + ")");
   auto kind = get<uint8_t>(p, at_kind);
-  if (kind != static_cast<uint8_t>(frame_kind::tensor))
+  if (kind != static_cast<uint8_t>(frame_kind::tensor) && kind != static_cast<uint8_t>(frame_kind::message))
     return header_error("unknown frame kind " + std::to_string(kind));
   if (get<uint16_t>(p, at_flags) != 0 || get<uint32_t>(p, at_reserved) != 0)
     return header_error("reserved bits set");
   frame_header h;
-  h.kind = frame_kind::tensor;
+  h.kind = static_cast<frame_kind>(kind);
   h.meta_bytes = get<uint32_t>(p, at_meta);
   h.payload_bytes = get<uint64_t>(p, at_payload);
   h.seq = get<uint64_t>(p, at_seq);
@@ -147,6 +147,23 @@ wire_bytes encode_prefix(const tensor_message& m, uint64_t seq, size_t extra) {
   frame_header h;
   h.meta_bytes = static_cast<uint32_t>(meta.size());
   h.payload_bytes = m.value.defined() ? m.value.nbytes() : 0;
+  h.seq = seq;
+  write_header(h, out.data());
+  out.insert(out.end(), meta.begin(), meta.end());
+  return out;
+}
+
+wire_bytes encode_message_prefix(std::span<const char> meta, uint64_t payload_bytes, uint64_t seq, size_t extra) {
+  if (meta.size() % 8 != 0 || meta.size() < 8 || meta.size() > std::numeric_limits<uint32_t>::max())
+    throw luoshu_error("bulk lane: a message meta of " + std::to_string(meta.size()) +
+                       " bytes (want a multiple of 8, at least 8)");
+  wire_bytes out;
+  out.reserve(header_bytes + meta.size() + extra);
+  out.resize(header_bytes);
+  frame_header h;
+  h.kind = frame_kind::message;
+  h.meta_bytes = static_cast<uint32_t>(meta.size());
+  h.payload_bytes = payload_bytes;
   h.seq = seq;
   write_header(h, out.data());
   out.insert(out.end(), meta.begin(), meta.end());

@@ -2,10 +2,10 @@
 // The bulk tensor lane's wire framing, free of CAF so that tests and the raw
 // TCP baseline of `luoshu bench transport` can speak it too.
 //
-// One tensor on the wire is three parts, back to back on a TCP stream:
+// One frame on the wire is three parts, back to back on a TCP stream:
 //
 //   header  32 bytes, little-endian:
-//             u32 magic 'LSBK' (0x4b42534c), u8 version (1), u8 kind (1 = tensor),
+//             u32 magic 'LSBK' (0x4b42534c), u8 version (1), u8 kind (1 = tensor, 2 = message),
 //             u16 flags (0), u32 meta_bytes, u32 reserved (0),
 //             u64 payload_bytes, u64 seq (1, 2, ... per connection)
 //   meta    meta_bytes: a transport tensor_message (transport/codec.hpp) whose
@@ -13,6 +13,11 @@
 //           [dtype code, dim 0, dim 1, ...], or absent for an undefined tensor
 //   payload payload_bytes: the tensor's elements, exactly
 //           numel * size_of(dtype) bytes (host byte order)
+//
+// A message frame (kind 2) has the same header; its meta is a Cap'n Proto
+// message the lane does not interpret (its consumer decodes and checks it,
+// e.g. the collectives' transport/schemas/collective.capnp) and its payload
+// is raw bytes.
 //
 // The receiver knows every size before it reads the bytes, so it can read the
 // payload straight into the tensor's final buffer. Every field is checked
@@ -35,7 +40,7 @@ inline constexpr uint32_t frame_magic = 0x4b42534c; // "LSBK" read as little-end
 inline constexpr uint8_t frame_version = 1;
 inline constexpr size_t header_bytes = 32;
 
-enum class frame_kind : uint8_t { tensor = 1 };
+enum class frame_kind : uint8_t { tensor = 1, message = 2 };
 
 /// The fixed-size part in front of every tensor.
 struct frame_header {
@@ -84,6 +89,11 @@ result<tensor_meta> decode_meta(std::span<const char> bytes, uint64_t payload_by
 /// Header and meta for `m` as one buffer, followed by `extra` bytes of
 /// reserved space (where a small payload can be appended).
 wire_bytes encode_prefix(const tensor_message& m, uint64_t seq, size_t extra = 0);
+
+/// Header and meta of a message frame whose payload has `payload_bytes`
+/// bytes, followed by `extra` bytes of reserved space. `meta` must be a
+/// multiple of 8 bytes long (a Cap'n Proto message is).
+wire_bytes encode_message_prefix(std::span<const char> meta, uint64_t payload_bytes, uint64_t seq, size_t extra = 0);
 
 /// Rewrites the seq field of an encoded header in place.
 void set_header_seq(char* header, uint64_t seq);

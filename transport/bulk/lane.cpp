@@ -22,6 +22,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -68,7 +69,8 @@ struct connection_state {
   enum class phase { header, meta, payload };
   phase at = phase::header;
   frame_header header;
-  tensor_meta meta;
+  tensor_meta meta;               ///< tensor frames
+  std::vector<char> message_meta; ///< message frames: the meta as received
   uint64_t next_seq = 1;
 };
 
@@ -106,6 +108,14 @@ caf::behavior receiver_broker(caf::io::broker* self, caf::io::doorman_ptr door,
     report(hdl, e);
   };
   auto deliver = [cfg, fail](connection_handle hdl, connection_state& st, std::vector<char>&& payload) {
+    if (st.header.kind == frame_kind::message) {
+      try {
+        cfg->handlers.on_message(hdl.id(), std::move(st.message_meta), pooled_bytes(std::move(payload), cfg->pool));
+      } catch (...) {
+        fail(hdl, error{"bulk lane: on_message threw: " + what_threw(std::current_exception())});
+      }
+      return;
+    }
     tensor_message m;
     m.name = std::move(st.meta.name);
     m.step = st.meta.step;
@@ -139,15 +149,24 @@ caf::behavior receiver_broker(caf::io::broker* self, caf::io::doorman_ptr door,
           if (h->seq != st.next_seq)
             return fail(msg.handle, error{"bulk lane: frame " + std::to_string(h->seq) + " out of order (expected " +
                                           std::to_string(st.next_seq) + ")"});
+          const bool handled = h->kind == frame_kind::message ? static_cast<bool>(cfg->handlers.on_message)
+                                                               : static_cast<bool>(cfg->handlers.on_tensor);
+          if (!handled)
+            return fail(msg.handle, error{std::string("bulk lane: this listener takes no ") +
+                                          (h->kind == frame_kind::message ? "message" : "tensor") + " frames"});
           st.header = *h;
           st.at = connection_state::phase::meta;
           self->configure_read(msg.handle, receive_policy::exactly(h->meta_bytes));
           return;
         }
         case connection_state::phase::meta: {
-          auto m = decode_meta(msg.buf, st.header.payload_bytes);
-          if (!m) return fail(msg.handle, m.err());
-          st.meta = std::move(*m);
+          if (st.header.kind == frame_kind::message) {
+            st.message_meta.assign(msg.buf.begin(), msg.buf.end());
+          } else {
+            auto m = decode_meta(msg.buf, st.header.payload_bytes);
+            if (!m) return fail(msg.handle, m.err());
+            st.meta = std::move(*m);
+          }
           if (st.header.payload_bytes == 0) {
             st.at = connection_state::phase::header;
             ++st.next_seq;
@@ -459,7 +478,42 @@ result<uint64_t> sender::send(const tensor_message& m) {
   } catch (const std::bad_alloc&) {
     return error{"bulk lane: cannot allocate " + std::to_string(bytes) + " bytes to send '" + m.name + "'"};
   }
+  return enqueue(std::move(frame), "'" + m.name + "'");
+}
 
+result<uint64_t> sender::send_message(std::span<const char> meta, size_t payload_bytes,
+                                      const std::function<void(char*)>& fill, const std::string& what) {
+  if (!impl_) return error{"bulk lane: send on a moved-from sender"};
+  sender_impl& im = *impl_;
+  if (payload_bytes > im.opts.max_payload_bytes)
+    return error{"bulk lane: " + what + " has " + std::to_string(payload_bytes) + " payload bytes, over the limit of " +
+                 std::to_string(im.opts.max_payload_bytes)};
+  if (meta.size() > im.opts.max_meta_bytes)
+    return error{"bulk lane: the meta of " + what + " has " + std::to_string(meta.size()) +
+                 " bytes, over the limit of " + std::to_string(im.opts.max_meta_bytes)};
+  std::vector<char> frame;
+  try {
+    wire_bytes prefix = encode_message_prefix(meta, payload_bytes, 0);
+    const size_t bytes = prefix.size() + payload_bytes;
+    if (bytes >= im.opts.batch_bytes) {
+      frame = im.pool->take_sized(bytes);
+      std::copy(prefix.begin(), prefix.end(), frame.begin());
+    } else {
+      frame = std::move(prefix);
+      frame.resize(bytes);
+    }
+    if (payload_bytes != 0) fill(frame.data() + (bytes - payload_bytes));
+  } catch (const std::bad_alloc&) {
+    return error{"bulk lane: cannot allocate a frame for " + what};
+  } catch (const std::exception& e) {
+    return error{"bulk lane: cannot build " + what + ": " + e.what()};
+  }
+  return enqueue(std::move(frame), what);
+}
+
+result<uint64_t> sender::enqueue(std::vector<char>&& frame, const std::string& what) {
+  sender_impl& im = *impl_;
+  const size_t bytes = frame.size();
   sender_shared& sh = *im.shared;
   std::unique_lock lock(sh.mu);
   auto has_room = [&] {
@@ -484,8 +538,8 @@ result<uint64_t> sender::send(const tensor_message& m) {
   }
   if (!room) {
     give_back();
-    return error{"bulk lane: no room to send '" + m.name + "' within " +
-                 std::to_string(im.opts.send_timeout.count()) + " ms (the receiver is not keeping up)"};
+    return error{"bulk lane: no room to send " + what + " within " + std::to_string(im.opts.send_timeout.count()) +
+                 " ms (the receiver is not keeping up)"};
   }
   const uint64_t seq = sh.next_seq++;
   set_header_seq(frame.data(), seq);
@@ -559,7 +613,7 @@ std::optional<error> sender::failure() const {
 
 result<listener> listen(caf::actor_system& sys, const std::string& host, uint16_t port, receive_handlers h,
                         const lane_options& o) {
-  if (!h.on_tensor) return error{"bulk lane: listen needs an on_tensor handler"};
+  if (!h.on_tensor && !h.on_message) return error{"bulk lane: listen needs an on_tensor or on_message handler"};
   if (!sys.has_middleman()) return error{"bulk lane: the actor system has no middleman (load caf::io::middleman)"};
   auto cfg = std::make_shared<receiver_config>();
   cfg->handlers = std::move(h);

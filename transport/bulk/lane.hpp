@@ -53,7 +53,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "graph/error.hpp"
 #include "transport/bulk/buffer_pool.hpp"
@@ -93,10 +95,16 @@ struct lane_options {
   size_t pool_bytes = size_t{1} << 30;
 };
 
-/// What a listener calls. on_tensor is required; the others may be empty.
+/// What a listener calls. on_tensor or on_message is required; the others
+/// may be empty. A frame of a kind nobody handles closes its connection
+/// with an error.
 struct receive_handlers {
   /// A tensor arrived; per connection, in the order it was sent.
   std::function<void(connection_id, tensor_message)> on_tensor;
+  /// A message frame arrived (sender::send_message): its meta bytes,
+  /// unchecked (the handler decodes them), and its payload in a pooled
+  /// buffer. Per connection, in order with the tensors.
+  std::function<void(connection_id, std::vector<char> meta, pooled_bytes payload)> on_message;
   /// A connection was closed because of `e`: a malformed, oversized or
   /// truncated frame, an I/O error, or too many connections.
   std::function<void(connection_id, const error& e)> on_error;
@@ -142,6 +150,13 @@ public:
   /// not in host memory or over max_payload_bytes, a name the codec refuses,
   /// a lane that failed or was closed, or a timeout.
   result<uint64_t> send(const tensor_message& m);
+  /// Queues a message frame: `meta` (a Cap'n Proto message the receiver's
+  /// on_message decodes; a multiple of 8 bytes) and a payload of
+  /// `payload_bytes` bytes that `fill` writes straight into the frame (so
+  /// a computed payload is written once, where it is sent from). Blocks and
+  /// fails as send() does; `what` names the message in errors.
+  result<uint64_t> send_message(std::span<const char> meta, size_t payload_bytes,
+                                const std::function<void(char*)>& fill, const std::string& what = "message");
   /// Waits until message `seq` has been written to the socket.
   status wait(uint64_t seq, std::chrono::milliseconds timeout);
   /// Waits until everything queued has been written.
@@ -155,6 +170,8 @@ public:
 
 private:
   friend result<sender> connect(caf::actor_system&, const std::string&, uint16_t, const lane_options&);
+  /// Queues a whole frame of `bytes` bytes (seq filled in here).
+  result<uint64_t> enqueue(std::vector<char>&& frame, const std::string& what);
   explicit sender(std::unique_ptr<sender_impl> impl);
   std::unique_ptr<sender_impl> impl_;
 };
