@@ -502,15 +502,6 @@ caf::behavior compute(compute_actor* self, std::vector<std::shared_ptr<const par
 
 std::string compute_name(int p) { return "compute/" + std::to_string(p); }
 
-/// The address the lane listener binds to, and the one peers use.
-std::pair<std::string, std::string> lane_address(const node& n) {
-  const node_options& o = n.options();
-  if (!o.bulk_host.empty()) return {o.bulk_host, o.bulk_host};
-  const std::string& c = o.coordinator_host;
-  if (c == "localhost" || c == "::1" || c.rfind("127.", 0) == 0) return {"127.0.0.1", "127.0.0.1"};
-  return {"", n.self().host};
-}
-
 } // namespace
 
 distributed_program::~distributed_program() {
@@ -573,7 +564,7 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
 
   // The bulk lane: one listener per process; its tensors and errors go to
   // the compute actor (the callbacks run on CAF's I/O thread).
-  auto [bind, advertised] = lane_address(n);
+  auto [bind, advertised] = bulk_address(n);
   bulk::lane_options lo;
   lo.pool = d->lane_->pool;
   caf::actor target = *d->actor_;

@@ -273,4 +273,12 @@ void node::leave() {
       .receive([](bool) {}, [](caf::error&) {});
 }
 
+std::pair<std::string, std::string> bulk_address(const node& n) {
+  const node_options& o = n.options();
+  if (!o.bulk_host.empty()) return {o.bulk_host, o.bulk_host};
+  const std::string& c = o.coordinator_host;
+  if (c == "localhost" || c == "::1" || c.rfind("127.", 0) == 0) return {"127.0.0.1", "127.0.0.1"};
+  return {"", n.self().host};
+}
+
 } // namespace luoshu::actors

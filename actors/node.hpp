@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "graph/error.hpp"
 #include "transport/messages.hpp"
@@ -89,5 +90,11 @@ private:
   node_options options_;
   bool left_ = false;
 };
+
+/// Where this node's bulk-lane listeners bind (first) and the address peers
+/// use to reach them (second): node_options::bulk_host when set; 127.0.0.1
+/// when the coordinator is on loopback; else every interface, advertised as
+/// this host's name.
+std::pair<std::string, std::string> bulk_address(const node& n);
 
 } // namespace luoshu::actors

@@ -1,0 +1,137 @@
+#pragma once
+// Collectives among the ranks of a ring: all-reduce, all-gather (also with a
+// different count per rank), reduce-scatter and broadcast, for f32, f64,
+// i32 and i64 host tensors.
+//
+// Each rank is one `collective peer` actor (detached: it has a thread of its
+// own) that receives from its left neighbour (rank - 1) and sends to its
+// right (rank + 1) over the bulk lane (transport/bulk): every message is a
+// Cap'n Proto collective message (transport/schemas/collective.capnp) in a
+// lane message frame, and a chunk's elements are that frame's payload, which
+// the kernel writes straight into a pooled buffer.
+//
+// All-reduce is a ring reduce-scatter followed by a ring all-gather over n
+// segments of the buffer (any element count: segment sizes differ by at most
+// one). Each segment is cut into chunks of `chunk_bytes`, and every chunk
+// moves on as soon as it has arrived and been combined, so the steps of the
+// ring overlap: with a buffer of B bytes each rank sends and receives about
+// 2(n-1)/n * B bytes. Reduce-scatter and all-gather are the two halves;
+// broadcast pipelines the chunks along the ring from the root.
+//
+// Semantics are NCCL's: every rank issues the same collectives in the same
+// order (a mismatch in kind, type, operation or size is an error naming both
+// sides); in place when `in` and `out` are the same tensor (for all-gather:
+// `in` is out's slice at rank * count; for reduce-scatter: `out` is in's
+// slice at rank * count); calls return a future at once and run in call
+// order, so a caller can overlap them with its own work. The buffers must
+// stay alive and unchanged until the future is ready.
+//
+// Failure: a rank whose process dies or whose connection drops is named to
+// every survivor (each rank watches every other rank's peer actor), a rank
+// that gives up tells the ring (an abort message), and a collective that
+// makes no progress for `timeout` fails naming the rank it waits for. After
+// a failure every pending and later collective of the communicator fails
+// with the same error; nothing waits forever.
+
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/error.hpp"
+#include "graph/reduce_op.hpp"
+#include "graph/tensor.hpp"
+
+namespace luoshu::actors {
+
+class node;
+
+struct collective_options {
+  /// The communicator's name: rings of different names are independent.
+  std::string group = "default";
+  /// Pipelining granularity: segments move in chunks of this many bytes.
+  size_t chunk_bytes = size_t{512} << 10;
+  /// A collective that receives nothing for this long fails.
+  std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+  /// How long create() waits for the other ranks.
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(60)};
+  /// The address this rank's lane listens on and advertises; empty: the
+  /// node's bulk_host (node::create) or 127.0.0.1 (create_local).
+  std::string host;
+};
+
+/// The outcome of one collective: wait with get() (once), or poll ready().
+class collective_future {
+public:
+  collective_future() = default;
+  explicit collective_future(std::future<status> f) : f_(std::move(f)) {}
+  status get() { return f_.valid() ? f_.get() : status(error{"collective_future: no value (get() was called)"}); }
+  bool ready() const { return f_.valid() && f_.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }
+
+private:
+  std::future<status> f_;
+};
+
+/// Counters of one communicator (a snapshot).
+struct collective_stats {
+  uint64_t ops = 0;            ///< collectives completed
+  uint64_t bytes_sent = 0;     ///< payload bytes sent to the right neighbour
+  uint64_t bytes_received = 0; ///< payload bytes received from the left
+};
+
+/// One rank's membership in a ring. Calls are safe from one thread at a time.
+class communicator {
+public:
+  /// Joins ring `o.group` of `size` ranks as `rank`, finding the others
+  /// through the job's coordinator (node::register_actor / lookup). Every
+  /// rank of the ring calls it; it returns once this rank is connected to
+  /// its right neighbour.
+  static result<std::unique_ptr<communicator>> create(node& n, int rank, int size, collective_options o = {});
+  /// `size` ranks in one actor system (tests, benchmarks, one process with
+  /// several devices).
+  static result<std::vector<std::unique_ptr<communicator>>> create_local(caf::actor_system& sys, int size,
+                                                                         collective_options o = {});
+  ~communicator();
+  communicator(const communicator&) = delete;
+  communicator& operator=(const communicator&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  const std::string& group() const { return group_; }
+
+  /// out = op over every rank's `in` (same dtype and element count; any shape).
+  collective_future allreduce(const tensor& in, tensor& out, reduce_op op);
+  /// out = the ranks' `in` concatenated in rank order (out.numel() == size * in.numel()).
+  collective_future allgather(const tensor& in, tensor& out);
+  /// As allgather with rank k contributing counts[k] elements (counts agree on every rank).
+  collective_future allgatherv(const tensor& in, tensor& out, std::vector<int64_t> counts);
+  /// out = this rank's slice of op over every rank's `in` (in.numel() == size * out.numel()).
+  collective_future reduce_scatter(const tensor& in, tensor& out, reduce_op op);
+  /// out = root's `in` (on the root, `in` is read; elsewhere only `out` matters).
+  collective_future broadcast(const tensor& in, tensor& out, int root);
+
+  /// Stops this rank abruptly, as if its process died (tests of failure
+  /// handling): its peer actor is killed and its connections drop.
+  void kill_for_testing();
+
+  /// The error that ended the communicator, if any.
+  std::string failure() const;
+  collective_stats stats() const;
+
+  struct impl;
+
+private:
+  communicator() = default;
+  collective_future submit(std::shared_ptr<struct collective_call> call);
+
+  std::shared_ptr<impl> impl_;
+  int rank_ = 0;
+  int size_ = 1;
+  std::string group_;
+};
+
+} // namespace luoshu::actors

@@ -1,0 +1,325 @@
+// Ring collectives among communicators in one process (one actor system,
+// loopback lanes, OS-chosen ports): all-reduce, all-gather(v),
+// reduce-scatter and broadcast over 1, 2, 3, 4 and 8 ranks, awkward sizes
+// and every dtype, in place and out of place, many collectives in flight,
+// and failures: a mismatched call, a rank that leaves, a silent rank.
+
+#include <gtest/gtest.h>
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <thread>
+
+#include "actors/collective.hpp"
+#include "actors/runtime.hpp"
+
+using namespace luoshu;
+using namespace luoshu::actors;
+
+namespace {
+
+struct ring {
+  runtime_config cfg;
+  caf::actor_system sys{cfg};
+  std::vector<std::unique_ptr<communicator>> comms;
+  explicit ring(int n, collective_options o = {}) {
+    auto c = communicator::create_local(sys, n, std::move(o));
+    if (!c) throw std::runtime_error(c.err().message);
+    comms = std::move(*c);
+  }
+  ~ring() { comms.clear(); }
+};
+
+/// Rank r's element i: small integers, so float sums are exact.
+double value(int r, int64_t i) { return static_cast<double>(((i * 7 + r * 13) % 23) - 11 + r); }
+
+tensor filled(dtype t, int64_t n, int r) {
+  tensor x(t, shape{n});
+  auto put = [&]<class T>(T* p) {
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(value(r, i));
+  };
+  switch (t) {
+    case dtype::f32: put(x.data<float>()); break;
+    case dtype::f64: put(x.data<double>()); break;
+    case dtype::i32: put(x.data<int32_t>()); break;
+    case dtype::i64: put(x.data<int64_t>()); break;
+    default: break;
+  }
+  return x;
+}
+
+double expected(reduce_op op, int n, int64_t i, dtype t) {
+  double acc = value(0, i);
+  for (int r = 1; r < n; ++r) {
+    const double v = value(r, i);
+    if (op == reduce_op::sum || op == reduce_op::mean) acc += v;
+    if (op == reduce_op::max) acc = std::max(acc, v);
+    if (op == reduce_op::min) acc = std::min(acc, v);
+  }
+  if (op == reduce_op::mean) {
+    acc /= n;
+    if (t == dtype::i32 || t == dtype::i64) acc = std::trunc(acc);
+  }
+  return acc;
+}
+
+void expect_values(const tensor& got, const std::function<double(int64_t)>& want, const std::string& what) {
+  auto v = got.to_doubles();
+  for (size_t i = 0; i < v.size(); ++i) {
+    const double w = want(static_cast<int64_t>(i));
+    if (std::abs(v[i] - w) > 1e-5 * std::max(1.0, std::abs(w))) {
+      ADD_FAILURE() << what << ": element " << i << " is " << v[i] << ", expected " << w;
+      return;
+    }
+  }
+}
+
+const dtype all_types[] = {dtype::f32, dtype::f64, dtype::i32, dtype::i64};
+
+class ranks : public ::testing::TestWithParam<int> {};
+
+TEST_P(ranks, AllreduceEverySizeTypeAndOpInPlaceAndNot) {
+  const int n = GetParam();
+  collective_options o;
+  o.chunk_bytes = 256; // many chunks per segment: the pipeline is exercised
+  o.timeout = std::chrono::seconds(30);
+  ring g(n, o);
+  const int64_t sizes[] = {0, 1, n - 1, n, 7919, 100003};
+  int round = 0;
+  for (dtype t : all_types)
+    for (int64_t size : sizes)
+      for (reduce_op op : {reduce_op::sum, reduce_op::mean, reduce_op::max, reduce_op::min}) {
+        if (size == 100003 && op != reduce_op::sum) continue; // the large prime once per type
+        const bool in_place = (round++ % 2) == 0;
+        std::vector<tensor> in, out(static_cast<size_t>(n));
+        std::vector<collective_future> f;
+        for (int r = 0; r < n; ++r) {
+          in.push_back(filled(t, size, r));
+          tensor& dst = in_place ? in.back() : out[static_cast<size_t>(r)];
+          f.push_back(g.comms[static_cast<size_t>(r)]->allreduce(in.back(), dst, op));
+        }
+        for (int r = 0; r < n; ++r) {
+          status st = f[static_cast<size_t>(r)].get();
+          ASSERT_TRUE(st) << st.err().message;
+          const tensor& res = in_place ? in[static_cast<size_t>(r)] : out[static_cast<size_t>(r)];
+          ASSERT_EQ(res.numel(), size);
+          ASSERT_EQ(res.type(), t);
+          expect_values(res, [&](int64_t i) { return expected(op, n, i, t); },
+                        std::string(name(t)) + " " + name(op) + " size " + std::to_string(size) + " rank " +
+                            std::to_string(r) + (in_place ? " in place" : " out of place"));
+          if (!in_place) // the input is untouched
+            expect_values(in[static_cast<size_t>(r)], [&](int64_t i) { return value(r, i); }, "input kept");
+        }
+      }
+  for (auto& c : g.comms) EXPECT_EQ(c->failure(), "");
+}
+
+TEST_P(ranks, AllgatherReduceScatterAndBroadcast) {
+  const int n = GetParam();
+  collective_options o;
+  o.chunk_bytes = 64;
+  ring g(n, o);
+  for (dtype t : all_types) {
+    // All-gather, equal counts, out of place.
+    const int64_t count = 37;
+    std::vector<tensor> in, out(static_cast<size_t>(n));
+    std::vector<collective_future> f;
+    for (int r = 0; r < n; ++r) in.push_back(filled(t, count, r));
+    for (int r = 0; r < n; ++r) f.push_back(g.comms[static_cast<size_t>(r)]->allgather(in[static_cast<size_t>(r)], out[static_cast<size_t>(r)]));
+    for (int r = 0; r < n; ++r) {
+      ASSERT_TRUE(f[static_cast<size_t>(r)].get());
+      ASSERT_EQ(out[static_cast<size_t>(r)].numel(), count * n);
+      expect_values(out[static_cast<size_t>(r)], [&](int64_t i) { return value(static_cast<int>(i / count), i % count); },
+                    "allgather " + std::string(name(t)));
+    }
+    // All-gather with uneven counts (some zero), in place: `in` is out's slice.
+    std::vector<int64_t> counts;
+    for (int r = 0; r < n; ++r) counts.push_back(r % 3 == 1 ? 0 : 5 + 11 * r);
+    int64_t total = 0;
+    std::vector<int64_t> start;
+    for (auto c : counts) start.push_back(total), total += c;
+    f.clear();
+    std::vector<tensor> whole;
+    for (int r = 0; r < n; ++r) {
+      tensor w(t, shape{total});
+      tensor mine = filled(t, counts[static_cast<size_t>(r)], r);
+      tensor slice(w.storage(), static_cast<size_t>(start[static_cast<size_t>(r)]) * size_of(t), t,
+                   shape{counts[static_cast<size_t>(r)]});
+      if (mine.numel() != 0) std::memcpy(slice.raw(), mine.raw(), mine.nbytes());
+      whole.push_back(w);
+      f.push_back(g.comms[static_cast<size_t>(r)]->allgatherv(slice, whole.back(), counts));
+    }
+    for (int r = 0; r < n; ++r) {
+      ASSERT_TRUE(f[static_cast<size_t>(r)].get());
+      expect_values(whole[static_cast<size_t>(r)], [&](int64_t i) {
+        int k = 0;
+        while (i >= start[static_cast<size_t>(k)] + counts[static_cast<size_t>(k)]) ++k;
+        return value(k, i - start[static_cast<size_t>(k)]);
+      }, "allgatherv " + std::string(name(t)));
+    }
+    // Reduce-scatter: each rank gets its slice of the sum.
+    f.clear();
+    in.clear();
+    out.assign(static_cast<size_t>(n), tensor());
+    const int64_t part = 29;
+    for (int r = 0; r < n; ++r) in.push_back(filled(t, part * n, r));
+    for (int r = 0; r < n; ++r)
+      f.push_back(g.comms[static_cast<size_t>(r)]->reduce_scatter(in[static_cast<size_t>(r)], out[static_cast<size_t>(r)], reduce_op::sum));
+    for (int r = 0; r < n; ++r) {
+      ASSERT_TRUE(f[static_cast<size_t>(r)].get());
+      ASSERT_EQ(out[static_cast<size_t>(r)].numel(), part);
+      expect_values(out[static_cast<size_t>(r)], [&](int64_t i) { return expected(reduce_op::sum, n, r * part + i, t); },
+                    "reduce_scatter " + std::string(name(t)));
+    }
+    // Broadcast from every root; the others' buffers start as garbage.
+    for (int root = 0; root < n; ++root) {
+      f.clear();
+      std::vector<tensor> buf;
+      for (int r = 0; r < n; ++r) buf.push_back(filled(t, 1001, r == root ? root : 99));
+      for (int r = 0; r < n; ++r)
+        f.push_back(g.comms[static_cast<size_t>(r)]->broadcast(buf[static_cast<size_t>(r)], buf[static_cast<size_t>(r)], root));
+      for (int r = 0; r < n; ++r) {
+        ASSERT_TRUE(f[static_cast<size_t>(r)].get());
+        expect_values(buf[static_cast<size_t>(r)], [&](int64_t i) { return value(root, i); },
+                      "broadcast from " + std::to_string(root));
+      }
+    }
+  }
+}
+
+TEST_P(ranks, ManyCollectivesInFlight) {
+  // Issued back to back without waiting: ranks run ahead of each other and
+  // chunks of later collectives arrive early.
+  const int n = GetParam();
+  collective_options o;
+  o.chunk_bytes = 1024;
+  ring g(n, o);
+  const int k = 25;
+  std::vector<std::vector<tensor>> bufs(static_cast<size_t>(n));
+  std::vector<std::vector<collective_future>> f(static_cast<size_t>(n));
+  for (int r = 0; r < n; ++r)
+    for (int j = 0; j < k; ++j) {
+      bufs[static_cast<size_t>(r)].push_back(filled(dtype::f32, 1000 + 97 * j, r));
+      f[static_cast<size_t>(r)].push_back(g.comms[static_cast<size_t>(r)]->allreduce(
+          bufs[static_cast<size_t>(r)].back(), bufs[static_cast<size_t>(r)].back(), reduce_op::sum));
+    }
+  for (int r = n - 1; r >= 0; --r)
+    for (int j = 0; j < k; ++j) {
+      ASSERT_TRUE(f[static_cast<size_t>(r)][static_cast<size_t>(j)].get());
+      expect_values(bufs[static_cast<size_t>(r)][static_cast<size_t>(j)],
+                    [&](int64_t i) { return expected(reduce_op::sum, n, i, dtype::f32); }, "in flight");
+    }
+  EXPECT_EQ(g.comms[0]->stats().ops, static_cast<uint64_t>(k));
+}
+
+INSTANTIATE_TEST_SUITE_P(collective, ranks, ::testing::Values(1, 2, 3, 4, 8));
+
+TEST(collective, MismatchedCallsFailOnEveryRankNamingTheProblem) {
+  ring g(3);
+  std::vector<tensor> x;
+  std::vector<collective_future> f;
+  for (int r = 0; r < 3; ++r) {
+    x.push_back(filled(dtype::f32, r == 1 ? 11 : 10, r));
+    f.push_back(g.comms[static_cast<size_t>(r)]->allreduce(x.back(), x.back(), reduce_op::sum));
+  }
+  for (int r = 0; r < 3; ++r) {
+    status st = f[static_cast<size_t>(r)].get();
+    ASSERT_FALSE(st) << "rank " << r;
+    EXPECT_NE(st.err().message.find("same collectives"), std::string::npos) << st.err().message;
+  }
+  // The communicator stays failed, with the same error.
+  tensor y = filled(dtype::f32, 4, 0);
+  status later = g.comms[0]->allreduce(y, y, reduce_op::sum).get();
+  ASSERT_FALSE(later);
+  EXPECT_NE(later.err().message.find("same collectives"), std::string::npos);
+}
+
+TEST(collective, BadArgumentsAreErrors) {
+  ring g(2);
+  tensor a = filled(dtype::f32, 6, 0);
+  tensor wrong(dtype::f64, shape{6});
+  tensor small(dtype::f32, shape{5});
+  tensor u8(dtype::u8, shape{4});
+  auto msg = [](collective_future f) {
+    status st = f.get();
+    return st ? std::string("ok") : st.err().message;
+  };
+  EXPECT_NE(msg(g.comms[0]->allreduce(a, wrong, reduce_op::sum)).find("out is f64"), std::string::npos);
+  EXPECT_NE(msg(g.comms[0]->allreduce(a, small, reduce_op::sum)).find("5 elements, expected 6"), std::string::npos);
+  EXPECT_NE(msg(g.comms[0]->allreduce(u8, u8, reduce_op::sum)).find("supported: f32"), std::string::npos);
+  EXPECT_NE(msg(g.comms[0]->allreduce(tensor(), a, reduce_op::sum)).find("undefined"), std::string::npos);
+  EXPECT_NE(msg(g.comms[0]->reduce_scatter(small, a, reduce_op::sum)).find("not a multiple of 2"), std::string::npos);
+  EXPECT_NE(msg(g.comms[0]->broadcast(a, a, 2)).find("root 2"), std::string::npos);
+  EXPECT_NE(msg(g.comms[0]->allgatherv(a, a, {6})).find("1 counts for 2 ranks"), std::string::npos);
+  // None of that reached the ring: it still works.
+  tensor b = filled(dtype::f32, 6, 1);
+  auto f0 = g.comms[0]->allreduce(a, a, reduce_op::sum);
+  auto f1 = g.comms[1]->allreduce(b, b, reduce_op::sum);
+  ASSERT_TRUE(f0.get());
+  ASSERT_TRUE(f1.get());
+  expect_values(a, [](int64_t i) { return expected(reduce_op::sum, 2, i, dtype::f32); }, "after bad calls");
+}
+
+TEST(collective, ARankThatLeavesIsNamedByEverySurvivor) {
+  ring g(4);
+  g.comms[2].reset(); // rank 2 closes its communicator: it will never take part
+  std::vector<tensor> x;
+  std::vector<collective_future> f;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int r : {0, 1, 3}) {
+    x.push_back(filled(dtype::f32, 100000, r));
+    f.push_back(g.comms[static_cast<size_t>(r)]->allreduce(x.back(), x.back(), reduce_op::sum));
+  }
+  for (auto& fu : f) {
+    status st = fu.get();
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.err().message.find("rank 2"), std::string::npos) << st.err().message;
+  }
+  // Well within the 60 s timeout: the grace period after a rank leaves.
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15));
+}
+
+TEST(collective, ARankThatDiesIsNamedByEverySurvivor) {
+  // The peer actor of rank 1 is killed (as when its process dies: its
+  // monitors fire with a reason other than a clean shutdown).
+  collective_options o;
+  o.timeout = std::chrono::seconds(60);
+  ring g(3, o);
+  // Start a collective on ranks 0 and 2 only, then kill rank 1's actor.
+  std::vector<tensor> x;
+  std::vector<collective_future> f;
+  for (int r : {0, 2}) {
+    x.push_back(filled(dtype::f64, 5000, r));
+    f.push_back(g.comms[static_cast<size_t>(r)]->allreduce(x.back(), x.back(), reduce_op::sum));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t0 = std::chrono::steady_clock::now();
+  g.comms[1]->kill_for_testing();
+  for (auto& fu : f) {
+    status st = fu.get();
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.err().message.find("rank 1"), std::string::npos) << st.err().message;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+TEST(collective, ASilentRankTimesOutNamingTheRankWaitedFor) {
+  collective_options o;
+  o.timeout = std::chrono::milliseconds(600);
+  ring g(2, o);
+  tensor x = filled(dtype::i64, 1000, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  status st = g.comms[0]->allreduce(x, x, reduce_op::sum).get(); // rank 1 never calls
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.err().message.find("from rank 1"), std::string::npos) << st.err().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  // Rank 0 told rank 1 (an abort message): rank 1 fails at once too.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  tensor y = filled(dtype::i64, 1000, 1);
+  status st1 = g.comms[1]->allreduce(y, y, reduce_op::sum).get();
+  ASSERT_FALSE(st1);
+  EXPECT_NE(st1.err().message.find("rank 1"), std::string::npos) << st1.err().message;
+}
+
+} // namespace
