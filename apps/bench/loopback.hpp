@@ -187,6 +187,8 @@ nlohmann::json to_json(const throughput& t);
 
 /// 1024 -> "1 KiB", 4194304 -> "4 MiB"; other values in bytes.
 std::string human(uint64_t b);
+/// "4096", "64K", "16M", "1G" (binary units) -> bytes, 1 byte to 1 GiB; usage_error otherwise.
+uint64_t parse_size(const std::string& s);
 
 template <class T>
 nlohmann::json opt_json(const std::optional<T>& v) {

@@ -94,15 +94,14 @@ std::string default_python() {
   return std::string(LUOSHU_SOURCE_DIR) + "/.venv-bench/bin/python";
 }
 
-nlohmann::json run_json_command(const std::string& cmd, const std::string& framework) {
-  nlohmann::json err;
-  err["framework"] = framework;
+std::vector<nlohmann::json> run_json_lines(const std::string& cmd, std::string& error) {
+  std::vector<nlohmann::json> lines;
   FILE* f = popen((cmd + " 2>/dev/null").c_str(), "r");
   if (!f) {
-    err["error"] = "could not start " + cmd;
-    return err;
+    error = "could not start " + cmd;
+    return lines;
   }
-  std::string out, last;
+  std::string out;
   char buf[4096];
   while (fgets(buf, sizeof buf, f)) out += buf;
   int rc = pclose(f);
@@ -110,18 +109,26 @@ nlohmann::json run_json_command(const std::string& cmd, const std::string& frame
     e = out.find('\n', s);
     if (e == std::string::npos) e = out.size();
     std::string line = out.substr(s, e - s);
-    if (!line.empty() && line[0] == '{') last = line;
+    if (line.empty() || line[0] != '{') continue;
+    try {
+      lines.push_back(nlohmann::json::parse(line));
+    } catch (const std::exception& x) {
+      error = std::string("unreadable output line: ") + x.what();
+      return {};
+    }
   }
-  if (last.empty()) {
-    err["error"] = "baseline printed no result (exit status " + std::to_string(WEXITSTATUS(rc)) + ")";
-    return err;
-  }
-  try {
-    return nlohmann::json::parse(last);
-  } catch (const std::exception& e) {
-    err["error"] = std::string("unreadable baseline output: ") + e.what();
-    return err;
-  }
+  if (lines.empty()) error = "printed no result (exit status " + std::to_string(WEXITSTATUS(rc)) + ")";
+  return lines;
+}
+
+nlohmann::json run_json_command(const std::string& cmd, const std::string& framework) {
+  std::string error;
+  auto lines = run_json_lines(cmd, error);
+  if (!lines.empty()) return lines.back();
+  nlohmann::json err;
+  err["framework"] = framework;
+  err["error"] = "baseline " + error;
+  return err;
 }
 
 int run_mlp_bench(const mlp_bench_options& o) {

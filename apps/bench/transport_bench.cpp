@@ -336,28 +336,6 @@ latency basp_rtt(links& l, double seconds) {
 
 // --- sizes, formatting ------------------------------------------------------------------
 
-uint64_t parse_size(const std::string& s) {
-  size_t pos = 0;
-  unsigned long long v = 0;
-  try {
-    v = std::stoull(s, &pos);
-  } catch (const std::exception&) {
-    throw usage_error("bad size '" + s + "': expected bytes or a number with K, M or G (binary)");
-  }
-  std::string unit = s.substr(pos);
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  int shift = -1;
-  if (unit.empty() || unit == "B") shift = 0;
-  else if (unit == "K" || unit == "KB" || unit == "KIB") shift = 10;
-  else if (unit == "M" || unit == "MB" || unit == "MIB") shift = 20;
-  else if (unit == "G" || unit == "GB" || unit == "GIB") shift = 30;
-  if (shift < 0) throw usage_error("bad size '" + s + "': unknown unit '" + unit + "'");
-  const uint64_t bytes = static_cast<uint64_t>(v) << shift;
-  if (v == 0 || bytes > (uint64_t{1} << 30) || (bytes >> shift) != v)
-    throw usage_error("bad size '" + s + "': sizes go from 1 byte to 1 GiB");
-  return bytes;
-}
-
 std::optional<double> ratio(const throughput& a, const throughput& raw) {
   if (!a.measured || !raw.measured) return std::nullopt;
   return a.gbps / raw.gbps;

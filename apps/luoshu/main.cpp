@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "apps/bench/allreduce_bench.hpp"
 #include "apps/bench/gpu_bench.hpp"
 #include "apps/bench/mlp_bench.hpp"
 #include "apps/bench/ps_bench.hpp"
@@ -157,6 +158,24 @@ int main(int argc, char** argv) {
                      "Generated Criteo rows for the Wide&Deep samples/s comparison (0: skip)")
       ->check(CLI::NonNegativeNumber);
 
+  auto* ar_cmd = bench->add_subcommand(
+    "allreduce", "All-reduce bus bandwidth across processes vs OpenMPI (TCP, shared memory) and gloo");
+  luoshu::bench::allreduce_bench_options ao;
+  bool ar_no_baselines = false;
+  ar_cmd->add_option("--json", ao.json_path, "Write results as JSON to this file");
+  ar_cmd->add_option("--sizes", ao.sizes, "Message sizes: bytes or 64K, 16M, 1G (default 1M,16M,128M)")->delimiter(',');
+  ar_cmd->add_option("--ranks", ao.ranks, "Rank counts (processes) to measure (default 2,4)")->delimiter(',');
+  ar_cmd->add_option("--warmup", ao.warmup, "Untimed iterations per size")->check(CLI::NonNegativeNumber);
+  ar_cmd->add_option("--iters", ao.iters, "Timed iterations per size (default 20; 10 from 64 MiB)")
+      ->check(CLI::NonNegativeNumber);
+  ar_cmd->add_option("--chunk-bytes", ao.chunk_bytes, "Luoshu's pipelining chunk (default 512K)")
+      ->check(CLI::Range(size_t{8}, size_t{1} << 30));
+  ar_cmd->add_option("--python", ao.python, "Python with torch for gloo (default: $LUOSHU_BENCH_PYTHON or .venv-bench)");
+  ar_cmd->add_flag("--no-baselines", ar_no_baselines, "Measure Luoshu only");
+  ar_cmd->add_flag("--worker", ao.worker, "Run as one rank of the measured job")->group("");
+  ar_cmd->add_option("--out", ao.out, "Worker: append results here")->group("");
+  ar_cmd->add_option("--die-rank", ao.die_rank, "Worker (tests): this rank kills itself")->group("");
+
   auto* gpu_cmd = bench->add_subcommand("gpu", "On a CUDA GPU: matmul vs cuBLAS, MLP training vs PyTorch");
   luoshu::bench::gpu_bench_options go;
   bool gpu_no_baselines = false;
@@ -271,6 +290,10 @@ int main(int argc, char** argv) {
     if (coordcmd->parsed()) return luoshu::app::run_coordinator(co);
     if (transport_cmd->parsed()) return luoshu::bench::run_transport_bench(to);
     if (ps_cmd->parsed()) return luoshu::bench::run_ps_bench(po);
+    if (ar_cmd->parsed()) {
+      ao.baselines = !ar_no_baselines;
+      return luoshu::bench::run_allreduce_bench(ao);
+    }
     if (gpu_cmd->parsed()) {
       go.baselines = !gpu_no_baselines;
       return luoshu::bench::run_gpu_bench(go);

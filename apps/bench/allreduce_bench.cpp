@@ -1,0 +1,333 @@
+#include "apps/bench/allreduce_bench.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "actors/collective.hpp"
+#include "actors/node.hpp"
+#include "apps/bench/loopback.hpp"
+#include "apps/bench/mlp_bench.hpp"
+#include "apps/luoshu/launch.hpp"
+
+namespace luoshu::bench {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Goals (issue 5): at least 1.2x OpenMPI over TCP and at least gloo at every size.
+constexpr double mpi_tcp_goal = 1.2;
+constexpr double gloo_goal = 1.0;
+
+int default_iters(uint64_t bytes) { return bytes >= (uint64_t{64} << 20) ? 10 : 20; }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double busbw_gbps(int ranks, uint64_t bytes, double seconds) {
+  return 2.0 * (ranks - 1) / ranks * static_cast<double>(bytes) / seconds / 1e9;
+}
+
+using actors::collective_future;
+
+status all_ok(collective_future f, const char* what) {
+  status st = f.get();
+  if (!st) return error{std::string(what) + ": " + st.err().message};
+  return st;
+}
+
+/// One rank of the measured job.
+int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& sizes) {
+  auto no = actors::node_options_from_env();
+  if (!no) {
+    spdlog::error("{}", no.err().message);
+    return 1;
+  }
+  auto joined = actors::node::join(*no);
+  if (!joined) {
+    spdlog::error("{}", joined.err().message);
+    return 1;
+  }
+  actors::node& node = **joined;
+  const int rank = node.rank(), n = node.world_size();
+  actors::collective_options co;
+  co.group = "bench";
+  co.timeout = std::chrono::seconds(30);
+  if (o.chunk_bytes) co.chunk_bytes = o.chunk_bytes;
+  auto comm = actors::communicator::create(node, rank, n, co);
+  if (!comm) {
+    spdlog::error("rank {}: {}", rank, comm.err().message);
+    return 1;
+  }
+  actors::communicator& c = **comm;
+  tensor tick(dtype::f32, shape{1});
+  auto barrier = [&] { return all_ok(c.allreduce(tick, tick, reduce_op::sum), "barrier"); };
+  std::ofstream out;
+  if (rank == 0 && !o.out.empty()) out.open(o.out, std::ios::app);
+  for (size_t si = 0; si < sizes.size(); ++si) {
+    const uint64_t bytes = sizes[si];
+    const auto count = static_cast<int64_t>(bytes / 4);
+    tensor buf(dtype::f32, shape{count});
+    // Correctness once: every rank adds rank + 1.
+    buf.fill(rank + 1);
+    status st = all_ok(c.allreduce(buf, buf, reduce_op::sum), "check");
+    int32_t ok = 1;
+    const float want = static_cast<float>(n * (n + 1) / 2);
+    if (st)
+      for (float v : buf.span<float>())
+        if (v != want) {
+          ok = 0;
+          break;
+        }
+    buf.fill(rank + 1);
+    const int iters = o.iters > 0 ? o.iters : default_iters(bytes);
+    for (int i = 0; st && i < o.warmup; ++i) st = all_ok(c.allreduce(buf, buf, reduce_op::sum), "warm-up");
+    if (rank == o.die_rank && si == 0) {
+      std::fprintf(stderr, "rank %d: killing itself (--die-rank)\n", rank);
+      std::fflush(stderr);
+      raise(SIGKILL);
+    }
+    tensor times(dtype::f64, shape{iters});
+    for (int i = 0; st && i < iters; ++i) {
+      st = barrier();
+      if (!st) break;
+      auto t0 = std::chrono::steady_clock::now();
+      st = all_ok(c.allreduce(buf, buf, reduce_op::sum), "allreduce");
+      times.data<double>()[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    // The slowest rank's time per iteration, and whether every rank was right.
+    tensor okt = tensor::from<int32_t>(shape{1}, {ok});
+    if (st) st = all_ok(c.allreduce(times, times, reduce_op::max), "gathering times");
+    if (st) st = all_ok(c.allreduce(okt, okt, reduce_op::min), "gathering checks");
+    if (!st) {
+      spdlog::error("rank {}: {}", rank, st.err().message);
+      return 1;
+    }
+    if (rank == 0) {
+      std::vector<double> t(times.data<double>(), times.data<double>() + iters);
+      const double med = median(t);
+      nlohmann::json line = {{"impl", "luoshu"},
+                             {"ranks", n},
+                             {"bytes", bytes},
+                             {"median_s", med},
+                             {"min_s", *std::min_element(t.begin(), t.end())},
+                             {"mean_s", std::accumulate(t.begin(), t.end(), 0.0) / iters},
+                             {"busbw_gbps", busbw_gbps(n, bytes, med)},
+                             {"correct", okt.data<int32_t>()[0] == 1},
+                             {"iters", iters}};
+      if (out.is_open()) out << line.dump() << "\n" << std::flush;
+      else std::printf("%s\n", line.dump().c_str());
+    }
+  }
+  return 0;
+}
+
+std::string self_path() {
+  char self[4096];
+  ssize_t len = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) throw bench_failure("cannot find this program's path to start the job's ranks");
+  return std::string(self, static_cast<size_t>(len));
+}
+
+std::string join(const std::vector<uint64_t>& v) {
+  std::string s;
+  for (auto x : v) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(x);
+  }
+  return s;
+}
+
+/// Luoshu's own numbers for `ranks` ranks: a local job through launch().
+std::vector<nlohmann::json> measure_luoshu(const allreduce_bench_options& o, const std::vector<uint64_t>& sizes,
+                                           int ranks, const fs::path& dir, std::string& err) {
+  const fs::path out = dir / ("luoshu-" + std::to_string(ranks) + ".jsonl");
+  fs::remove(out);
+  app::launch_plan plan = app::local_plan(ranks);
+  plan.command = {self_path(), "bench", "allreduce", "--worker", "--sizes", join(sizes), "--warmup",
+                  std::to_string(o.warmup), "--out", out.string()};
+  if (o.iters > 0) plan.command.insert(plan.command.end(), {"--iters", std::to_string(o.iters)});
+  if (o.chunk_bytes > 0) plan.command.insert(plan.command.end(), {"--chunk-bytes", std::to_string(o.chunk_bytes)});
+  plan.timeout_s = 900;
+  if (int rc = app::launch(plan); rc != 0) {
+    err = "the job failed (exit status " + std::to_string(rc) + ")";
+    return {};
+  }
+  std::vector<nlohmann::json> lines;
+  std::ifstream f(out);
+  for (std::string line; std::getline(f, line);)
+    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
+  if (lines.size() != sizes.size()) err = "rank 0 reported " + std::to_string(lines.size()) + " sizes";
+  return lines;
+}
+
+/// Compiles the MPI baseline; empty (with `why`) when MPI is missing.
+std::string build_mpi(const fs::path& dir, std::string& why) {
+  const std::string src = std::string(LUOSHU_SOURCE_DIR) + "/apps/bench/baselines/mpi_allreduce.c";
+  const std::string bin = (dir / "mpi_allreduce").string();
+  if (std::system("command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1") != 0) {
+    why = "mpicc/mpirun not found (scripts/setup-bench.sh installs openmpi-bin and libopenmpi-dev)";
+    return "";
+  }
+  if (std::system(("mpicc -O2 -o '" + bin + "' '" + src + "' >/dev/null 2>&1").c_str()) != 0) {
+    why = "mpicc could not compile " + src;
+    return "";
+  }
+  return bin;
+}
+
+std::string fmt(std::optional<double> v, const char* f = "%.3f") {
+  if (!v) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, f, *v);
+  return b;
+}
+
+} // namespace
+
+int run_allreduce_bench(const allreduce_bench_options& o) {
+  try {
+    std::vector<uint64_t> sizes;
+    for (const auto& s : o.sizes) {
+      const uint64_t b = parse_size(s);
+      if (b % 4 != 0) throw usage_error("size " + s + " is not a whole number of f32 elements");
+      sizes.push_back(b);
+    }
+    if (o.warmup < 0 || o.iters < 0) throw usage_error("--warmup and --iters must be >= 0");
+    for (int r : o.ranks)
+      if (r < 2 || r > 64) throw usage_error("--ranks: each must be in [2, 64]");
+    if (o.worker) return run_worker(o, sizes);
+
+    const fs::path dir = fs::temp_directory_path() / ("luoshu-bench-allreduce-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    std::string mpi_why;
+    const std::string mpi = o.baselines ? build_mpi(dir, mpi_why) : "";
+    const std::string python = o.python.empty() ? default_python() : o.python;
+    const std::string gloo_script = std::string(LUOSHU_SOURCE_DIR) + "/apps/bench/baselines/gloo_allreduce.py";
+    const bool have_python = o.baselines && fs::exists(python);
+    std::string common = " --sizes " + join(sizes) + " --warmup " + std::to_string(o.warmup);
+    if (o.iters > 0) common += " --iters " + std::to_string(o.iters);
+
+    std::printf("All-reduce, f32 sum in place, bus bandwidth GB/s (2(n-1)/n x bytes / median time); this machine: %ld cores\n",
+                sysconf(_SC_NPROCESSORS_ONLN));
+    if (o.baselines && mpi.empty()) std::printf("  (MPI baselines skipped: %s)\n", mpi_why.c_str());
+    if (o.baselines && !have_python) std::printf("  (no interpreter at %s: gloo skipped)\n", python.c_str());
+
+    // impl -> ranks -> bytes -> result line
+    std::map<std::string, std::map<int, std::map<uint64_t, nlohmann::json>>> results;
+    std::vector<std::string> problems;
+    auto file = [&](const std::string& impl, int ranks, const std::vector<nlohmann::json>& lines, const std::string& err) {
+      if (!err.empty()) problems.push_back(impl + " with " + std::to_string(ranks) + " ranks: " + err);
+      for (const auto& l : lines) {
+        if (!l.value("correct", false))
+          problems.push_back(impl + " with " + std::to_string(ranks) + " ranks gave a wrong sum at " +
+                             std::to_string(l.value("bytes", uint64_t{0})) + " bytes");
+        results[impl][ranks][l.value("bytes", uint64_t{0})] = l;
+      }
+    };
+    for (int n : o.ranks) {
+      std::string err;
+      auto ours = measure_luoshu(o, sizes, n, dir, err);
+      file("luoshu", n, ours, err);
+      if (!mpi.empty()) {
+        const std::string mpirun = "timeout 900 mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(n);
+        err.clear();
+        auto tcp = run_json_lines(mpirun + " --mca btl tcp,self --mca btl_tcp_if_include lo '" + mpi + "'" + common +
+                                      " --label mpi-tcp",
+                                  err);
+        file("mpi-tcp", n, tcp, err);
+        err.clear();
+        auto shm = run_json_lines(mpirun + " '" + mpi + "'" + common + " --label mpi-shm", err);
+        file("mpi-shm", n, shm, err);
+      }
+      if (have_python) {
+        err.clear();
+        auto gloo = run_json_lines("timeout 900 '" + python + "' '" + gloo_script + "' --ranks " + std::to_string(n) +
+                                       common,
+                                   err);
+        file("gloo", n, gloo, err);
+      }
+    }
+    fs::remove_all(dir);
+
+    auto gbps = [&](const std::string& impl, int n, uint64_t b) -> std::optional<double> {
+      auto i = results.find(impl);
+      if (i == results.end()) return std::nullopt;
+      auto j = i->second.find(n);
+      if (j == i->second.end()) return std::nullopt;
+      auto k = j->second.find(b);
+      if (k == j->second.end()) return std::nullopt;
+      return k->second.value("busbw_gbps", 0.0);
+    };
+    auto ratio = [](std::optional<double> a, std::optional<double> b) -> std::optional<double> {
+      if (!a || !b || *b <= 0) return std::nullopt;
+      return *a / *b;
+    };
+    std::printf("%5s %8s %9s %9s %9s %9s %9s %9s %9s\n", "ranks", "size", "luoshu", "mpi-tcp", "mpi-shm", "gloo",
+                "x tcp", "x gloo", "x shm");
+    nlohmann::json rows = nlohmann::json::array();
+    bool tcp_met = true, gloo_met = true, any_tcp = false, any_gloo = false;
+    for (int n : o.ranks)
+      for (uint64_t b : sizes) {
+        auto l = gbps("luoshu", n, b), t = gbps("mpi-tcp", n, b), s = gbps("mpi-shm", n, b), g = gbps("gloo", n, b);
+        auto rt = ratio(l, t), rg = ratio(l, g), rs = ratio(l, s);
+        if (rt) any_tcp = true, tcp_met = tcp_met && *rt >= mpi_tcp_goal;
+        if (rg) any_gloo = true, gloo_met = gloo_met && *rg >= gloo_goal;
+        std::printf("%5d %8s %9s %9s %9s %9s %9s %9s %9s\n", n, human(b).c_str(), fmt(l).c_str(), fmt(t).c_str(),
+                    fmt(s).c_str(), fmt(g).c_str(), fmt(rt, "%.2f").c_str(), fmt(rg, "%.2f").c_str(),
+                    fmt(rs, "%.2f").c_str());
+        nlohmann::json row = {{"ranks", n}, {"bytes", b}};
+        for (const char* impl : {"luoshu", "mpi-tcp", "mpi-shm", "gloo"}) {
+          auto i = results.find(impl);
+          if (i != results.end() && i->second.count(n) && i->second[n].count(b)) row[impl] = i->second[n][b];
+        }
+        row["ratio_vs_mpi_tcp"] = rt ? nlohmann::json(*rt) : nlohmann::json();
+        row["ratio_vs_gloo"] = rg ? nlohmann::json(*rg) : nlohmann::json();
+        row["ratio_vs_mpi_shm"] = rs ? nlohmann::json(*rs) : nlohmann::json();
+        rows.push_back(row);
+      }
+    if (any_tcp)
+      std::printf("goal >= %.1fx MPI over TCP at every size: %s\n", mpi_tcp_goal, tcp_met ? "met" : "NOT met");
+    if (any_gloo) std::printf("goal >= gloo at every size: %s\n", gloo_met ? "met" : "NOT met");
+    for (const auto& p : problems) std::printf("problem: %s\n", p.c_str());
+    if (!o.json_path.empty()) {
+      nlohmann::json report = {{"benchmark", "allreduce"},
+                               {"cores", sysconf(_SC_NPROCESSORS_ONLN)},
+                               {"rows", rows},
+                               {"problems", problems},
+                               {"goals",
+                                {{"vs_mpi_tcp", mpi_tcp_goal},
+                                 {"vs_gloo", gloo_goal},
+                                 {"mpi_tcp_met", any_tcp ? nlohmann::json(tcp_met) : nlohmann::json()},
+                                 {"gloo_met", any_gloo ? nlohmann::json(gloo_met) : nlohmann::json()}}}};
+      std::ofstream f(o.json_path);
+      f << report.dump(2) << "\n";
+      if (!f) throw bench_failure("cannot write " + o.json_path);
+    }
+    bool luoshu_failed = false;
+    for (const auto& p : problems) luoshu_failed = luoshu_failed || p.rfind("luoshu", 0) == 0;
+    return luoshu_failed ? 1 : 0;
+  } catch (const usage_error& e) {
+    spdlog::error("bench allreduce: {}", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    spdlog::error("bench allreduce: {}", e.what());
+    return 1;
+  }
+}
+
+} // namespace luoshu::bench

@@ -1,0 +1,34 @@
+#pragma once
+// `luoshu bench allreduce`: all-reduce bus bandwidth (2(n-1)/n * bytes /
+// time) of Luoshu's ring (actors/collective.hpp) at 1, 16 and 128 MiB for 2
+// and 4 ranks, each rank its own process on this machine, and in the same
+// run OpenMPI's MPI_Allreduce (over TCP and over shared memory) and
+// torch.distributed's gloo backend, with the same methodology
+// (apps/bench/baselines/mpi_allreduce.c, gloo_allreduce.py): f32 sum in
+// place; per size a correctness check, warm-up, then timed iterations each
+// after a barrier, an iteration's time being the slowest rank's; the median
+// counts.
+
+#include <string>
+#include <vector>
+
+namespace luoshu::bench {
+
+struct allreduce_bench_options {
+  std::vector<std::string> sizes{"1M", "16M", "128M"};
+  std::vector<int> ranks{2, 4};
+  int warmup = 3;
+  int iters = 0;           ///< 0: 20, or 10 for sizes of 64 MiB and more
+  size_t chunk_bytes = 0;  ///< 0: the communicator's default
+  std::string json_path;
+  std::string python;      ///< for gloo (default: .venv-bench)
+  bool baselines = true;
+  // Internal: one rank of the measured job (started through `luoshu launch`).
+  bool worker = false;
+  std::string out;         ///< worker: rank 0 appends its JSON lines here
+  int die_rank = -1;       ///< worker (tests): this rank kills itself before the first timed iteration
+};
+
+int run_allreduce_bench(const allreduce_bench_options& o);
+
+} // namespace luoshu::bench
