@@ -49,7 +49,14 @@ struct collective_incoming {
 struct collective_links {
   std::string host;
   uint16_t port = 0;
-  std::vector<caf::actor> peers; ///< every rank's peer actor (by rank)
+  /// Every rank's peer actor (by rank), watched for failures when local.
+  /// Remote ones are not monitored: CAF 0.17 can drop and replace a fresh
+  /// node-to-node connection, which fires monitors of a live actor. Ranks
+  /// in other processes are watched through the job's coordinator instead.
+  std::vector<caf::actor> peers;
+  /// The job's failure as the coordinator reports it (empty while healthy);
+  /// polled while a collective runs. Empty function: no job.
+  std::function<std::string()> job_failure;
 };
 
 } // namespace luoshu::actors
@@ -143,6 +150,7 @@ struct peer_state {
   /// between two frames): a collective that then stops making progress for
   /// a short grace period fails naming them, without waiting the timeout.
   std::map<int, std::string> gone;
+  std::function<std::string()> job_failure;
 
   int left() const { return mod(rank - 1, size); }
   int right_rank() const { return mod(rank + 1, size); }
@@ -473,7 +481,7 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
   s.opt = opt;
   s.shared = std::move(shared);
   s.pool = std::move(pool);
-  const auto tick = std::min<std::chrono::milliseconds>(std::chrono::seconds(1),
+  const auto tick = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(250),
                                                         std::max<std::chrono::milliseconds>(opt.timeout / 4,
                                                                                             std::chrono::milliseconds(10)));
   self->set_down_handler([self](const caf::down_msg& d) {
@@ -498,8 +506,9 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
     [=](link_atom, const std::shared_ptr<collective_links>& l) -> std::string {
       auto& s = self->state;
       s.peers = l->peers;
+      s.job_failure = l->job_failure;
       for (size_t k = 0; k < s.peers.size(); ++k)
-        if (static_cast<int>(k) != s.rank && s.peers[k]) self->monitor(s.peers[k]);
+        if (static_cast<int>(k) != s.rank && s.peers[k] && s.peers[k].node() == self->node()) self->monitor(s.peers[k]);
       if (s.size == 1) return "";
       bulk::lane_options lo;
       lo.pool = s.pool;
@@ -541,6 +550,9 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
     [=](tick_atom) {
       auto& s = self->state;
       const auto idle = std::chrono::steady_clock::now() - s.last_progress;
+      if (s.cur && !s.failed && s.job_failure)
+        if (std::string f = s.job_failure(); !f.empty())
+          fail(self, error{"collective '" + s.group + "': " + op_label(s) + " stopped: the job failed: " + f});
       if (s.cur && !s.failed && !s.gone.empty() && idle > std::min<std::chrono::milliseconds>(s.opt.timeout, std::chrono::seconds(2))) {
         const auto& [k, why] = *s.gone.begin();
         fail(self, error{"collective '" + s.group + "': rank " + std::to_string(k) + " " + why + " while rank " +
@@ -681,6 +693,7 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
     return error{"collective '" + o.group + "': cannot register rank " + std::to_string(rank) +
                  (reg ? std::string(": the name is taken (two ranks " + std::to_string(rank) + "?)") : ": " + reg.err().message)};
   auto l = std::make_shared<collective_links>();
+  l->job_failure = [&n] { return n.failure(); };
   for (int r = 0; r < size; ++r) {
     if (r == rank) {
       l->peers.push_back(c->impl_->peer);

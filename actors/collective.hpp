@@ -27,7 +27,8 @@
 // stay alive and unchanged until the future is ready.
 //
 // Failure: a rank whose process dies or whose connection drops is named to
-// every survivor (each rank watches every other rank's peer actor), a rank
+// every survivor (through the job's coordinator, or by watching the other
+// ranks' peer actors when they share a process), a rank
 // that gives up tells the ring (an abort message), and a collective that
 // makes no progress for `timeout` fails naming the rank it waits for. After
 // a failure every pending and later collective of the communicator fails
@@ -89,7 +90,8 @@ public:
   /// Joins ring `o.group` of `size` ranks as `rank`, finding the others
   /// through the job's coordinator (node::register_actor / lookup). Every
   /// rank of the ring calls it; it returns once this rank is connected to
-  /// its right neighbour.
+  /// its right neighbour. `n` must outlive the communicator (a failure the
+  /// coordinator reports ends the collectives in progress).
   static result<std::unique_ptr<communicator>> create(node& n, int rank, int size, collective_options o = {});
   /// `size` ranks in one actor system (tests, benchmarks, one process with
   /// several devices).
