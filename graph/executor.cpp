@@ -313,6 +313,8 @@ result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std:
       }
     }
   } drain{on_device ? stream_ : nullptr, synchronized};
+  // Fetches reported early through ro.on_fetch (host runs only).
+  std::vector<char> reported(ro.on_fetch && !on_device ? p.fetch_pos.size() : 0, 0);
   bool snapshotted = false;
   auto snapshot = [&](bool final_pass) {
     for (size_t f = 0; f < p.fetch_pos.size(); ++f) {
@@ -403,6 +405,12 @@ result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std:
     if (opts_.trace)
       opts_.trace->span(std::string(name(nd.op)), "op", t0, trace_recorder::now_us() - t0, opts_.trace_track,
                         "\"node\":" + json_quote(nd.name) + ",\"shape\":" + json_quote(s.ts.shape.to_string()));
+    if (!reported.empty())
+      for (size_t f = 0; f < p.fetch_pos.size(); ++f)
+        if (static_cast<size_t>(p.fetch_pos[f]) == i && !reported[f]) {
+          reported[f] = 1;
+          ro.on_fetch(f, values[i]);
+        }
     for (int sl : s.free_after) {
       if (opts_.poison_freed) {
         if (!on_device)
@@ -421,6 +429,10 @@ result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std:
       return error{e.what()};
     }
   }
+  // The rest (sources such as variables, or every fetch on a device) now.
+  if (ro.on_fetch)
+    for (size_t f = 0; f < out.size(); ++f)
+      if (reported.empty() || !reported[f]) ro.on_fetch(f, out[f]);
   return out;
 }
 

@@ -3,6 +3,7 @@
 // reusing intermediate buffers by liveness.
 
 #include <map>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,12 @@ struct executor_options {
 struct run_options {
   bool training = true; ///< false: inference mode (dropout is identity)
   int64_t step = 0;     ///< seeds per-step randomness (dropout)
+  /// Called during the run, on the running thread, as soon as fetch `index`
+  /// is computed (before the rest of the graph runs), with its value: valid
+  /// only during the call (copy what you keep). Data-parallel training
+  /// starts reducing gradients this way while backward goes on. Host runs
+  /// only; on a device each fetch is reported at the end of the run.
+  std::function<void(size_t index, const tensor& value)> on_fetch;
 };
 
 struct memory_stats {

@@ -68,13 +68,20 @@ train_ops minimize(expr loss, const optimizer_config& cfg, std::vector<expr> par
   graph& g = loss.g();
   if (params.empty()) params = g.variables(true);
   if (params.empty()) throw luoshu_error("minimize: the graph has no trainable variables");
+  return apply_gradients(g, params, gradients(loss, params, true), cfg);
+}
+
+train_ops apply_gradients(graph& g, const std::vector<expr>& params, std::vector<gradient> grads,
+                          const optimizer_config& cfg) {
+  if (grads.size() != params.size())
+    throw luoshu_error("apply_gradients: " + std::to_string(grads.size()) + " gradients for " +
+                       std::to_string(params.size()) + " parameters");
   train_ops t;
   t.params = params;
-  t.grads = gradients(loss, params, true);
+  t.grads = grads;
   t.lr = g.find("lr").valid() ? g.find("lr") : g.placeholder("lr", dtype::f32, shape{});
 
   // Global-norm clipping: scale = clip / max(norm, clip).
-  std::vector<gradient> grads = t.grads;
   if (cfg.clip_norm > 0) {
     // Accumulate in f64 when any parameter is f64, else f32.
     dtype nt = dtype::f32;

@@ -60,6 +60,12 @@ struct train_ops {
 /// global-norm clipping, which densifies nothing but scales both kinds.
 train_ops minimize(expr loss, const optimizer_config& cfg, std::vector<expr> params = {});
 
+/// The update half of minimize(): clipping and update nodes that apply
+/// `grads` (one per param: any expressions, e.g. placeholders fed with
+/// gradients averaged over data-parallel replicas) to `params`.
+train_ops apply_gradients(graph& g, const std::vector<expr>& params, std::vector<gradient> grads,
+                          const optimizer_config& cfg);
+
 /// One training step = forward + backward + update, with the learning rate
 /// of the schedule fed for the current step.
 class trainer {

@@ -137,13 +137,23 @@ status ps_trainer::pull_into_store(const feed_map* feeds) {
 
 status ps_trainer::fetch_parameters() { return pull_into_store(nullptr); }
 
-result<double> ps_trainer::step(const feed_map& feeds) {
+result<double> ps_trainer::step(const feed_map& feeds, ps_step_extras* extra) {
   if (!config_error_) return config_error_.err();
   if (status st = pull_into_store(&feeds); !st) return error{"step " + std::to_string(step_) + ": " + st.err().message};
   run_options ro;
   ro.step = step_;
-  auto r = ex_.run(feeds, fetches_, {}, ro);
+  std::vector<expr> fetches = fetches_;
+  const size_t own = fetches_.size();
+  if (extra) {
+    fetches.insert(fetches.end(), extra->fetches.begin(), extra->fetches.end());
+    if (extra->on_fetch)
+      ro.on_fetch = [extra, own](size_t f, const tensor& v) {
+        if (f >= own) extra->on_fetch(f - own, v);
+      };
+  }
+  auto r = ex_.run(feeds, fetches, {}, ro);
   if (!r) return error{"step " + std::to_string(step_) + ": " + r.err().message};
+  if (extra) extra->values.assign(r->begin() + static_cast<std::ptrdiff_t>(own), r->end());
   std::vector<actors::ps_future<bool>> pushes;
   size_t at = 1;
   for (auto& p : params_) {

@@ -17,6 +17,7 @@
 // momentum, adagrad, adam (constant learning rate, optional L2 weight
 // decay); schedules, clipping, nesterov and adamw are refused by name.
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -37,6 +38,16 @@ struct ps_trainer_options {
   uint32_t first_table = 0;
 };
 
+/// More for the same pass (luoshu train --strategy hybrid: the dense
+/// gradients that go through all-reduce).
+struct ps_step_extras {
+  std::vector<expr> fetches;
+  /// run_options::on_fetch for them (index into `fetches`).
+  std::function<void(size_t, const tensor&)> on_fetch;
+  /// Their values, after the step.
+  std::vector<tensor> values;
+};
+
 class ps_trainer {
 public:
   /// `params`: the variables to train (default: every trainable one).
@@ -46,8 +57,9 @@ public:
   /// Creates the tables; with `assign_initial`, writes this worker's initial
   /// values into them (one worker does this before any worker's first step).
   status init(bool assign_initial);
-  /// One step; returns the loss of this worker's share.
-  result<double> step(const feed_map& feeds);
+  /// One step; returns the loss of this worker's share. `extra` fetches more
+  /// in the same forward/backward pass.
+  result<double> step(const feed_map& feeds, ps_step_extras* extra = nullptr);
   int64_t steps_done() const { return step_; }
   /// Copies the current parameters from the shards into the local store
   /// (e.g. before evaluating or saving).
