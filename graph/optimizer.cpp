@@ -57,9 +57,23 @@ namespace {
 
 using K = optimizer_config::kind_t;
 
+/// The optimizer state variable "<param>/<what>": the existing one when an
+/// earlier set of update nodes made it (two update paths of one graph, e.g.
+/// a local trainer and a data-parallel one, share the state), else a new one.
+expr state_variable(graph& g, const std::string& name, const shape& s, dtype t, const initializer& in) {
+  if (expr e = g.find(name); e.valid()) {
+    const node& n = g.at(e.id());
+    if (n.op != op_kind::variable || n.type != t || !(n.shape == s))
+      throw luoshu_error("optimizer state '" + name + "' should be a " + luoshu::name(t) + s.to_string() +
+                         " variable, but the graph has a node of that name that is not");
+    return e;
+  }
+  return g.variable(name, s, in, t, false);
+}
+
 expr slot(graph& g, expr param, const std::string& what, double init_value = 0) {
-  return g.variable(param.name() + "/" + what, param.shape(),
-                    init_value == 0 ? init::zeros() : init::constant(init_value), param.type(), false);
+  return state_variable(g, param.name() + "/" + what, param.shape(),
+                        param.type(), init_value == 0 ? init::zeros() : init::constant(init_value));
 }
 
 } // namespace
@@ -149,8 +163,12 @@ train_ops apply_gradients(graph& g, const std::vector<expr>& params, std::vector
     }
     in.push_back(lr.id());
     if (cfg.kind == K::adam || cfg.kind == K::adamw)
-      in.push_back(g.variable(p.name() + "/t", shape{}, init::zeros(), dtype::i64, false).id());
-    t.updates.push_back(g.add(op, std::move(in), a, p.name() + "/update"));
+      in.push_back(state_variable(g, p.name() + "/t", shape{}, dtype::i64, init::zeros()).id());
+    // A second set of update nodes for the same parameter (another update
+    // path) gets "/update_2", ...
+    std::string uname = p.name() + "/update";
+    for (int k = 2; g.find(uname).valid(); ++k) uname = p.name() + "/update_" + std::to_string(k);
+    t.updates.push_back(g.add(op, std::move(in), a, uname));
   }
   return t;
 }

@@ -99,9 +99,16 @@ allreduce_trainer::~allreduce_trainer() {
 status allreduce_trainer::init() {
   if (!config_error_) return config_error_;
   if (status st = vars_.initialize(g_); !st) return st;
-  // Rank 0's parameters everywhere (its slots too: a resumed run has them).
+  // Rank 0's parameters everywhere, with their optimizer slots ("<param>/..."):
+  // a resumed run has them. Other variables (e.g. tables another scheduler
+  // trains) are left alone.
   std::vector<std::string> names;
-  for (const auto& [name, v] : vars_.all()) names.push_back(name);
+  for (const auto& [name, v] : vars_.all())
+    for (const auto& p : params_)
+      if (name == p.var.name() || name.rfind(p.var.name() + "/", 0) == 0) {
+        names.push_back(name);
+        break;
+      }
   for (const auto& name : names) {
     tensor v = vars_.get(name).to_host();
     tensor out = comm_.rank() == 0 ? v : tensor(v.type(), v.shape());

@@ -14,7 +14,7 @@
 #include "apps/luoshu/launch.hpp"
 #include "apps/luoshu/node_cmd.hpp"
 #include "apps/luoshu/progress.hpp"
-#include "apps/luoshu/ps_train.hpp"
+#include "apps/luoshu/dist_train.hpp"
 #include "apps/train/train.hpp"
 #include "graph/data/criteo.hpp"
 #include "ops/cuda/runtime.hpp"
@@ -54,7 +54,7 @@ int train_and_report(const luoshu::app::train_config& cfg, luoshu::app::step_str
 }
 
 int cmd_train(const std::string& config, const std::vector<std::string>& sets, int threads, const std::string& device,
-              const std::string& strategy, const luoshu::app::ps_train_options& ps) {
+              const std::string& strategy, const luoshu::app::dist_train_options& ps) {
   std::vector<std::string> overrides = sets;
   if (threads >= 0) overrides.push_back("run.threads=" + std::to_string(threads));
   if (!device.empty()) overrides.push_back("run.device=" + device);
@@ -63,10 +63,10 @@ int cmd_train(const std::string& config, const std::vector<std::string>& sets, i
     spdlog::error("{}", cfg.err().message);
     return 2;
   }
-  if (strategy == "ps") return luoshu::app::run_ps_train(*cfg, ps, train_and_report);
   if (strategy != "local") {
-    spdlog::error("--strategy {}: expected local or ps", strategy);
-    return 2;
+    luoshu::app::dist_train_options o = ps;
+    o.strategy = strategy;
+    return luoshu::app::run_dist_train(*cfg, o, train_and_report);
   }
   return train_and_report(*cfg, nullptr, true);
 }
@@ -117,14 +117,24 @@ int main(int argc, char** argv) {
   std::string train_trace;
   train->add_option("--trace", train_trace, "Write a Chrome/Perfetto timeline of every op to FILE");
   std::string strategy = "local";
-  luoshu::app::ps_train_options ps_opts;
-  train->add_option("--strategy", strategy, "local (default) or ps: data parallel through parameter-server shards")
-      ->check(CLI::IsMember({"local", "ps"}));
-  train->add_option("--servers", ps_opts.servers, "ps: parameter-server shards (processes)")->check(CLI::PositiveNumber);
-  train->add_option("--workers", ps_opts.workers, "ps: workers (processes); each takes batch_size / workers rows")
+  luoshu::app::dist_train_options ps_opts;
+  train->add_option("--strategy", strategy,
+                    "local (default); data parallel across processes: ps (parameter-server shards), allreduce "
+                    "(ring all-reduce among replicas) or hybrid (embeddings via ps, dense layers via all-reduce)")
+      ->check(CLI::IsMember({"local", "ps", "allreduce", "hybrid"}));
+  train->add_option("--servers", ps_opts.servers, "ps, hybrid: parameter-server shards (processes)")
       ->check(CLI::PositiveNumber);
-  train->add_option("--consistency", ps_opts.consistency, "ps: bsp (default), ssp:K or asp");
-  train->add_option("--job-timeout", ps_opts.timeout_s, "ps: stop the local job after this many seconds (0: no limit)")
+  train->add_option("--workers", ps_opts.workers, "ps, allreduce, hybrid: workers (processes); each takes batch_size / workers rows")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--consistency", ps_opts.consistency, "ps, hybrid: bsp (default), ssp:K or asp");
+  train->add_option("--fusion-bytes", ps_opts.fusion_bytes,
+                    "allreduce, hybrid: gradients are reduced in buckets of about this many bytes (default 4 MiB)")
+      ->check(CLI::PositiveNumber);
+  bool no_overlap = false;
+  train->add_flag("--no-overlap", no_overlap,
+                  "allreduce, hybrid: reduce gradients after backward instead of while it runs (for comparison)");
+  train->add_option("--job-timeout", ps_opts.timeout_s,
+                    "ps, allreduce, hybrid: stop the local job after this many seconds (0: no limit)")
       ->check(CLI::NonNegativeNumber);
 
   auto* bench = app.add_subcommand("bench", "Benchmarks");
@@ -254,6 +264,7 @@ int main(int argc, char** argv) {
       g_summary_path = summary;
       g_quiet = quiet;
       ps_opts.argv.assign(argv, argv + argc);
+      ps_opts.overlap = !no_overlap;
       return cmd_train(config, sets, threads, train_device, strategy, ps_opts);
     }
     if (launch->parsed()) {

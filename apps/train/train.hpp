@@ -76,7 +76,7 @@ public:
 /// come back as values naming the problem.
 /// Runs training steps somewhere other than the local trainer: luoshu train
 /// --strategy ps hands train() one that goes through parameter-server
-/// shards (apps/luoshu/ps_train.cpp). Each worker process runs train() on
+/// shards, or all-reduce among replicas (apps/luoshu/dist_train.cpp). Each worker process runs train() on
 /// the same data in the same order and feeds its share of every batch.
 class step_strategy {
 public:

@@ -36,11 +36,11 @@ timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.resume="
 # Mid-epoch: saved every 7 steps, stopped at step 14, resumed to the end.
 timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.max_steps=14 --set run.checkpoint_every=7 \
   --set run.checkpoint="$tmp/ckpt2" >"$tmp/mid.log" 2>&1 || { echo "FAIL: mid-epoch run"; tail -30 "$tmp/mid.log"; exit 1; }
-grep -q "^step 14$" "$tmp/ckpt2/ps-state" || fail "every-7-steps checkpoint: $(cat "$tmp/ckpt2/ps-state" 2>&1)"
+grep -q "^step 14$" "$tmp/ckpt2/job-state" || fail "every-7-steps checkpoint: $(cat "$tmp/ckpt2/job-state" 2>&1)"
 timeout 250 "$luoshu" train "$tmp/wd.yaml" "${ps[@]}" --quiet --set run.resume="$tmp/ckpt2" --summary-json "$tmp/resumed2.json" \
   >"$tmp/resumed2.log" 2>&1 || { echo "FAIL: mid-epoch resume"; tail -30 "$tmp/resumed2.log"; exit 1; }
 
-grep -q "^step $(( 6000 / 200 ))$" "$tmp/ckpt/ps-state" || fail "checkpoint state: $(cat "$tmp/ckpt/ps-state" 2>&1)"
+grep -q "^step $(( 6000 / 200 ))$" "$tmp/ckpt/job-state" || fail "checkpoint state: $(cat "$tmp/ckpt/job-state" 2>&1)"
 ls "$tmp/ckpt"/shard-0-of-2.ckpt "$tmp/ckpt"/shard-1-of-2.ckpt >/dev/null || fail "shard checkpoints missing"
 
 python3 - "$tmp/local.json" "$tmp/ps.json" "$tmp/resumed.json" "$tmp/resumed2.json" <<'PY' || fails=$((fails + 1))

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# All-reduce across processes (loopback, OS-chosen ports; every run bounded
+# by `timeout`, every child reaped):
+#   - `luoshu train --strategy allreduce --workers 2` (Wide&Deep on generated
+#     Criteo-format data: dense buckets plus sparse embedding gradients)
+#     ends with the test loss and AUC of one process on the same global
+#     batches (up to float rounding), with and without overlap;
+#   - `--strategy hybrid --servers 1 --workers 2` (embeddings through the
+#     parameter server, dense layers through all-reduce) does too;
+#   - an all-reduce run stopped after epoch 1 and resumed from its
+#     checkpoint ends exactly where the uninterrupted run ends;
+#   - a rank killed with SIGKILL in the middle of collectives is named by
+#     every survivor, which exit with an error instead of hanging;
+#   - bad options are named.
+#   allreduce_train_test.sh PATH/TO/luoshu
+set -u
+luoshu=$1
+tmp=$(mktemp -d)
+pids_to_reap=()
+cleanup() {
+  for p in "${pids_to_reap[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { echo "ok: $*"; }
+
+timeout 120 "$luoshu" gen criteo --rows 6000 --out "$tmp/train.tsv" --seed 3 >/dev/null || { echo "FAIL: gen"; exit 1; }
+timeout 120 "$luoshu" gen criteo --rows 2000 --out "$tmp/test.tsv" --seed 3 --part 1 >/dev/null || { echo "FAIL: gen"; exit 1; }
+cat >"$tmp/wd.yaml" <<YAML
+model: {kind: wide_deep, embedding_dim: 8, hidden: [32, 16]}
+data: {format: criteo, train: $tmp/train.tsv, test: $tmp/test.tsv, buckets: 50000}
+optimizer: {kind: adagrad, lr: 0.05}
+run: {epochs: 2, batch_size: 200, eval_batch_size: 1000, seed: 4, threads: 1}
+YAML
+run() { # name, then luoshu train arguments
+  local name=$1
+  shift
+  timeout 250 "$luoshu" train "$tmp/wd.yaml" --quiet "$@" >"$tmp/$name.log" 2>&1 ||
+    { echo "FAIL: $name run"; tail -30 "$tmp/$name.log"; exit 1; }
+}
+ar=(--strategy allreduce --workers 2 --job-timeout 240)
+run local --summary-json "$tmp/local.json"
+run ar "${ar[@]}" --summary-json "$tmp/ar.json"
+run ar_small_buckets "${ar[@]}" --fusion-bytes 512 --summary-json "$tmp/ar_small.json"
+run ar_no_overlap "${ar[@]}" --no-overlap --summary-json "$tmp/ar_no_overlap.json"
+run hybrid --strategy hybrid --servers 1 --workers 2 --job-timeout 240 --summary-json "$tmp/hybrid.json"
+run first "${ar[@]}" --set run.epochs=1 --set run.checkpoint="$tmp/ckpt"
+run resumed "${ar[@]}" --set run.resume="$tmp/ckpt" --summary-json "$tmp/resumed.json"
+grep -q "^step $(( 6000 / 200 ))$" "$tmp/ckpt/job-state" || fail "checkpoint state: $(cat "$tmp/ckpt/job-state" 2>&1)"
+grep -q "gradient all-reduce: 60 steps" "$tmp/ar.log" || fail "no gradient exchange report: $(tail -5 "$tmp/ar.log")"
+
+python3 - "$tmp" <<'PY' || fails=$((fails + 1))
+import json, sys
+d = sys.argv[1]
+j = {n: json.load(open(f"{d}/{n}.json")) for n in ("local", "ar", "ar_small", "ar_no_overlap", "hybrid", "resumed")}
+for k in ("test_loss", "test_auc", "test_log_loss"):
+    if j["local"][k] is None:
+        sys.exit(f"FAIL: {k} missing in the local run")
+    for n in ("ar", "ar_small", "ar_no_overlap", "hybrid"):
+        if j[n][k] is None or abs(j[n][k] - j["local"][k]) > 1e-4:
+            sys.exit(f"FAIL: {k}: {n} {j[n][k]} vs one process {j['local'][k]}")
+    if abs(j["resumed"][k] - j["ar"][k]) > 1e-9:
+        sys.exit(f"FAIL: {k}: resumed all-reduce run {j['resumed'][k]} vs uninterrupted {j['ar'][k]}")
+if j["ar"]["steps"] != 60 or j["hybrid"]["steps"] != 60:
+    sys.exit(f"FAIL: steps {j['ar']['steps']} / {j['hybrid']['steps']}, expected 60")
+if [e["epoch"] for e in j["resumed"]["per_epoch"]] != [2]:
+    sys.exit(f"FAIL: the resumed run trained epochs {[e['epoch'] for e in j['resumed']['per_epoch']]}, not only epoch 2")
+print("ok: allreduce (3 bucket/overlap settings) and hybrid match one process; resume is exact")
+PY
+
+# Bad options are named.
+timeout 60 "$luoshu" train "$tmp/wd.yaml" --strategy allreduce --workers 3 >"$tmp/bad.log" 2>&1
+rc=$?
+if [ $rc -eq 2 ] && grep -q "not a multiple of 3 workers" "$tmp/bad.log"; then ok "a batch not divisible by the workers is named"
+else fail "batch/workers: rc=$rc $(tail -3 "$tmp/bad.log")"; fi
+timeout 60 "$luoshu" train "$tmp/wd.yaml" --strategy ring >"$tmp/bad2.log" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "strategy" "$tmp/bad2.log"; then ok "an unknown strategy is named"
+else fail "unknown strategy: rc=$rc $(tail -3 "$tmp/bad2.log")"; fi
+
+# A rank killed in the middle of collectives: three ranks of a standalone
+# coordinator run all-reduces; rank 1 kills itself (SIGKILL) after its
+# warm-up. Ranks 0 and 2 must fail naming it, well within their timeouts.
+timeout 120 "$luoshu" coordinator --world 3 --host 127.0.0.1 --token t --port-file "$tmp/port" \
+  --heartbeat-timeout 30 >"$tmp/coord.log" 2>&1 &
+pids_to_reap+=("$!")
+for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+port=$(cat "$tmp/port" 2>/dev/null)
+kids=()
+start=$(date +%s)
+for r in 0 1 2; do
+  LUOSHU_COORDINATOR=127.0.0.1:$port LUOSHU_TOKEN=t LUOSHU_RANK=$r LUOSHU_WORLD_SIZE=3 LUOSHU_NODE_NAME=rank$r \
+    timeout 90 "$luoshu" bench allreduce --worker --sizes 16M --iters 50 --die-rank 1 >"$tmp/k$r.log" 2>&1 &
+  kids+=("$!")
+  pids_to_reap+=("$!")
+done
+rcs=()
+for p in "${kids[@]}"; do wait "$p"; rcs+=("$?"); done
+took=$(( $(date +%s) - start ))
+named=0
+for r in 0 2; do grep -qE "rank 1|rank1" "$tmp/k$r.log" && named=$((named + 1)); done
+if [ "${rcs[1]}" -eq 137 ] && [ "${rcs[0]}" -ne 0 ] && [ "${rcs[0]}" -ne 124 ] && [ "${rcs[2]}" -ne 0 ] &&
+   [ "${rcs[2]}" -ne 124 ] && [ $named -eq 2 ] && [ $took -lt 60 ]; then
+  ok "a killed rank is named by both survivors in ${took} s: $(grep -ohE "collective.*" "$tmp/k0.log" | head -1)"
+else
+  fail "killed rank: exit codes ${rcs[*]}, named by $named survivors, ${took} s"
+  for r in 0 1 2; do sed "s/^/    rank $r: /" "$tmp/k$r.log" | tail -5; done
+fi
+
+[ $fails -eq 0 ] || exit 1
