@@ -77,7 +77,7 @@ if [ $rc -eq 2 ] && grep -q "consistency 'ssp:-1'" "$tmp/bad2.log"; then echo "o
 else fail "consistency: rc=$rc"; tail -3 "$tmp/bad2.log"; fi
 timeout 60 "$luoshu" train "$tmp/wd.yaml" --strategy ps --set run.resume="$tmp/nothing" >"$tmp/bad3.log" 2>&1
 rc=$?
-if [ $rc -ne 0 ] && grep -q "is not a parameter-server checkpoint" "$tmp/bad3.log"; then echo "ok: bad resume directory named"
+if [ $rc -ne 0 ] && grep -q "is not a checkpoint of a distributed job" "$tmp/bad3.log"; then echo "ok: bad resume directory named"
 else fail "resume: rc=$rc"; tail -3 "$tmp/bad3.log"; fi
 
 # A server that dies mid-job: the job stops, non-zero, naming it, and leaves
