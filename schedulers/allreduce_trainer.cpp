@@ -192,7 +192,6 @@ status allreduce_trainer::finish_step(const std::vector<tensor>& grads) {
     feeds.emplace_back(p.indices_in, all_idx);
     feeds.emplace_back(p.values_in, all_vals);
   }
-  const auto wait_start = std::chrono::steady_clock::now();
   for (auto& b : buckets_) {
     status st = b.done.get();
     b.launched = false;
@@ -201,7 +200,10 @@ status allreduce_trainer::finish_step(const std::vector<tensor>& grads) {
                        opt_.trace_track, "\"bytes\":" + std::to_string(b.buf.nbytes()));
     if (!st && failed) failed = error{"all-reduce of gradients: " + st.err().message}; // keep the first
   }
-  stats_.exposed_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
+  // Everything after the pass until the last reduction is in: the sparse
+  // gathers (they queue behind the buckets) and whatever of the buckets'
+  // reductions backward did not hide.
+  stats_.exposed_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_end).count();
   stats_.buckets += static_cast<int64_t>(buckets_.size());
   if (!failed) return failed;
   for (auto& p : params_) {

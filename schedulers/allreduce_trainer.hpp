@@ -51,7 +51,7 @@ struct allreduce_stats {
   int64_t steps = 0;
   int64_t buckets = 0;
   double backward_seconds = 0; ///< forward + backward pass, reductions overlapping it
-  double exposed_seconds = 0;  ///< waiting for reductions after the pass ended
+  double exposed_seconds = 0;  ///< after the pass until every reduction is in (sparse gathers included)
 };
 
 class allreduce_trainer {

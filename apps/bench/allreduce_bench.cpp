@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -197,6 +198,51 @@ std::string fmt(std::optional<double> v, const char* f = "%.3f") {
   return b;
 }
 
+/// Overlap of gradient reductions with backward in `luoshu train --strategy
+/// allreduce --workers 2`, on and off.
+nlohmann::json measure_overlap(const allreduce_bench_options& o, const fs::path& dir) {
+  const std::string exe = self_path();
+  const fs::path data = dir / "criteo.tsv", cfg = dir / "wd_wide.yaml";
+  if (std::system(("'" + exe + "' gen criteo --rows " + std::to_string(o.overlap_rows) + " --out '" + data.string() +
+                   "' --seed 5 >/dev/null 2>&1")
+                      .c_str()) != 0)
+    throw bench_failure("overlap: could not generate Criteo rows");
+  {
+    std::ofstream f(cfg);
+    f << "model: {kind: wide_deep, embedding_dim: 16, hidden: [1024, 1024]}\n"
+      << "data: {format: criteo, train: " << data.string() << ", buckets: 100000}\n"
+      << "optimizer: {kind: momentum, lr: 0.01}\n"
+      << "run: {epochs: 1, batch_size: 512, seed: 1, threads: 1}\n";
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (bool overlap : {true, false}) {
+    const fs::path summary = dir / (overlap ? "on.json" : "off.json");
+    std::string cmd = "timeout 600 '" + exe + "' train '" + cfg.string() +
+                      "' --strategy allreduce --workers 2 --fusion-bytes 1048576 --quiet --summary-json '" +
+                      summary.string() + "'" + (overlap ? "" : " --no-overlap") + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) throw bench_failure("overlap: cannot start " + cmd);
+    char line[4096];
+    double buckets = 0, pass = 0, wait = 0;
+    long steps = 0;
+    bool seen = false;
+    while (std::fgets(line, sizeof line, p))
+      if (const char* at = std::strstr(line, "gradient all-reduce:"))
+        seen = std::sscanf(at, "gradient all-reduce: %ld steps, %lf buckets/step, forward+backward %lf s, waiting for "
+                               "reductions after backward %lf s",
+                           &steps, &buckets, &pass, &wait) == 4;
+    const int rc = pclose(p);
+    if (rc != 0 || !seen) throw bench_failure("overlap: the training job failed (" + cmd + ")");
+    std::ifstream sf(summary);
+    const double sps = nlohmann::json::parse(sf).value("samples_per_sec", 0.0);
+    out.push_back({{"overlap", overlap}, {"steps", steps}, {"buckets_per_step", buckets},
+                   {"pass_ms_per_step", 1e3 * pass / std::max(1L, steps)},
+                   {"wait_after_backward_ms_per_step", 1e3 * wait / std::max(1L, steps)},
+                   {"samples_per_sec", sps}});
+  }
+  return out;
+}
+
 } // namespace
 
 int run_allreduce_bench(const allreduce_bench_options& o) {
@@ -262,6 +308,14 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
         file("gloo", n, gloo, err);
       }
     }
+    nlohmann::json overlap;
+    if (o.overlap_rows > 0) {
+      try {
+        overlap = measure_overlap(o, dir);
+      } catch (const bench_failure& e) {
+        problems.push_back(e.what());
+      }
+    }
     fs::remove_all(dir);
 
     auto gbps = [&](const std::string& impl, int n, uint64_t b) -> std::optional<double> {
@@ -303,12 +357,21 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
     if (any_tcp)
       std::printf("goal >= %.1fx MPI over TCP at every size: %s\n", mpi_tcp_goal, tcp_met ? "met" : "NOT met");
     if (any_gloo) std::printf("goal >= gloo at every size: %s\n", gloo_met ? "met" : "NOT met");
+    if (!overlap.is_null()) {
+      std::printf("\nGradient overlap: Wide&Deep (hidden 1024, 1024), 2 all-reduce workers, batch 512, 1 MiB buckets\n");
+      std::printf("%8s %9s %14s %24s %12s\n", "overlap", "buckets", "pass ms/step", "wait after backward ms", "samples/s");
+      for (const auto& r : overlap)
+        std::printf("%8s %9.1f %14.3f %24.3f %12.0f\n", r.value("overlap", false) ? "on" : "off",
+                    r.value("buckets_per_step", 0.0), r.value("pass_ms_per_step", 0.0),
+                    r.value("wait_after_backward_ms_per_step", 0.0), r.value("samples_per_sec", 0.0));
+    }
     for (const auto& p : problems) std::printf("problem: %s\n", p.c_str());
     if (!o.json_path.empty()) {
       nlohmann::json report = {{"benchmark", "allreduce"},
                                {"cores", sysconf(_SC_NPROCESSORS_ONLN)},
                                {"rows", rows},
                                {"problems", problems},
+                               {"overlap", overlap},
                                {"goals",
                                 {{"vs_mpi_tcp", mpi_tcp_goal},
                                  {"vs_gloo", gloo_goal},

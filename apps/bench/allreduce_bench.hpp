@@ -7,7 +7,8 @@
 // (apps/bench/baselines/mpi_allreduce.c, gloo_allreduce.py): f32 sum in
 // place; per size a correctness check, warm-up, then timed iterations each
 // after a barrier, an iteration's time being the slowest rank's; the median
-// counts.
+// counts. Then the same job's gradient exchange in training: how long
+// workers wait for reductions after backward, with and without overlap.
 
 #include <string>
 #include <vector>
@@ -23,6 +24,10 @@ struct allreduce_bench_options {
   std::string json_path;
   std::string python;      ///< for gloo (default: .venv-bench)
   bool baselines = true;
+  /// Gradient overlap: Wide&Deep with two 1024-wide hidden layers trained
+  /// by 2 all-reduce workers on this many generated Criteo rows, buckets
+  /// reduced during backward vs after it (0: skip).
+  int64_t overlap_rows = 40000;
   // Internal: one rank of the measured job (started through `luoshu launch`).
   bool worker = false;
   std::string out;         ///< worker: rank 0 appends its JSON lines here

@@ -182,6 +182,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{8}, size_t{1} << 30));
   ar_cmd->add_option("--python", ao.python, "Python with torch for gloo (default: $LUOSHU_BENCH_PYTHON or .venv-bench)");
   ar_cmd->add_flag("--no-baselines", ar_no_baselines, "Measure Luoshu only");
+  ar_cmd->add_option("--overlap-rows", ao.overlap_rows,
+                     "Generated Criteo rows for the training overlap comparison (0: skip)")
+      ->check(CLI::NonNegativeNumber);
   ar_cmd->add_flag("--worker", ao.worker, "Run as one rank of the measured job")->group("");
   ar_cmd->add_option("--out", ao.out, "Worker: append results here")->group("");
   ar_cmd->add_option("--die-rank", ao.die_rank, "Worker (tests): this rank kills itself")->group("");
