@@ -47,7 +47,7 @@ struct run_options {
   /// only during the call (copy what you keep). Data-parallel training
   /// starts reducing gradients this way while backward goes on. Host runs
   /// only; on a device each fetch is reported at the end of the run.
-  std::function<void(size_t index, const tensor& value)> on_fetch;
+  std::function<void(size_t index, const tensor& value)> on_fetch = nullptr;
 };
 
 struct memory_stats {
