@@ -680,5 +680,55 @@ TEST(WirePs, MalformedRequestsAreRefusedNamingTheProblem) {
   refused(c, "has no rows");
 }
 
+TEST(WireCollective, MessagesRoundTrip) {
+  for (const collective_message& m : {sample_collective_chunk(), sample_collective_hello(), sample_collective_abort()}) {
+    auto back = decode_collective_message(bytes_of(encode(m)));
+    ASSERT_TRUE(back.ok()) << back.err().message;
+    EXPECT_EQ(back->kind, m.kind);
+    EXPECT_EQ(back->chunk, m.kind == collective_message::kind_t::chunk ? m.chunk : collective_chunk{});
+    EXPECT_EQ(back->hello, m.kind == collective_message::kind_t::hello ? m.hello : collective_hello{});
+    EXPECT_EQ(back->abort, m.kind == collective_message::kind_t::abort ? m.abort : collective_abort{});
+  }
+}
+
+TEST(WireCollective, MalformedMessagesAreRefusedNamingTheProblem) {
+  auto refused = [](const collective_message& m, const std::string& what) {
+    auto r = decode_collective_message(bytes_of(encode(m)));
+    ASSERT_FALSE(r.ok()) << "accepted: " << what;
+    EXPECT_NE(r.err().message.find(what), std::string::npos) << r.err().message;
+  };
+  collective_message c = sample_collective_chunk();
+  c.chunk.offset = 3900;
+  c.chunk.count = 200; // past the 4001 elements
+  refused(c, "outside a buffer of 4001 elements");
+  c = sample_collective_chunk();
+  c.chunk.offset = ~uint64_t{0};
+  refused(c, "outside a buffer");
+  c = sample_collective_chunk();
+  c.chunk.total = uint64_t{1} << 62; // x 8 bytes overflows
+  c.chunk.count = 1;
+  refused(c, "exceeds the limit");
+  c = sample_collective_chunk();
+  c.chunk.type = static_cast<dtype>(dtype_count);
+  refused(c, "unknown dtype code");
+  c = sample_collective_chunk();
+  c.chunk.reduce = static_cast<reduce_op>(9);
+  refused(c, "unknown reduce op 9");
+  c = sample_collective_chunk();
+  c.chunk.kind = static_cast<collective_kind>(7);
+  refused(c, "unknown collective kind 7");
+  collective_message h = sample_collective_hello();
+  h.hello.rank = 4;
+  refused(h, "rank 4 of 4");
+  h.hello.rank = -1;
+  refused(h, "rank -1 of 4");
+  h = sample_collective_hello();
+  h.hello.group = std::string(max_name_bytes + 1, 'g');
+  refused(h, "collective group is");
+  collective_message a = sample_collective_abort();
+  a.abort.failed_rank = -5;
+  refused(a, "failed rank -5");
+}
+
 } // namespace
 } // namespace luoshu::transport

@@ -103,6 +103,11 @@ std::vector<corpus_entry> corpus() {
   c.push_back({"ps reply", encode(sample_ps_reply(rng)),
                checker(decode_ps_reply, [](const ps_reply& m) { return encode(m); })});
 
+  auto collective_check = checker(decode_collective_message, [](const collective_message& m) { return encode(m); });
+  c.push_back({"collective chunk", encode(sample_collective_chunk()), collective_check});
+  c.push_back({"collective hello", encode(sample_collective_hello()), collective_check});
+  c.push_back({"collective abort", encode(sample_collective_abort()), collective_check});
+
   auto graph_check = checker(decode_graph, [](const std::unique_ptr<graph>& g) { return encode_graph(*g); });
   // A small graph (mutations hit its structure often) and an MLP with its
   // gradients and sgd updates.

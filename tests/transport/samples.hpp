@@ -80,6 +80,27 @@ inline ps_reply sample_ps_reply(std::mt19937_64& rng) {
   return m;
 }
 
+inline collective_message sample_collective_chunk() {
+  collective_message m;
+  m.kind = collective_message::kind_t::chunk;
+  m.chunk = {7, collective_kind::allreduce, dtype::f64, reduce_op::max, 3, 2, 1000, 250, 4001};
+  return m;
+}
+
+inline collective_message sample_collective_hello() {
+  collective_message m;
+  m.kind = collective_message::kind_t::hello;
+  m.hello = {"train", 2, 4};
+  return m;
+}
+
+inline collective_message sample_collective_abort() {
+  collective_message m;
+  m.kind = collective_message::kind_t::abort;
+  m.abort = {"collective 'train': rank 3 is gone", 3};
+  return m;
+}
+
 /// A small MLP classifier (6 features, 16 hidden, 3 classes) set up for
 /// training with `cfg`: forward, gradients() via minimize(), update nodes.
 struct mlp {
