@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "actors/atoms.hpp"
 #include "actors/node.hpp"
@@ -38,11 +39,44 @@ struct collective_call {
   std::promise<status> done;
 };
 
-/// A lane message frame from the left neighbour.
+/// A received payload: a buffer from the lane's pool, given back to it
+/// unless it is passed on (to the right neighbour, without a copy).
+class payload_buffer {
+public:
+  payload_buffer(std::vector<char>&& b, std::shared_ptr<bulk::buffer_pool> pool)
+      : bytes_(std::move(b)), pool_(std::move(pool)) {}
+  payload_buffer(payload_buffer&& o) noexcept
+      : bytes_(std::exchange(o.bytes_, {})), pool_(std::move(o.pool_)) {}
+  payload_buffer& operator=(payload_buffer&& o) noexcept {
+    if (this != &o) {
+      give_back();
+      bytes_ = std::exchange(o.bytes_, {});
+      pool_ = std::move(o.pool_);
+    }
+    return *this;
+  }
+  payload_buffer(const payload_buffer&) = delete;
+  payload_buffer& operator=(const payload_buffer&) = delete;
+  ~payload_buffer() { give_back(); }
+
+  char* data() { return bytes_.data(); }
+  size_t size() const { return bytes_.size(); }
+  /// The buffer itself, to pass on; this one is empty afterwards.
+  std::vector<char> release() { return std::exchange(bytes_, {}); }
+
+private:
+  void give_back() {
+    if (pool_ && bytes_.capacity() != 0) pool_->give(std::exchange(bytes_, {}));
+  }
+  std::vector<char> bytes_;
+  std::shared_ptr<bulk::buffer_pool> pool_;
+};
+
+/// A lane message frame from the left neighbour that came before its
+/// collective started here.
 struct collective_incoming {
-  bulk::connection_id conn = 0;
   std::vector<char> meta;
-  bulk::pooled_bytes payload;
+  payload_buffer payload;
 };
 
 /// How a rank reaches its right neighbour and whom it watches.
@@ -61,19 +95,14 @@ struct collective_links {
 
 } // namespace luoshu::actors
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<luoshu::actors::collective_call>)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<luoshu::actors::collective_incoming>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<luoshu::actors::collective_links>)
 
 namespace luoshu::actors {
 
 namespace {
 
-using call_atom = caf::atom_constant<caf::atom("collcall")>;
-using chunk_atom = caf::atom_constant<caf::atom("collchunk")>;
 using link_atom = caf::atom_constant<caf::atom("colllink")>;
 using addr_atom = caf::atom_constant<caf::atom("colladdr")>;
-using lane_err_atom = caf::atom_constant<caf::atom("collerr")>;
 
 int mod(int64_t a, int n) { return static_cast<int>(((a % n) + n) % n); }
 
@@ -117,7 +146,7 @@ void combine_bytes(dtype t, void* dst, const void* a, const void* b, size_t n, r
   }
 }
 
-// --- the peer actor ---------------------------------------------------------------
+// --- the ring engine --------------------------------------------------------------
 
 /// What the communicator object and its actor share.
 struct shared_state {
@@ -126,361 +155,563 @@ struct shared_state {
   std::atomic<uint64_t> ops{0}, sent{0}, received{0};
 };
 
-struct peer_state {
-  int rank = 0, size = 1;
-  std::string group;
-  collective_options opt;
-  std::shared_ptr<shared_state> shared;
-  std::shared_ptr<bulk::buffer_pool> pool;
-  std::optional<bulk::sender> right;
-  std::vector<caf::actor> peers;
-  bool left_known = false;
-  bulk::connection_id left_conn = -1;
+/// This rank's part of the collectives: the one in progress, the queue, and
+/// the chunks that came early.
+///
+/// Deliberately not an actor's state (STYLE.md would have one owner): a
+/// chunk is combined and passed on right where the lane delivers it, on
+/// CAF's I/O thread, because a hop to an actor thread and back costs two
+/// thread wake-ups per chunk, and on a loaded machine those dominated. So the
+/// state sits under one mutex, taken by the lane's callbacks (I/O thread),
+/// by submit() (the caller's thread) and by the peer actor (link, timeouts,
+/// failures of other ranks). Nothing under the mutex waits: the sender to
+/// the right never blocks (its limits are above anything one collective
+/// queues; the collective's own size bounds what is in flight), promises are
+/// kept after the mutex is released, and the first sends of a collective
+/// (the copy of this rank's segment into frames) run outside it, so the I/O
+/// thread keeps receiving meanwhile.
+class ring_engine {
+public:
+  ring_engine(int rank, int size, collective_options opt, std::shared_ptr<shared_state> shared,
+              std::shared_ptr<bulk::buffer_pool> pool)
+      : rank_(rank), size_(size), group_(opt.group), opt_(std::move(opt)), shared_(std::move(shared)),
+        pool_(std::move(pool)) {}
+  ring_engine(const ring_engine&) = delete;
+  ring_engine& operator=(const ring_engine&) = delete;
 
-  std::deque<std::shared_ptr<collective_call>> queue;
-  std::shared_ptr<collective_call> cur;
-  uint64_t cur_op = 0;  ///< the number of the collective in progress (0: none yet)
-  uint64_t expected = 0, received = 0;
-  size_t chunk_elems = 1;
-  std::vector<uint64_t> next_chunk; ///< per stage: the chunk index expected next
-  std::chrono::steady_clock::time_point last_progress;
-  std::map<uint64_t, std::vector<std::shared_ptr<collective_incoming>>> early;
-  std::optional<error> failed;
+  int left() const { return mod(rank_ - 1, size_); }
+  int right_rank() const { return mod(rank_ + 1, size_); }
+  const std::string& group() const { return group_; }
+
+  /// Queues a collective (the caller's thread); it starts at once when none runs.
+  void submit(std::shared_ptr<collective_call> c) {
+    run([&] {
+      if (failed_) {
+        done_.emplace_back(std::move(c), *failed_);
+        return;
+      }
+      queue_.push_back(std::move(c));
+      start_next();
+    });
+  }
+
+  /// A message frame from the lane (CAF's I/O thread).
+  void on_message(bulk::connection_id conn, std::vector<char>&& meta, std::vector<char>&& payload) {
+    payload_buffer p(std::move(payload), pool_);
+    run([&] { on_incoming(conn, std::move(meta), std::move(p)); });
+  }
+
+  /// A lane connection ended (CAF's I/O thread): cleanly between frames, or
+  /// with an error.
+  void on_lane_end(bulk::connection_id conn, const std::string& what, bool clean) {
+    run([&] {
+      if (failed_ || !left_known_ || conn != left_conn_) return;
+      if (clean) {
+        gone_.emplace(left(), "closed its connection to rank " + std::to_string(rank_));
+        return;
+      }
+      fail(error{"collective '" + group_ + "': the connection from rank " + std::to_string(left()) + " ended" +
+                 (cur_ ? " during " + op_label() : std::string()) + ": " + what},
+           left());
+    });
+  }
+
+  /// The connection to the right neighbour (the peer actor, once): says hello
+  /// on it. Empty on success, else what went wrong.
+  std::string attach_right(bulk::sender s) {
+    std::string err;
+    run([&] {
+      if (stopped_) {
+        err = "collective '" + group_ + "': rank " + std::to_string(rank_) + " was closed";
+        return;
+      }
+      right_ = std::make_shared<bulk::sender>(std::move(s));
+      collective_message m;
+      m.kind = collective_message::kind_t::hello;
+      m.hello = {group_, rank_, size_};
+      auto meta = transport::encode(m);
+      if (auto r = right_->send_message(meta, 0, [](char*) {}, "the hello"); !r) err = r.err().message;
+    });
+    return err;
+  }
+
+  /// Rank `k` closed its communicator (its peer actor stopped cleanly).
+  void rank_left(int k) {
+    run([&] { gone_.emplace(k, "closed its communicator"); });
+  }
+
+  /// Rank `k`'s peer actor is gone otherwise (killed, its process died).
+  void rank_died(int k) {
+    run([&] {
+      fail(error{"collective '" + group_ + "': rank " + std::to_string(k) +
+                 " is gone (its process exited or its connection dropped)" +
+                 (cur_ ? " during " + op_label() : std::string())},
+           k, false);
+    });
+  }
+
+  /// The peer actor's periodic check: the job's failure (as the coordinator
+  /// reports it; empty while healthy), ranks that left, the timeout.
+  void tick(const std::string& job_failure) {
+    run([&] {
+      if (!cur_ || failed_) return;
+      const auto idle = std::chrono::steady_clock::now() - last_progress_;
+      if (!job_failure.empty())
+        return fail(error{"collective '" + group_ + "': " + op_label() + " stopped: the job failed: " + job_failure});
+      if (!gone_.empty() && idle > std::min<std::chrono::milliseconds>(opt_.timeout, std::chrono::seconds(2))) {
+        const auto& [k, why] = *gone_.begin();
+        return fail(error{"collective '" + group_ + "': rank " + std::to_string(k) + " " + why + " while rank " +
+                          std::to_string(rank_) + " still waits in " + op_label() +
+                          " (did every rank issue the same collectives?)"},
+                    k);
+      }
+      if (idle > opt_.timeout)
+        fail(error{"collective '" + group_ + "': rank " + std::to_string(rank_) + " received nothing from rank " +
+                   std::to_string(left()) + " for " + std::to_string(opt_.timeout.count()) + " ms during " +
+                   op_label() + " (" + std::to_string(received_) + " of " + std::to_string(expected_) +
+                   " chunks arrived)"},
+             left());
+    });
+  }
+
+  /// Whether a collective is in progress (the peer actor polls the job's
+  /// failure only then).
+  bool busy() const {
+    std::lock_guard lock(mu_);
+    return cur_ != nullptr && !failed_;
+  }
+
+  /// The peer actor stops (its communicator closes, or it was killed): the
+  /// collectives still pending fail, chunks are ignored from now on, and the
+  /// connection to the right closes after what is queued (up to 5 s).
+  void stop() {
+    std::shared_ptr<bulk::sender> right;
+    run([&] {
+      stopped_ = true;
+      fail(error{"collective '" + group_ + "': rank " + std::to_string(rank_) + "'s communicator was closed"}, -1,
+           false);
+      right = std::move(right_);
+    });
+    if (right) (void)right->close(std::chrono::seconds(5));
+  }
+
+private:
+  /// The first chunks of a collective: this rank's segment `seg` at
+  /// `stage`, read from `base`; sent outside the mutex by the thread that
+  /// started the collective.
+  struct first_sends {
+    uint64_t op = 0;
+    std::shared_ptr<collective_call> call; ///< keeps the buffers alive
+    std::shared_ptr<bulk::sender> right;
+    uint32_t stage = 0;
+    int seg = 0;
+    const char* base = nullptr;
+    size_t chunk_elems = 1;
+  };
+
+  /// Runs `f` under the mutex, then (without it) keeps the promises `f`
+  /// fulfilled and makes the first sends of a collective `f` started.
+  template <class F>
+  void run(F&& f) {
+    std::unique_lock lock(mu_);
+    f();
+    for (;;) {
+      if (!done_.empty()) {
+        auto done = std::move(done_);
+        done_.clear();
+        lock.unlock();
+        for (auto& [c, st] : done) c->done.set_value(std::move(st));
+        done.clear(); // the calls' tensors are released outside the mutex too
+        lock.lock();
+        continue;
+      }
+      if (!first_) return;
+      first_sends p = std::move(*first_);
+      first_.reset();
+      lock.unlock();
+      std::string err = send_first(p);
+      lock.lock();
+      if (failed_ || !cur_ || cur_op_ != p.op) continue;
+      if (!err.empty()) {
+        fail(error{"collective '" + group_ + "': cannot send to rank " + std::to_string(right_rank()) + " during " +
+                   op_label() + ": " + err},
+             right_rank(), false);
+        continue;
+      }
+      first_pending_ = false;
+      last_progress_ = std::chrono::steady_clock::now();
+      maybe_complete();
+    }
+  }
+
+  /// The meta of a chunk of the collective in progress.
+  static transport::wire_bytes chunk_meta(const collective_call& call, uint64_t op, uint32_t stage, int seg, uint64_t offset,
+                               uint64_t count) {
+    collective_message m;
+    m.kind = collective_message::kind_t::chunk;
+    collective_chunk& c = m.chunk;
+    c.op = op;
+    c.kind = call.kind;
+    c.type = call.type;
+    c.reduce = call.op;
+    c.stage = stage;
+    c.segment = static_cast<uint32_t>(seg);
+    c.offset = offset;
+    c.count = count;
+    c.total = call.total;
+    return transport::encode(m);
+  }
+
+  /// Sends every chunk of `p` (no mutex held); stops early once the
+  /// communicator failed. Empty on success.
+  std::string send_first(const first_sends& p) {
+    const collective_call& call = *p.call;
+    const size_t es = size_of(call.type);
+    const uint64_t b = call.seg[static_cast<size_t>(p.seg)], e = call.seg[static_cast<size_t>(p.seg) + 1];
+    for (uint64_t o = b; o < e && !aborted_.load(std::memory_order_relaxed); o += p.chunk_elems) {
+      const uint64_t cnt = std::min<uint64_t>(p.chunk_elems, e - o);
+      const char* from = p.base + o * es;
+      auto meta = chunk_meta(call, p.op, p.stage, p.seg, o, cnt);
+      auto r = p.right->send_message_bytes(meta, {from, cnt * es}, "a collective chunk");
+      if (!r) return r.err().message;
+      shared_->sent += cnt * es;
+    }
+    return "";
+  }
+
+  std::string op_label() const {
+    if (!cur_) return "no collective";
+    return std::string(name(cur_->kind)) + " #" + std::to_string(cur_op_);
+  }
+
+  /// Ends the communicator: the collective in progress and every queued one
+  /// fail with `e`; the right neighbour is told (best effort).
+  void fail(const error& e, int blame = -1, bool tell_right = true) {
+    if (failed_) return;
+    failed_ = e;
+    aborted_.store(true, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(shared_->mu);
+      shared_->failure = e.message;
+    }
+    if (cur_) done_.emplace_back(std::move(cur_), e);
+    cur_.reset();
+    for (auto& c : queue_) done_.emplace_back(std::move(c), e);
+    queue_.clear();
+    early_.clear();
+    first_.reset();
+    if (tell_right && right_ && size_ > 1) {
+      collective_message m;
+      m.kind = collective_message::kind_t::abort;
+      m.abort.reason = e.message;
+      m.abort.failed_rank = blame;
+      auto meta = transport::encode(m);
+      (void)right_->send_message(meta, 0, [](char*) {}, "an abort message");
+    }
+  }
+
+  size_t chunks_in(int seg) const {
+    const uint64_t n = cur_->seg[static_cast<size_t>(seg) + 1] - cur_->seg[static_cast<size_t>(seg)];
+    return static_cast<size_t>((n + chunk_elems_ - 1) / chunk_elems_);
+  }
+
+  /// The stages this rank receives in for the current call: [first, last).
+  std::pair<uint32_t, uint32_t> receive_stages() const {
+    const auto n = static_cast<uint32_t>(size_);
+    switch (cur_->kind) {
+      case collective_kind::allreduce: return {0, 2 * n - 2};
+      case collective_kind::reduce_scatter: return {0, n - 1};
+      case collective_kind::allgather: return {n - 1, 2 * n - 2};
+      case collective_kind::broadcast: {
+        const auto st = static_cast<uint32_t>(mod(rank_ - cur_->root - 1, size_));
+        return rank_ == cur_->root ? std::pair<uint32_t, uint32_t>{0, 0} : std::pair<uint32_t, uint32_t>{st, st + 1};
+      }
+    }
+    return {0, 0};
+  }
+
+  /// The segment received (ring collectives) at `stage`.
+  int received_segment(uint32_t stage) const {
+    if (cur_->kind == collective_kind::broadcast) return 0;
+    return mod(static_cast<int64_t>(rank_) - 2 - stage, size_);
+  }
+
+  /// Sends a chunk of the collective in progress: its elements copied from
+  /// `from`, or `buffer` itself when `from` is null.
+  void send_chunk(uint32_t stage, int seg, uint64_t offset, uint64_t count, const char* from,
+                  std::vector<char>&& buffer = {}) {
+    const size_t bytes = count * size_of(cur_->type);
+    auto meta = chunk_meta(*cur_, cur_op_, stage, seg, offset, count);
+    auto r = !right_ ? result<uint64_t>(error{"not connected"})
+             : from  ? right_->send_message_bytes(meta, {from, bytes}, "a collective chunk")
+                     : right_->send_message_buffer(meta, std::move(buffer), "a collective chunk");
+    if (!r)
+      return fail(error{"collective '" + group_ + "': cannot send to rank " + std::to_string(right_rank()) +
+                        " during " + op_label() + ": " + r.err().message},
+                  right_rank(), false);
+    shared_->sent += bytes;
+  }
+
+  /// Completes the collective in progress once everything arrived and its
+  /// first chunks are sent.
+  void maybe_complete() {
+    if (!cur_ || failed_ || first_pending_ || received_ != expected_) return;
+    done_.emplace_back(std::move(cur_), status::success());
+    cur_.reset();
+    ++shared_->ops;
+    start_next();
+  }
+
+  /// Starts the next queued collective, if any and none runs.
+  void start_next() {
+    if (cur_ || queue_.empty() || failed_) return;
+    cur_ = std::move(queue_.front());
+    queue_.pop_front();
+    ++cur_op_;
+    collective_call& c = *cur_;
+    const size_t es = size_of(c.type);
+    const int n = size_, r = rank_;
+    chunk_elems_ = std::max<size_t>(1, opt_.chunk_bytes / es);
+    received_ = 0;
+    first_pending_ = false;
+    last_progress_ = std::chrono::steady_clock::now();
+
+    // What this rank already has: its own part of the result.
+    switch (c.kind) {
+      case collective_kind::allgather: {
+        char* mine = c.dst + c.seg[static_cast<size_t>(r)] * es;
+        const size_t bytes = (c.seg[static_cast<size_t>(r) + 1] - c.seg[static_cast<size_t>(r)]) * es;
+        if (mine != c.src && bytes != 0) std::memmove(mine, c.src, bytes);
+        break;
+      }
+      case collective_kind::broadcast:
+        if (r == c.root && c.dst != c.src && c.total != 0) std::memmove(c.dst, c.src, c.total * es);
+        break;
+      case collective_kind::allreduce:
+      case collective_kind::reduce_scatter:
+        if (n == 1) {
+          const uint64_t first = c.kind == collective_kind::allreduce ? 0 : c.seg[0];
+          const size_t bytes = (c.seg[1] - c.seg[0]) * es;
+          if (c.dst != c.src + first * es && bytes != 0) std::memmove(c.dst, c.src + first * es, bytes);
+        }
+        break;
+    }
+
+    auto [first, last] = n == 1 ? std::pair<uint32_t, uint32_t>{0, 0} : receive_stages();
+    next_chunk_.assign(2 * static_cast<size_t>(n), 0);
+    expected_ = 0;
+    for (uint32_t st = first; st < last; ++st) expected_ += chunks_in(received_segment(st));
+
+    // What this rank sends first: handed to the thread that started it, to
+    // send once the mutex is released (run()).
+    if (n > 1) {
+      std::optional<first_sends> p;
+      switch (c.kind) {
+        case collective_kind::allreduce:
+        case collective_kind::reduce_scatter: p = first_sends{cur_op_, cur_, right_, 0, mod(r - 1, n), c.src}; break;
+        case collective_kind::allgather: p = first_sends{cur_op_, cur_, right_, static_cast<uint32_t>(n - 1), r, c.dst}; break;
+        case collective_kind::broadcast:
+          if (r == c.root) p = first_sends{cur_op_, cur_, right_, 0, 0, c.dst};
+          break;
+      }
+      if (p && chunks_in(p->seg) != 0) {
+        if (!right_)
+          return fail(error{"collective '" + group_ + "': rank " + std::to_string(rank_) +
+                            " is not connected to rank " + std::to_string(right_rank())},
+                      -1, false);
+        p->chunk_elems = chunk_elems_;
+        first_ = std::move(p);
+        first_pending_ = true;
+      }
+    }
+    if (!first_pending_ && expected_ == 0) return maybe_complete();
+    // Chunks that came before this rank got here.
+    auto it = early_.find(cur_op_);
+    if (it != early_.end()) {
+      auto msgs = std::move(it->second);
+      early_.erase(it);
+      const uint64_t op = cur_op_;
+      for (auto& in : msgs) {
+        if (!cur_ || failed_ || cur_op_ != op) break;
+        auto m = transport::decode_collective_message(in.meta);
+        handle_chunk(m->chunk, in.payload);
+      }
+    }
+  }
+
+  error mismatch(const collective_chunk& c, const std::string& what) const {
+    return error{"collective '" + group_ + "': rank " + std::to_string(left()) + " sent " + name(c.kind) + " #" +
+                 std::to_string(c.op) + " of " + std::to_string(c.total) + " " + name(c.type) + " (" +
+                 name(c.reduce) + ") but rank " + std::to_string(rank_) + " runs " + name(cur_->kind) + " of " +
+                 std::to_string(cur_->total) + " " + name(cur_->type) + " (" + name(cur_->op) + "): " + what};
+  }
+
+  /// A chunk of the collective in progress.
+  void handle_chunk(const collective_chunk& c, payload_buffer& payload) {
+    collective_call& call = *cur_;
+    const int n = size_;
+    const size_t es = size_of(call.type);
+    if (c.kind != call.kind || c.type != call.type || c.total != call.total ||
+        (c.kind != collective_kind::allgather && c.kind != collective_kind::broadcast && c.reduce != call.op))
+      return fail(mismatch(c, "every rank must issue the same collectives in the same order"), left());
+    auto [first, last] = receive_stages();
+    if (c.stage < first || c.stage >= last)
+      return fail(mismatch(c, "stage " + std::to_string(c.stage) + " is not one this rank receives"), left());
+    const int seg = received_segment(c.stage);
+    const uint64_t sb = call.seg[static_cast<size_t>(seg)], se = call.seg[static_cast<size_t>(seg) + 1];
+    const uint64_t idx = next_chunk_[c.stage];
+    const uint64_t want_off = sb + idx * chunk_elems_;
+    const uint64_t want_cnt = want_off < se ? std::min<uint64_t>(chunk_elems_, se - want_off) : 0;
+    if (static_cast<int>(c.segment) != (call.kind == collective_kind::broadcast ? 0 : seg) || c.offset != want_off ||
+        c.count != want_cnt || want_cnt == 0 || payload.size() != c.count * es)
+      return fail(mismatch(c, "unexpected chunk: segment " + std::to_string(c.segment) + " [" +
+                                  std::to_string(c.offset) + ", +" + std::to_string(c.count) + ") with " +
+                                  std::to_string(payload.size()) + " bytes at stage " + std::to_string(c.stage) +
+                                  " (expected segment " + std::to_string(seg) + " [" + std::to_string(want_off) +
+                                  ", +" + std::to_string(want_cnt) + ")); were the ranks given different chunk sizes?"),
+                  left());
+    ++next_chunk_[c.stage];
+    shared_->received += payload.size();
+    const uint64_t o = c.offset, cnt = c.count;
+    char* p = payload.data();
+    const uint32_t rs_last = static_cast<uint32_t>(n - 2);
+    const uint32_t ag_last = static_cast<uint32_t>(2 * n - 3);
+    // A received buffer that is passed on goes as it is (no copy).
+    try {
+      if (call.kind == collective_kind::broadcast) {
+        std::memcpy(call.dst + o * es, p, cnt * es);
+        if (right_rank() != call.root) send_chunk(c.stage + 1, 0, o, cnt, nullptr, payload.release());
+      } else if (c.stage <= rs_last && call.kind != collective_kind::allgather) {
+        // Reduce-scatter: combine with this rank's elements and pass on.
+        const char* mine = call.src + o * es;
+        if (c.stage < rs_last) {
+          combine_bytes(call.type, p, p, mine, cnt, call.op, false, n);
+          send_chunk(c.stage + 1, seg, o, cnt, nullptr, payload.release());
+        } else {
+          // The last step: this rank's segment is complete.
+          const uint64_t at = call.kind == collective_kind::allreduce ? o : o - sb;
+          char* out = call.dst + at * es;
+          combine_bytes(call.type, out, p, mine, cnt, call.op, call.op == reduce_op::mean, n);
+          if (call.kind == collective_kind::allreduce) send_chunk(c.stage + 1, seg, o, cnt, out);
+        }
+      } else {
+        // All-gather: keep the finished chunk and pass it on.
+        std::memcpy(call.dst + o * es, p, cnt * es);
+        if (c.stage < ag_last) send_chunk(c.stage + 1, seg, o, cnt, nullptr, payload.release());
+      }
+    } catch (const std::exception& e) {
+      return fail(error{"collective '" + group_ + "': " + e.what()});
+    }
+    if (failed_) return;
+    last_progress_ = std::chrono::steady_clock::now();
+    ++received_;
+    maybe_complete();
+  }
+
+  void on_incoming(bulk::connection_id conn, std::vector<char>&& meta, payload_buffer&& payload) {
+    if (failed_) return;
+    if (left_known_ && conn != left_conn_) {
+      spdlog::warn("collective '{}' rank {}: ignoring a message from a connection that is not rank {}'s", group_,
+                   rank_, left());
+      return;
+    }
+    auto m = transport::decode_collective_message(meta);
+    if (!m) {
+      if (!left_known_) {
+        spdlog::warn("collective '{}' rank {}: ignoring a connection that did not introduce itself: {}", group_,
+                     rank_, m.err().message);
+        return;
+      }
+      return fail(error{"collective '" + group_ + "': rank " + std::to_string(left()) + " sent " + m.err().message},
+                  left());
+    }
+    if (!left_known_) {
+      const auto& h = m->hello;
+      if (m->kind != collective_message::kind_t::hello || h.group != group_ || h.size != size_ || h.rank != left()) {
+        spdlog::warn("collective '{}' rank {}: ignoring a connection that is not rank {} of this ring (it says: "
+                     "group '{}', rank {} of {})",
+                     group_, rank_, left(), h.group, h.rank, h.size);
+        return;
+      }
+      left_known_ = true;
+      left_conn_ = conn;
+      return;
+    }
+    switch (m->kind) {
+      case collective_message::kind_t::hello:
+        return fail(error{"collective '" + group_ + "': rank " + std::to_string(left()) + " introduced itself twice"},
+                    left());
+      case collective_message::kind_t::abort: return fail(error{m->abort.reason}, m->abort.failed_rank);
+      case collective_message::kind_t::chunk: {
+        const uint64_t op = m->chunk.op;
+        if (cur_ && op == cur_op_) {
+          handle_chunk(m->chunk, payload);
+        } else if (op > cur_op_) {
+          early_[op].push_back({std::move(meta), std::move(payload)}); // the left neighbour is ahead of this rank
+        } else {
+          fail(error{"collective '" + group_ + "': rank " + std::to_string(left()) + " sent a chunk of " +
+                     name(m->chunk.kind) + " #" + std::to_string(op) + ", which rank " + std::to_string(rank_) +
+                     " has already finished"},
+               left());
+        }
+        return;
+      }
+    }
+  }
+
+  // Fixed at construction.
+  const int rank_, size_;
+  const std::string group_;
+  const collective_options opt_;
+  const std::shared_ptr<shared_state> shared_;
+  const std::shared_ptr<bulk::buffer_pool> pool_;
+
+  mutable std::mutex mu_;
+  // Under mu_.
+  std::shared_ptr<bulk::sender> right_;
+  bool stopped_ = false;
+  bool left_known_ = false;
+  bulk::connection_id left_conn_ = -1;
+  std::deque<std::shared_ptr<collective_call>> queue_;
+  std::shared_ptr<collective_call> cur_;
+  uint64_t cur_op_ = 0; ///< the number of the collective in progress (0: none yet)
+  uint64_t expected_ = 0, received_ = 0;
+  size_t chunk_elems_ = 1;
+  std::vector<uint64_t> next_chunk_; ///< per stage: the chunk index expected next
+  std::chrono::steady_clock::time_point last_progress_;
+  std::map<uint64_t, std::vector<collective_incoming>> early_;
+  std::optional<error> failed_;
   /// Ranks that closed their communicator (or the left connection closed
   /// between two frames): a collective that then stops making progress for
   /// a short grace period fails naming them, without waiting the timeout.
-  std::map<int, std::string> gone;
+  std::map<int, std::string> gone_;
+  std::optional<first_sends> first_; ///< started, for run() to send
+  bool first_pending_ = false;       ///< the current collective's first chunks are not all sent yet
+  std::vector<std::pair<std::shared_ptr<collective_call>, status>> done_; ///< promises for run() to keep
+  /// failed_ for send_first(), which reads it without the mutex.
+  std::atomic<bool> aborted_{false};
+};
+
+// --- the peer actor ---------------------------------------------------------------
+
+/// The control side of a rank: links it into the ring, watches the other
+/// ranks and the timeout, and stops the engine when it goes.
+struct peer_state {
+  std::shared_ptr<ring_engine> engine;
+  std::vector<caf::actor> peers;
   std::function<std::string()> job_failure;
 
-  int left() const { return mod(rank - 1, size); }
-  int right_rank() const { return mod(rank + 1, size); }
-
   ~peer_state() {
-    if (right) {
-      (void)right->close(std::chrono::seconds(5));
-      right.reset();
-    }
+    if (engine) engine->stop();
   }
 };
 
 using peer_actor = caf::stateful_actor<peer_state>;
 
-std::string op_label(const peer_state& s) {
-  if (!s.cur) return "no collective";
-  return std::string(name(s.cur->kind)) + " #" + std::to_string(s.cur_op);
-}
-
-/// Ends the communicator: the collective in progress and every queued one
-/// fail with `e`; the right neighbour is told (best effort).
-void fail(peer_actor* self, const error& e, int blame = -1, bool tell_right = true) {
-  auto& s = self->state;
-  if (s.failed) return;
-  s.failed = e;
-  {
-    std::lock_guard lock(s.shared->mu);
-    s.shared->failure = e.message;
-  }
-  if (s.cur) {
-    s.cur->done.set_value(e);
-    s.cur.reset();
-  }
-  for (auto& c : s.queue) c->done.set_value(e);
-  s.queue.clear();
-  s.early.clear();
-  if (tell_right && s.right && s.size > 1) {
-    collective_message m;
-    m.kind = collective_message::kind_t::abort;
-    m.abort.reason = e.message;
-    m.abort.failed_rank = blame;
-    auto meta = transport::encode(m);
-    (void)s.right->send_message(meta, 0, [](char*) {}, "an abort message");
-  }
-}
-
-size_t chunks_in(const peer_state& s, int seg) {
-  const uint64_t n = s.cur->seg[static_cast<size_t>(seg) + 1] - s.cur->seg[static_cast<size_t>(seg)];
-  return static_cast<size_t>((n + s.chunk_elems - 1) / s.chunk_elems);
-}
-
-/// The stages this rank receives in for the current call: [first, last).
-std::pair<uint32_t, uint32_t> receive_stages(const peer_state& s) {
-  const auto n = static_cast<uint32_t>(s.size);
-  switch (s.cur->kind) {
-    case collective_kind::allreduce: return {0, 2 * n - 2};
-    case collective_kind::reduce_scatter: return {0, n - 1};
-    case collective_kind::allgather: return {n - 1, 2 * n - 2};
-    case collective_kind::broadcast: {
-      const auto st = static_cast<uint32_t>(mod(s.rank - s.cur->root - 1, s.size));
-      return s.rank == s.cur->root ? std::pair<uint32_t, uint32_t>{0, 0} : std::pair<uint32_t, uint32_t>{st, st + 1};
-    }
-  }
-  return {0, 0};
-}
-
-/// The segment received (ring collectives) at `stage`.
-int received_segment(const peer_state& s, uint32_t stage) {
-  if (s.cur->kind == collective_kind::broadcast) return 0;
-  return mod(static_cast<int64_t>(s.rank) - 2 - stage, s.size);
-}
-
-/// Sends chunk `c` of segment `seg` at `stage`; `fill` writes its elements.
-void send_chunk(peer_actor* self, uint32_t stage, int seg, uint64_t offset, uint64_t count,
-                const std::function<void(char*)>& fill) {
-  auto& s = self->state;
-  collective_message m;
-  m.kind = collective_message::kind_t::chunk;
-  collective_chunk& c = m.chunk;
-  c.op = s.cur_op;
-  c.kind = s.cur->kind;
-  c.type = s.cur->type;
-  c.reduce = s.cur->op;
-  c.stage = stage;
-  c.segment = static_cast<uint32_t>(seg);
-  c.offset = offset;
-  c.count = count;
-  c.total = s.cur->total;
-  const size_t bytes = count * size_of(c.type);
-  auto meta = transport::encode(m);
-  auto r = s.right->send_message(meta, bytes, fill, "a collective chunk");
-  if (!r) return fail(self, error{"collective '" + s.group + "': cannot send to rank " + std::to_string(s.right_rank()) +
-                                  " during " + op_label(s) + ": " + r.err().message},
-                      s.right_rank(), false);
-  s.shared->sent += bytes;
-}
-
-/// Sends every chunk of segment `seg` at `stage` from `base` (the buffer the
-/// segment's elements are read from, indexed by element).
-void send_segment(peer_actor* self, uint32_t stage, int seg, const char* base) {
-  auto& s = self->state;
-  const size_t es = size_of(s.cur->type);
-  const uint64_t b = s.cur->seg[static_cast<size_t>(seg)], e = s.cur->seg[static_cast<size_t>(seg) + 1];
-  for (uint64_t o = b; o < e && !s.failed; o += s.chunk_elems) {
-    const uint64_t cnt = std::min<uint64_t>(s.chunk_elems, e - o);
-    const char* from = base + o * es;
-    send_chunk(self, stage, seg, o, cnt, [from, cnt, es](char* d) { std::memcpy(d, from, cnt * es); });
-  }
-}
-
-void start_next(peer_actor* self);
-
-void complete(peer_actor* self) {
-  auto& s = self->state;
-  s.cur->done.set_value(status::success());
-  s.cur.reset();
-  ++s.shared->ops;
-  start_next(self);
-}
-
-void handle_chunk(peer_actor* self, const collective_chunk& c, bulk::pooled_bytes& payload);
-
-/// Starts the next queued collective, if any and none runs.
-void start_next(peer_actor* self) {
-  auto& s = self->state;
-  if (s.cur || s.queue.empty() || s.failed) return;
-  s.cur = std::move(s.queue.front());
-  s.queue.pop_front();
-  ++s.cur_op;
-  collective_call& c = *s.cur;
-  const size_t es = size_of(c.type);
-  const int n = s.size, r = s.rank;
-  s.chunk_elems = std::max<size_t>(1, s.opt.chunk_bytes / es);
-  s.received = 0;
-  s.last_progress = std::chrono::steady_clock::now();
-
-  // What this rank already has: its own part of the result.
-  switch (c.kind) {
-    case collective_kind::allgather: {
-      char* mine = c.dst + c.seg[static_cast<size_t>(r)] * es;
-      const size_t bytes = (c.seg[static_cast<size_t>(r) + 1] - c.seg[static_cast<size_t>(r)]) * es;
-      if (mine != c.src && bytes != 0) std::memmove(mine, c.src, bytes);
-      break;
-    }
-    case collective_kind::broadcast:
-      if (r == c.root && c.dst != c.src && c.total != 0) std::memmove(c.dst, c.src, c.total * es);
-      break;
-    case collective_kind::allreduce:
-    case collective_kind::reduce_scatter:
-      if (n == 1) {
-        const uint64_t first = c.kind == collective_kind::allreduce ? 0 : c.seg[0];
-        const size_t bytes = (c.seg[1] - c.seg[0]) * es;
-        if (c.dst != c.src + first * es && bytes != 0) std::memmove(c.dst, c.src + first * es, bytes);
-      }
-      break;
-  }
-
-  auto [first, last] = n == 1 ? std::pair<uint32_t, uint32_t>{0, 0} : receive_stages(s);
-  s.next_chunk.assign(2 * static_cast<size_t>(n), 0);
-  s.expected = 0;
-  for (uint32_t st = first; st < last; ++st) s.expected += chunks_in(s, received_segment(s, st));
-
-  // What this rank sends first.
-  if (n > 1) {
-    switch (c.kind) {
-      case collective_kind::allreduce:
-      case collective_kind::reduce_scatter: send_segment(self, 0, mod(r - 1, n), c.src); break;
-      case collective_kind::allgather: send_segment(self, static_cast<uint32_t>(n - 1), r, c.dst); break;
-      case collective_kind::broadcast:
-        if (r == c.root) send_segment(self, 0, 0, c.dst);
-        break;
-    }
-  }
-  if (s.failed) return;
-  if (s.expected == 0) return complete(self);
-  // Chunks that came before this rank got here.
-  auto it = s.early.find(s.cur_op);
-  if (it != s.early.end()) {
-    auto msgs = std::move(it->second);
-    s.early.erase(it);
-    const uint64_t op = s.cur_op;
-    for (auto& in : msgs) {
-      if (!s.cur || s.failed || s.cur_op != op) break;
-      auto m = transport::decode_collective_message(in->meta);
-      handle_chunk(self, m->chunk, in->payload);
-    }
-  }
-}
-
-error mismatch(const peer_state& s, const collective_chunk& c, const std::string& what) {
-  return error{"collective '" + s.group + "': rank " + std::to_string(s.left()) + " sent " + name(c.kind) + " #" +
-               std::to_string(c.op) + " of " + std::to_string(c.total) + " " + name(c.type) + " (" +
-               name(c.reduce) + ") but rank " + std::to_string(s.rank) + " runs " + name(s.cur->kind) + " of " +
-               std::to_string(s.cur->total) + " " + name(s.cur->type) + " (" + name(s.cur->op) + "): " + what};
-}
-
-/// A chunk of the collective in progress.
-void handle_chunk(peer_actor* self, const collective_chunk& c, bulk::pooled_bytes& payload) {
-  auto& s = self->state;
-  collective_call& call = *s.cur;
-  const int n = s.size;
-  const size_t es = size_of(call.type);
-  if (c.kind != call.kind || c.type != call.type || c.total != call.total ||
-      (c.kind != collective_kind::allgather && c.kind != collective_kind::broadcast && c.reduce != call.op))
-    return fail(self, mismatch(s, c, "every rank must issue the same collectives in the same order"), s.left());
-  auto [first, last] = receive_stages(s);
-  if (c.stage < first || c.stage >= last)
-    return fail(self, mismatch(s, c, "stage " + std::to_string(c.stage) + " is not one this rank receives"), s.left());
-  const int seg = received_segment(s, c.stage);
-  const uint64_t sb = call.seg[static_cast<size_t>(seg)], se = call.seg[static_cast<size_t>(seg) + 1];
-  const uint64_t idx = s.next_chunk[c.stage];
-  const uint64_t want_off = sb + idx * s.chunk_elems;
-  const uint64_t want_cnt = want_off < se ? std::min<uint64_t>(s.chunk_elems, se - want_off) : 0;
-  if (static_cast<int>(c.segment) != (call.kind == collective_kind::broadcast ? 0 : seg) || c.offset != want_off ||
-      c.count != want_cnt || want_cnt == 0 || payload.size() != c.count * es)
-    return fail(self,
-                mismatch(s, c,
-                         "unexpected chunk: segment " + std::to_string(c.segment) + " [" + std::to_string(c.offset) +
-                             ", +" + std::to_string(c.count) + ") with " + std::to_string(payload.size()) +
-                             " bytes at stage " + std::to_string(c.stage) + " (expected segment " +
-                             std::to_string(seg) + " [" + std::to_string(want_off) + ", +" +
-                             std::to_string(want_cnt) + ")); were the ranks given different chunk sizes?"),
-                s.left());
-  ++s.next_chunk[c.stage];
-  s.shared->received += payload.size();
-  const uint64_t o = c.offset, cnt = c.count;
-  const char* p = payload.data();
-  const uint32_t rs_last = static_cast<uint32_t>(n - 2);
-  const uint32_t ag_last = static_cast<uint32_t>(2 * n - 3);
-  try {
-    if (call.kind == collective_kind::broadcast) {
-      std::memcpy(call.dst + o * es, p, cnt * es);
-      if (s.right_rank() != call.root)
-        send_chunk(self, c.stage + 1, 0, o, cnt, [p, cnt, es](char* d) { std::memcpy(d, p, cnt * es); });
-    } else if (c.stage <= rs_last && call.kind != collective_kind::allgather) {
-      // Reduce-scatter: combine with this rank's elements and pass on.
-      const char* mine = call.src + o * es;
-      if (c.stage < rs_last) {
-        const dtype t = call.type;
-        const reduce_op op = call.op;
-        send_chunk(self, c.stage + 1, seg, o, cnt,
-                   [=](char* d) { combine_bytes(t, d, p, mine, cnt, op, false, n); });
-      } else {
-        // The last step: this rank's segment is complete.
-        const uint64_t at = call.kind == collective_kind::allreduce ? o : o - sb;
-        char* out = call.dst + at * es;
-        combine_bytes(call.type, out, p, mine, cnt, call.op, call.op == reduce_op::mean, n);
-        if (call.kind == collective_kind::allreduce)
-          send_chunk(self, c.stage + 1, seg, o, cnt, [out, cnt, es](char* d) { std::memcpy(d, out, cnt * es); });
-      }
-    } else {
-      // All-gather: keep the finished chunk and pass it on.
-      std::memcpy(call.dst + o * es, p, cnt * es);
-      if (c.stage < ag_last)
-        send_chunk(self, c.stage + 1, seg, o, cnt, [p, cnt, es](char* d) { std::memcpy(d, p, cnt * es); });
-    }
-  } catch (const std::exception& e) {
-    return fail(self, error{"collective '" + s.group + "': " + e.what()});
-  }
-  if (s.failed) return;
-  s.last_progress = std::chrono::steady_clock::now();
-  if (++s.received == s.expected) complete(self);
-}
-
-void on_incoming(peer_actor* self, const std::shared_ptr<collective_incoming>& in) {
-  auto& s = self->state;
-  if (s.failed) return;
-  auto m = transport::decode_collective_message(in->meta);
-  if (s.left_known && in->conn != s.left_conn) {
-    spdlog::warn("collective '{}' rank {}: ignoring a message from a connection that is not rank {}'s", s.group,
-                 s.rank, s.left());
-    return;
-  }
-  if (!m) {
-    if (!s.left_known) {
-      spdlog::warn("collective '{}' rank {}: ignoring a connection that did not introduce itself: {}", s.group, s.rank,
-                   m.err().message);
-      return;
-    }
-    return fail(self, error{"collective '" + s.group + "': rank " + std::to_string(s.left()) + " sent " +
-                            m.err().message},
-                s.left());
-  }
-  if (!s.left_known) {
-    const auto& h = m->hello;
-    if (m->kind != collective_message::kind_t::hello || h.group != s.group || h.size != s.size || h.rank != s.left()) {
-      spdlog::warn("collective '{}' rank {}: ignoring a connection that is not rank {} of this ring (it says: "
-                   "group '{}', rank {} of {})",
-                   s.group, s.rank, s.left(), h.group, h.rank, h.size);
-      return;
-    }
-    s.left_known = true;
-    s.left_conn = in->conn;
-    return;
-  }
-  switch (m->kind) {
-    case collective_message::kind_t::hello:
-      return fail(self, error{"collective '" + s.group + "': rank " + std::to_string(s.left()) + " introduced itself twice"},
-                  s.left());
-    case collective_message::kind_t::abort: {
-      const int blame = m->abort.failed_rank;
-      return fail(self, error{m->abort.reason}, blame);
-    }
-    case collective_message::kind_t::chunk: {
-      const uint64_t op = m->chunk.op;
-      if (s.cur && op == s.cur_op) {
-        handle_chunk(self, m->chunk, in->payload);
-      } else if (op > s.cur_op) {
-        s.early[op].push_back(in); // the left neighbour is ahead of this rank
-      } else {
-        fail(self, error{"collective '" + s.group + "': rank " + std::to_string(s.left()) + " sent a chunk of " +
-                         name(m->chunk.kind) + " #" + std::to_string(op) + ", which rank " + std::to_string(s.rank) +
-                         " has already finished"},
-             s.left());
-      }
-      return;
-    }
-  }
-}
-
 caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_options opt,
-                            std::shared_ptr<shared_state> shared, std::shared_ptr<bulk::buffer_pool> pool,
+                            std::shared_ptr<ring_engine> engine, std::shared_ptr<bulk::buffer_pool> pool,
                             std::string advertised, uint16_t port) {
-  auto& s = self->state;
-  s.rank = rank;
-  s.size = size;
-  s.group = opt.group;
-  s.opt = opt;
-  s.shared = std::move(shared);
-  s.pool = std::move(pool);
+  self->state.engine = std::move(engine);
   const auto tick = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(250),
                                                         std::max<std::chrono::milliseconds>(opt.timeout / 4,
                                                                                             std::chrono::milliseconds(10)));
@@ -488,15 +719,10 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
     auto& s = self->state;
     for (size_t k = 0; k < s.peers.size(); ++k)
       if (s.peers[k].address() == d.source) {
-        if (d.reason == caf::exit_reason::user_shutdown) { // it closed its communicator
-          s.gone.emplace(static_cast<int>(k), "closed its communicator");
-          return;
-        }
-        fail(self,
-             error{"collective '" + s.group + "': rank " + std::to_string(k) +
-                   " is gone (its process exited or its connection dropped)" +
-                   (s.cur ? " during " + op_label(s) : std::string())},
-             static_cast<int>(k), false);
+        if (d.reason == caf::exit_reason::user_shutdown) // it closed its communicator
+          s.engine->rank_left(static_cast<int>(k));
+        else
+          s.engine->rank_died(static_cast<int>(k));
         return;
       }
   });
@@ -508,64 +734,27 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
       s.peers = l->peers;
       s.job_failure = l->job_failure;
       for (size_t k = 0; k < s.peers.size(); ++k)
-        if (static_cast<int>(k) != s.rank && s.peers[k] && s.peers[k].node() == self->node()) self->monitor(s.peers[k]);
-      if (s.size == 1) return "";
+        if (static_cast<int>(k) != rank && s.peers[k] && s.peers[k].node() == self->node()) self->monitor(s.peers[k]);
+      if (size == 1) return "";
       bulk::lane_options lo;
-      lo.pool = s.pool;
-      lo.send_timeout = s.opt.timeout;
+      lo.pool = pool;
+      // The engine sends from CAF's I/O thread, where send() must never wait
+      // for room: what one collective queues bounds what is in flight.
+      lo.max_in_flight_bytes = size_t{1} << 40;
+      lo.max_in_flight_messages = size_t{1} << 30;
+      lo.send_timeout = opt.timeout;
       auto snd = bulk::connect(self->system(), l->host, l->port, lo);
       if (!snd)
-        return "collective '" + s.group + "': rank " + std::to_string(s.rank) + " cannot connect to rank " +
-               std::to_string(s.right_rank()) + " at " + l->host + ":" + std::to_string(l->port) + ": " +
+        return "collective '" + opt.group + "': rank " + std::to_string(rank) + " cannot connect to rank " +
+               std::to_string(mod(rank + 1, size)) + " at " + l->host + ":" + std::to_string(l->port) + ": " +
                snd.err().message;
-      s.right.emplace(std::move(*snd));
-      collective_message m;
-      m.kind = collective_message::kind_t::hello;
-      m.hello = {s.group, s.rank, s.size};
-      auto meta = transport::encode(m);
-      if (auto r = s.right->send_message(meta, 0, [](char*) {}, "the hello"); !r) return r.err().message;
-      return "";
-    },
-    [=](call_atom, std::shared_ptr<collective_call>& c) {
-      auto& s = self->state;
-      if (s.failed) {
-        c->done.set_value(*s.failed);
-        return;
-      }
-      s.queue.push_back(std::move(c));
-      start_next(self);
-    },
-    [=](chunk_atom, const std::shared_ptr<collective_incoming>& in) { on_incoming(self, in); },
-    [=](lane_err_atom, bulk::connection_id conn, const std::string& what, bool clean) {
-      auto& s = self->state;
-      if (!s.left_known || conn != s.left_conn) return;
-      if (clean) {
-        s.gone.emplace(s.left(), "closed its connection to rank " + std::to_string(s.rank));
-        return;
-      }
-      fail(self, error{"collective '" + s.group + "': the connection from rank " + std::to_string(s.left()) +
-                       " ended" + (s.cur ? " during " + op_label(s) : std::string()) + ": " + what},
-           s.left());
+      return s.engine->attach_right(std::move(*snd));
     },
     [=](tick_atom) {
       auto& s = self->state;
-      const auto idle = std::chrono::steady_clock::now() - s.last_progress;
-      if (s.cur && !s.failed && s.job_failure)
-        if (std::string f = s.job_failure(); !f.empty())
-          fail(self, error{"collective '" + s.group + "': " + op_label(s) + " stopped: the job failed: " + f});
-      if (s.cur && !s.failed && !s.gone.empty() && idle > std::min<std::chrono::milliseconds>(s.opt.timeout, std::chrono::seconds(2))) {
-        const auto& [k, why] = *s.gone.begin();
-        fail(self, error{"collective '" + s.group + "': rank " + std::to_string(k) + " " + why + " while rank " +
-                         std::to_string(s.rank) + " still waits in " + op_label(s) +
-                         " (did every rank issue the same collectives?)"},
-             k);
-      }
-      if (s.cur && !s.failed && idle > s.opt.timeout)
-        fail(self, error{"collective '" + s.group + "': rank " + std::to_string(s.rank) + " received nothing from rank " +
-                         std::to_string(s.left()) + " for " + std::to_string(s.opt.timeout.count()) + " ms during " +
-                         op_label(s) + " (" + std::to_string(s.received) + " of " + std::to_string(s.expected) +
-                         " chunks arrived)"},
-             s.left());
+      std::string f;
+      if (s.job_failure && s.engine->busy()) f = s.job_failure();
+      s.engine->tick(f);
       self->delayed_send(self, tick, tick_atom::value);
     },
   };
@@ -579,6 +768,7 @@ struct communicator::impl {
   caf::actor_system* sys = nullptr;
   caf::actor peer;
   std::shared_ptr<shared_state> shared = std::make_shared<shared_state>();
+  std::shared_ptr<ring_engine> engine;
   std::optional<bulk::listener> listener;
   std::string advertised;
 
@@ -606,31 +796,21 @@ result<std::shared_ptr<communicator::impl>> start_peer(caf::actor_system& sys, i
   im->sys = &sys;
   im->advertised = advertised;
   auto pool = std::make_shared<bulk::buffer_pool>(size_t{1} << 30);
-  // The listener forwards to the actor, which does not exist yet: go through
-  // a handle that is set right after.
-  auto target = std::make_shared<caf::actor>();
+  im->engine = std::make_shared<ring_engine>(rank, size, o, im->shared, pool);
+  // The lane's callbacks drive the engine on CAF's I/O thread.
   bulk::receive_handlers h;
-  h.on_message = [target](bulk::connection_id c, std::vector<char> meta, bulk::pooled_bytes payload) {
-    auto in = std::make_shared<collective_incoming>();
-    in->conn = c;
-    in->meta = std::move(meta);
-    in->payload = std::move(payload);
-    caf::anon_send(*target, chunk_atom::value, std::move(in));
+  h.on_message_buffer = [e = im->engine](bulk::connection_id c, std::vector<char> meta, std::vector<char> payload) {
+    e->on_message(c, std::move(meta), std::move(payload));
   };
-  h.on_error = [target](bulk::connection_id c, const error& e) {
-    caf::anon_send(*target, lane_err_atom::value, c, e.message, false);
-  };
-  h.on_close = [target](bulk::connection_id c) {
-    caf::anon_send(*target, lane_err_atom::value, c, std::string("closed by the peer"), true);
-  };
+  h.on_error = [e = im->engine](bulk::connection_id c, const error& err) { e->on_lane_end(c, err.message, false); };
+  h.on_close = [e = im->engine](bulk::connection_id c) { e->on_lane_end(c, "closed by the peer", true); };
   bulk::lane_options lo;
   lo.pool = pool;
   auto l = bulk::listen(sys, bind, 0, std::move(h), lo);
   if (!l) return error{"collective '" + o.group + "': rank " + std::to_string(rank) + ": " + l.err().message};
   const uint16_t port = l->port();
   im->listener.emplace(std::move(*l));
-  *target = sys.spawn<caf::detached>(peer_behavior, rank, size, o, im->shared, pool, advertised, port);
-  im->peer = *target;
+  im->peer = sys.spawn<caf::detached>(peer_behavior, rank, size, o, im->engine, pool, advertised, port);
   return im;
 }
 
@@ -801,7 +981,7 @@ collective_future communicator::submit(std::shared_ptr<collective_call> call) {
   }
   call->src = static_cast<const char*>(call->in.raw());
   call->dst = static_cast<char*>(call->out.raw());
-  caf::anon_send(impl_->peer, call_atom::value, std::move(call));
+  impl_->engine->submit(std::move(call));
   return collective_future(std::move(f));
 }
 

@@ -15,7 +15,13 @@
 //    is, the swap happens as soon as it completes. A written buffer is
 //    cleared (capacity kept) and comes back as the offline buffer later.
 //  - data_transferred_msg is delivered synchronously from the write handler,
-//    before the stream swaps in the next offline buffer.
+//    before the stream swaps in the next offline buffer, and (unlike
+//    new_data_msg, whose scribe::consume holds one) without a strong
+//    reference to the broker: a broker that quits in that handler can be
+//    destroyed halfway through its own cleanup once the last outside handle
+//    goes (a sender's close() returns as soon as the broker's attached
+//    functor ran). So the sender never quits there: it sends itself
+//    lane_done_atom and quits when that arrives through its mailbox.
 
 #include "transport/bulk/lane.hpp"
 
@@ -41,6 +47,13 @@ namespace {
 
 using lane_send_atom = caf::atom_constant<caf::atom("lnsend")>;
 using lane_close_atom = caf::atom_constant<caf::atom("lnclose")>;
+using lane_done_atom = caf::atom_constant<caf::atom("lndone")>;
+
+/// Spare capacity kept behind a message payload (received, or built by
+/// send_message_bytes): when the payload is passed on in a frame of its own
+/// and still waits for the socket, the next frame's header and meta are
+/// appended there instead of costing a write of their own.
+constexpr size_t frame_slack = 256;
 
 std::shared_ptr<buffer_pool> pool_for(const lane_options& o) {
   return o.pool ? o.pool : std::make_shared<buffer_pool>(o.pool_bytes);
@@ -110,7 +123,10 @@ caf::behavior receiver_broker(caf::io::broker* self, caf::io::doorman_ptr door,
   auto deliver = [cfg, fail](connection_handle hdl, connection_state& st, std::vector<char>&& payload) {
     if (st.header.kind == frame_kind::message) {
       try {
-        cfg->handlers.on_message(hdl.id(), std::move(st.message_meta), pooled_bytes(std::move(payload), cfg->pool));
+        if (cfg->handlers.on_message_buffer)
+          cfg->handlers.on_message_buffer(hdl.id(), std::move(st.message_meta), std::move(payload));
+        else
+          cfg->handlers.on_message(hdl.id(), std::move(st.message_meta), pooled_bytes(std::move(payload), cfg->pool));
       } catch (...) {
         fail(hdl, error{"bulk lane: on_message threw: " + what_threw(std::current_exception())});
       }
@@ -149,8 +165,9 @@ caf::behavior receiver_broker(caf::io::broker* self, caf::io::doorman_ptr door,
           if (h->seq != st.next_seq)
             return fail(msg.handle, error{"bulk lane: frame " + std::to_string(h->seq) + " out of order (expected " +
                                           std::to_string(st.next_seq) + ")"});
-          const bool handled = h->kind == frame_kind::message ? static_cast<bool>(cfg->handlers.on_message)
-                                                               : static_cast<bool>(cfg->handlers.on_tensor);
+          const bool handled = h->kind == frame_kind::message
+                                   ? cfg->handlers.on_message || cfg->handlers.on_message_buffer
+                                   : static_cast<bool>(cfg->handlers.on_tensor);
           if (!handled)
             return fail(msg.handle, error{std::string("bulk lane: this listener takes no ") +
                                           (h->kind == frame_kind::message ? "message" : "tensor") + " frames"});
@@ -179,6 +196,14 @@ caf::behavior receiver_broker(caf::io::broker* self, caf::io::doorman_ptr door,
           std::vector<char> target;
           try {
             target = cfg->pool->take_sized(n);
+            if (st.header.kind == frame_kind::message && target.capacity() < n + frame_slack) {
+              // Without room behind it (dropped, so that the pool ends up
+              // holding buffers with room).
+              std::vector<char> roomy;
+              roomy.reserve(n + frame_slack);
+              roomy.resize(n);
+              target.swap(roomy);
+            }
           } catch (const std::bad_alloc&) {
             return fail(msg.handle, error{"bulk lane: cannot allocate " + std::to_string(n) +
                                           " bytes for the payload of frame " + std::to_string(st.header.seq)});
@@ -306,7 +331,8 @@ caf::behavior sender_broker(caf::io::broker* self, caf::io::connection_handle hd
   };
   // Hands queued frames to CAF in order, as far as its buffers allow: a
   // frame is swapped in whole when CAF's offline buffer is empty (no copy);
-  // small frames are appended to other small frames (one write for many).
+  // small frames are appended to other small frames (one write for many),
+  // or to a large one that has room for them without growing.
   auto pump = [self, hdl, st, pool] {
     if (!st->open) return;
     for (;;) {
@@ -320,7 +346,8 @@ caf::behavior sender_broker(caf::io::broker* self, caf::io::connection_handle hd
         // What comes back is a buffer CAF wrote earlier, cleared: reuse it.
         if (item.frame.capacity() != 0) pool->give(std::move(item.frame));
         st->offline_large = large;
-      } else if (!large && !st->offline_large && wb.size() < st->batch_bytes * 16) {
+      } else if (!large && ((!st->offline_large && wb.size() < st->batch_bytes * 16) ||
+                            wb.capacity() - wb.size() >= item.frame.size())) {
         wb.insert(wb.end(), item.frame.begin(), item.frame.end());
       } else {
         break; // wait until CAF has taken its offline buffer
@@ -330,8 +357,8 @@ caf::behavior sender_broker(caf::io::broker* self, caf::io::connection_handle hd
     }
     if (st->closing && st->queue.empty() && st->written == st->enqueued) {
       st->open = false;
-      self->close(hdl); // sends FIN once CAF's buffers are written
-      self->quit();
+      // Not quit() here: pump may run inside data_transferred (top of file).
+      self->send(self, lane_done_atom::value);
     }
   };
 
@@ -343,9 +370,22 @@ caf::behavior sender_broker(caf::io::broker* self, caf::io::connection_handle hd
       st->queue.push_back({seq, std::move(frame)});
       pump();
     },
+    [=](lane_send_atom, uint64_t seq, std::vector<char>& frame, std::vector<char>& tail) {
+      // One frame in two parts: its header and meta, then its payload.
+      const size_t bytes = frame.size() + tail.size();
+      st->enqueued += bytes;
+      st->completions.push_back({st->enqueued, seq, bytes});
+      st->queue.push_back({seq, std::move(frame)});
+      st->queue.push_back({seq, std::move(tail)});
+      pump();
+    },
     [=](lane_close_atom) {
       st->closing = true;
       pump();
+    },
+    [=](lane_done_atom) {
+      self->close(hdl); // sends FIN once CAF's buffers are written
+      self->quit();
     },
     [=](const caf::io::data_transferred_msg& msg) {
       st->written += msg.written;
@@ -478,7 +518,7 @@ result<uint64_t> sender::send(const tensor_message& m) {
   } catch (const std::bad_alloc&) {
     return error{"bulk lane: cannot allocate " + std::to_string(bytes) + " bytes to send '" + m.name + "'"};
   }
-  return enqueue(std::move(frame), "'" + m.name + "'");
+  return enqueue(std::move(frame), {}, "'" + m.name + "'");
 }
 
 result<uint64_t> sender::send_message(std::span<const char> meta, size_t payload_bytes,
@@ -508,12 +548,72 @@ result<uint64_t> sender::send_message(std::span<const char> meta, size_t payload
   } catch (const std::exception& e) {
     return error{"bulk lane: cannot build " + what + ": " + e.what()};
   }
-  return enqueue(std::move(frame), what);
+  return enqueue(std::move(frame), {}, what);
 }
 
-result<uint64_t> sender::enqueue(std::vector<char>&& frame, const std::string& what) {
+result<uint64_t> sender::send_message_bytes(std::span<const char> meta, std::span<const char> payload,
+                                            const std::string& what) {
+  if (!impl_) return error{"bulk lane: send on a moved-from sender"};
   sender_impl& im = *impl_;
-  const size_t bytes = frame.size();
+  if (payload.size() > im.opts.max_payload_bytes)
+    return error{"bulk lane: " + what + " has " + std::to_string(payload.size()) +
+                 " payload bytes, over the limit of " + std::to_string(im.opts.max_payload_bytes)};
+  if (meta.size() > im.opts.max_meta_bytes)
+    return error{"bulk lane: the meta of " + what + " has " + std::to_string(meta.size()) +
+                 " bytes, over the limit of " + std::to_string(im.opts.max_meta_bytes)};
+  std::vector<char> frame;
+  try {
+    wire_bytes prefix = encode_message_prefix(meta, payload.size(), 0);
+    const size_t bytes = prefix.size() + payload.size();
+    // Appended, not resized and overwritten: a kept buffer is not zero-filled first.
+    if (bytes >= im.opts.batch_bytes) {
+      frame = im.pool->take_empty(bytes + frame_slack);
+      frame.insert(frame.end(), prefix.begin(), prefix.end());
+    } else {
+      frame = std::move(prefix);
+      frame.reserve(bytes);
+    }
+    frame.insert(frame.end(), payload.begin(), payload.end());
+  } catch (const std::bad_alloc&) {
+    return error{"bulk lane: cannot allocate a frame for " + what};
+  } catch (const std::exception& e) {
+    return error{"bulk lane: cannot build " + what + ": " + e.what()};
+  }
+  return enqueue(std::move(frame), {}, what);
+}
+
+result<uint64_t> sender::send_message_buffer(std::span<const char> meta, std::vector<char>&& payload,
+                                             const std::string& what) {
+  if (!impl_) return error{"bulk lane: send on a moved-from sender"};
+  sender_impl& im = *impl_;
+  auto refuse = [&](error e) -> result<uint64_t> {
+    im.pool->give(std::move(payload));
+    return e;
+  };
+  if (payload.size() > im.opts.max_payload_bytes)
+    return refuse(error{"bulk lane: " + what + " has " + std::to_string(payload.size()) +
+                        " payload bytes, over the limit of " + std::to_string(im.opts.max_payload_bytes)});
+  if (meta.size() > im.opts.max_meta_bytes)
+    return refuse(error{"bulk lane: the meta of " + what + " has " + std::to_string(meta.size()) +
+                        " bytes, over the limit of " + std::to_string(im.opts.max_meta_bytes)});
+  wire_bytes prefix;
+  try {
+    prefix = encode_message_prefix(meta, payload.size(), 0);
+  } catch (const std::exception& e) {
+    return refuse(error{"bulk lane: cannot build " + what + ": " + e.what()});
+  }
+  // A small payload goes in the same buffer (one write); a large one after it.
+  if (payload.size() < im.opts.batch_bytes) {
+    prefix.insert(prefix.end(), payload.begin(), payload.end());
+    im.pool->give(std::move(payload));
+    return enqueue(std::move(prefix), {}, what);
+  }
+  return enqueue(std::move(prefix), std::move(payload), what);
+}
+
+result<uint64_t> sender::enqueue(std::vector<char>&& frame, std::vector<char>&& tail, const std::string& what) {
+  sender_impl& im = *impl_;
+  const size_t bytes = frame.size() + tail.size();
   sender_shared& sh = *im.shared;
   std::unique_lock lock(sh.mu);
   auto has_room = [&] {
@@ -527,7 +627,10 @@ result<uint64_t> sender::enqueue(std::vector<char>&& frame, const std::string& w
     room = sh.cv.wait_for(lock, im.opts.send_timeout, has_room);
     sh.room_waiter = false;
   }
-  auto give_back = [&] { im.pool->give(std::move(frame)); };
+  auto give_back = [&] {
+    im.pool->give(std::move(frame));
+    im.pool->give(std::move(tail));
+  };
   if (sh.failure) {
     give_back();
     return *sh.failure;
@@ -546,7 +649,10 @@ result<uint64_t> sender::enqueue(std::vector<char>&& frame, const std::string& w
   sh.in_flight_bytes += bytes;
   ++sh.in_flight_messages;
   // Sent under the lock so that messages reach the I/O actor in seq order.
-  caf::anon_send(im.broker, lane_send_atom::value, seq, std::move(frame));
+  if (tail.empty())
+    caf::anon_send(im.broker, lane_send_atom::value, seq, std::move(frame));
+  else
+    caf::anon_send(im.broker, lane_send_atom::value, seq, std::move(frame), std::move(tail));
   return seq;
 }
 
@@ -613,7 +719,8 @@ std::optional<error> sender::failure() const {
 
 result<listener> listen(caf::actor_system& sys, const std::string& host, uint16_t port, receive_handlers h,
                         const lane_options& o) {
-  if (!h.on_tensor && !h.on_message) return error{"bulk lane: listen needs an on_tensor or on_message handler"};
+  if (!h.on_tensor && !h.on_message && !h.on_message_buffer)
+    return error{"bulk lane: listen needs an on_tensor or on_message handler"};
   if (!sys.has_middleman()) return error{"bulk lane: the actor system has no middleman (load caf::io::middleman)"};
   auto cfg = std::make_shared<receiver_config>();
   cfg->handlers = std::move(h);

@@ -43,7 +43,9 @@
 // (forward to an actor or a queue). send() from a callback is fine while the
 // sender has room: it blocks on back-pressure, and a blocked I/O thread
 // cannot drain the sender's queue (send would fail after send_timeout). A
-// sender may be used from one thread at a time. Close (or destroy) listeners
+// sender's send calls may come from several threads at once (each frame is
+// queued whole; frames from one thread keep their order); close it from
+// one. Close (or destroy) listeners
 // and senders before their actor system, which must have the middleman
 // loaded (actors::runtime_config does).
 
@@ -101,15 +103,21 @@ struct lane_options {
 struct receive_handlers {
   /// A tensor arrived; per connection, in the order it was sent.
   std::function<void(connection_id, tensor_message)> on_tensor;
-  /// A message frame arrived (sender::send_message): its meta bytes,
-  /// unchecked (the handler decodes them), and its payload in a pooled
-  /// buffer. Per connection, in order with the tensors.
-  std::function<void(connection_id, std::vector<char> meta, pooled_bytes payload)> on_message;
   /// A connection was closed because of `e`: a malformed, oversized or
   /// truncated frame, an I/O error, or too many connections.
   std::function<void(connection_id, const error& e)> on_error;
   /// The peer closed a connection cleanly, between two frames.
   std::function<void(connection_id)> on_close;
+  /// A message frame arrived (sender::send_message): its meta bytes,
+  /// unchecked (the handler decodes them), and its payload in a pooled
+  /// buffer. Per connection, in order with the tensors. Last, and with a
+  /// default initializer, so that brace lists written for the three tensor
+  /// handlers {on_tensor, on_error, on_close} still mean what they say.
+  std::function<void(connection_id, std::vector<char> meta, pooled_bytes payload)> on_message = {};
+  /// Instead of on_message (when set): the payload as the buffer itself,
+  /// taken from lane_options::pool, for a handler that passes it on
+  /// (sender::send_message_buffer, no copy) or gives it back to the pool.
+  std::function<void(connection_id, std::vector<char> meta, std::vector<char> payload)> on_message_buffer = {};
 };
 
 struct listener_impl;
@@ -157,6 +165,17 @@ public:
   /// fails as send() does; `what` names the message in errors.
   result<uint64_t> send_message(std::span<const char> meta, size_t payload_bytes,
                                 const std::function<void(char*)>& fill, const std::string& what = "message");
+  /// As send_message with `payload` copied in: one copy, where the fill
+  /// variant also zero-fills the frame first.
+  result<uint64_t> send_message_bytes(std::span<const char> meta, std::span<const char> payload,
+                                      const std::string& what = "message");
+  /// As send_message with `payload` as the frame's payload buffer itself,
+  /// not copied: it goes to the socket after a separate header-and-meta
+  /// part (two writes for the frame) and back to the sender's pool once
+  /// written. For passing on a buffer a listener delivered
+  /// (receive_handlers::on_message_buffer).
+  result<uint64_t> send_message_buffer(std::span<const char> meta, std::vector<char>&& payload,
+                                       const std::string& what = "message");
   /// Waits until message `seq` has been written to the socket.
   status wait(uint64_t seq, std::chrono::milliseconds timeout);
   /// Waits until everything queued has been written.
@@ -170,8 +189,9 @@ public:
 
 private:
   friend result<sender> connect(caf::actor_system&, const std::string&, uint16_t, const lane_options&);
-  /// Queues a whole frame of `bytes` bytes (seq filled in here).
-  result<uint64_t> enqueue(std::vector<char>&& frame, const std::string& what);
+  /// Queues a whole frame (seq filled in here): `frame`, then `tail` when
+  /// not empty (the payload of a frame sent in two parts).
+  result<uint64_t> enqueue(std::vector<char>&& frame, std::vector<char>&& tail, const std::string& what);
   explicit sender(std::unique_ptr<sender_impl> impl);
   std::unique_ptr<sender_impl> impl_;
 };
