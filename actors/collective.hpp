@@ -47,6 +47,10 @@
 #include "graph/reduce_op.hpp"
 #include "graph/tensor.hpp"
 
+namespace luoshu {
+class nccl_communicator;
+} // namespace luoshu
+
 namespace luoshu::actors {
 
 class node;
@@ -135,5 +139,11 @@ private:
   int size_ = 1;
   std::string group_;
 };
+
+/// An NCCL communicator among the ranks of `ring`, this rank on CUDA device
+/// `dev` (one device per rank): rank 0 makes NCCL's unique id and the ring
+/// broadcasts it. Collective over the ring; errors name the cause (a build
+/// without CUDA, a CPU device, NCCL's own message).
+result<std::unique_ptr<nccl_communicator>> make_nccl_communicator(communicator& ring, device dev);
 
 } // namespace luoshu::actors

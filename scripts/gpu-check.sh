@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks, for a machine with a CUDA GPU (CI has none): the gpu test
 # suite (every op's CUDA output and gradient against the CPU, training on the
-# GPU) and `luoshu bench gpu` (matmul against cuBLAS called directly, MLP
-# training against PyTorch on the same GPU).
+# GPU), the collectives' NCCL tests, all-reduce training on the GPU against
+# one process, and `luoshu bench gpu` (matmul against cuBLAS called
+# directly, MLP training against PyTorch on the same GPU).
 #
 #   scripts/gpu-check.sh [BUILD_DIR] [OUT_DIR]
 #
@@ -28,6 +29,21 @@ echo "== gpu test suite"
 suite=${PIPESTATUS[0]}
 echo "gpu_test exit status: $suite"
 [[ $suite == 77 ]] && exit 77
+
+echo "== collectives on the GPU (NCCL bootstrapped over the CPU ring)"
+if [[ -x $build/tests/actors/collective_test ]]; then
+  "$build/tests/actors/collective_test" --gtest_filter='*Nccl*' 2>&1 | tee "$out/collective_nccl.log" | tail -n 8
+fi
+echo "== all-reduce training on the GPU vs one process on the GPU (Wide&Deep, generated Criteo rows)"
+tmp=$(mktemp -d)
+"$luoshu" gen criteo --rows 6000 --out "$tmp/train.tsv" --seed 3 >/dev/null &&
+  "$luoshu" gen criteo --rows 2000 --out "$tmp/test.tsv" --seed 3 --part 1 >/dev/null &&
+  printf 'model: {kind: wide_deep, embedding_dim: 8, hidden: [32, 16]}\ndata: {format: criteo, train: %s, test: %s, buckets: 50000}\noptimizer: {kind: adagrad, lr: 0.05}\nrun: {epochs: 2, batch_size: 200, eval_batch_size: 1000, seed: 4, threads: 1}\n' \
+    "$tmp/train.tsv" "$tmp/test.tsv" >"$tmp/wd.yaml" &&
+  timeout 300 "$luoshu" train "$tmp/wd.yaml" --device cuda:0 --quiet --summary-json "$out/wd_gpu_local.json" 2>&1 | tail -n 2 &&
+  timeout 300 "$luoshu" train "$tmp/wd.yaml" --device cuda:0 --strategy allreduce --workers 2 --job-timeout 280 --quiet \
+    --summary-json "$out/wd_gpu_allreduce.json" 2>&1 | grep -v '\[info\]' | tail -n 4
+rm -rf "$tmp"
 
 echo "== luoshu bench gpu"
 bench_args=(bench gpu --json "$out/gpu_bench.json")

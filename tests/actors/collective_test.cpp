@@ -2,7 +2,8 @@
 // loopback lanes, OS-chosen ports): all-reduce, all-gather(v),
 // reduce-scatter and broadcast over 1, 2, 3, 4 and 8 ranks, awkward sizes
 // and every dtype, in place and out of place, many collectives in flight,
-// and failures: a mismatched call, a rank that leaves, a silent rank.
+// and failures: a mismatched call, a rank that leaves, a silent rank. With
+// a GPU: an NCCL communicator whose id travels over the ring.
 
 #include <gtest/gtest.h>
 
@@ -13,6 +14,10 @@
 
 #include "actors/collective.hpp"
 #include "actors/runtime.hpp"
+#include "graph/device_backend.hpp"
+#include "graph/nccl.hpp"
+#include "ops/cuda/runtime.hpp"
+#include "ops/kernel.hpp"
 
 using namespace luoshu;
 using namespace luoshu::actors;
@@ -320,6 +325,64 @@ TEST(collective, ASilentRankTimesOutNamingTheRankWaitedFor) {
   status st1 = g.comms[1]->allreduce(y, y, reduce_op::sum).get();
   ASSERT_FALSE(st1);
   EXPECT_NE(st1.err().message.find("rank 1"), std::string::npos) << st1.err().message;
+}
+
+} // namespace
+
+namespace {
+
+device_backend& cuda_backend() {
+  static const kernel_registry reg = [] {
+    kernel_registry r;
+    cuda::register_kernels(r);
+    return r;
+  }();
+  return *reg.backend(device::kind_t::cuda);
+}
+
+TEST(collective, NcclNeedsACudaDevice) {
+  ring g(2);
+  std::vector<std::string> errs(2);
+  std::vector<std::thread> ts;
+  for (int r = 0; r < 2; ++r)
+    ts.emplace_back([&, r] {
+      auto c = make_nccl_communicator(*g.comms[static_cast<size_t>(r)], device::cpu());
+      errs[static_cast<size_t>(r)] = c ? "ok" : c.err().message;
+    });
+  for (auto& t : ts) t.join();
+  for (auto& e : errs) EXPECT_TRUE(e.find("CUDA") != std::string::npos) << e;
+}
+
+TEST(collective, NcclCommunicatorBootstrappedOverTheRing) {
+  if (!nccl_built() || cuda::device_count() < 1) GTEST_SKIP() << "needs a CUDA build and a GPU";
+  // One rank per GPU (NCCL refuses two ranks on one device).
+  const int n = std::min(cuda::device_count(), 4);
+  ring g(n);
+  std::vector<std::string> errs(static_cast<size_t>(n));
+  std::vector<std::thread> ts;
+  for (int r = 0; r < n; ++r)
+    ts.emplace_back([&, r] {
+      auto c = make_nccl_communicator(*g.comms[static_cast<size_t>(r)], device::cuda(r));
+      if (!c) {
+        errs[static_cast<size_t>(r)] = c.err().message;
+        return;
+      }
+      auto stream = cuda_backend().make_stream(r);
+      tensor x = filled(dtype::f32, 1001, r).to(*stream);
+      if (status st = (*c)->allreduce(x, x, reduce_op::sum, *stream); !st) {
+        errs[static_cast<size_t>(r)] = st.err().message;
+        return;
+      }
+      stream->synchronize();
+      auto v = x.to_host().to_doubles();
+      for (int64_t i = 0; i < 1001; ++i)
+        if (v[static_cast<size_t>(i)] != expected(reduce_op::sum, n, i, dtype::f32)) {
+          errs[static_cast<size_t>(r)] = "element " + std::to_string(i) + " is " + std::to_string(v[static_cast<size_t>(i)]);
+          return;
+        }
+    });
+  for (auto& t : ts) t.join();
+  for (auto& e : errs) EXPECT_EQ(e, "");
 }
 
 } // namespace
