@@ -128,6 +128,35 @@ expr linear(expr x, expr w, expr b) {
   return g.add(op_kind::linear, {x.id(), w.id(), b.id()});
 }
 
+expr conv2d(expr x, expr w, const conv2d_options& o) {
+  graph& g = same_graph(x, w);
+  op_attrs a;
+  a.axes = {o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1]};
+  a.axis = o.groups;
+  return g.add(op_kind::conv2d, {x.id(), w.id()}, std::move(a));
+}
+expr conv2d(expr x, expr w, expr b, const conv2d_options& o) {
+  same_graph(x, b);
+  expr y = conv2d(x, w, o);
+  if (b.shape().rank() != 1)
+    throw luoshu_error("conv2d bias must be [out_channels] (rank 1), got " + b.shape().to_string());
+  return y + reshape(b, shape{-1, 1, 1});
+}
+
+namespace {
+expr pool(op_kind k, expr x, const pool2d_options& o) {
+  op_attrs a;
+  int64_t sh = o.stride[0] ? o.stride[0] : o.kernel[0], sw = o.stride[1] ? o.stride[1] : o.kernel[1];
+  a.axes = {sh, sw, o.padding[0], o.padding[1], 1, 1};
+  a.axes2 = {o.kernel[0], o.kernel[1]};
+  a.flag = o.count_include_pad;
+  return unary(k, x, std::move(a));
+}
+} // namespace
+
+expr max_pool2d(expr x, const pool2d_options& o) { return pool(op_kind::max_pool2d, x, o); }
+expr avg_pool2d(expr x, const pool2d_options& o) { return pool(op_kind::avg_pool2d, x, o); }
+
 namespace {
 expr reduce(op_kind k, expr x, std::vector<int64_t> axes, bool keepdims) {
   op_attrs a;

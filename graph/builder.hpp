@@ -4,6 +4,7 @@
 // Every call infers its output's dtype and shape at once and throws
 // luoshu_error naming the op, the node and the input shapes on a mismatch.
 
+#include <array>
 #include <vector>
 
 #include "graph/graph.hpp"
@@ -92,6 +93,34 @@ expr matmul(expr a, expr b, bool trans_a = false, bool trans_b = false);
 expr batch_matmul(expr a, expr b, bool trans_a = false, bool trans_b = false);
 /// x [.., in] times w [in, out] plus b [out].
 expr linear(expr x, expr w, expr b);
+
+// convolution and pooling over NCHW tensors
+/// Options of conv2d, as in PyTorch (symmetric padding; {h, w} pairs).
+struct conv2d_options {
+  std::array<int64_t, 2> stride = {1, 1};
+  std::array<int64_t, 2> padding = {0, 0};
+  std::array<int64_t, 2> dilation = {1, 1};
+  int64_t groups = 1;
+};
+/// x [n, c, h, w] convolved (cross-correlation, as in PyTorch) with
+/// w [o, c / groups, kh, kw]: [n, o, oh, ow], oh = (h + 2 pad - dilation (kh - 1) - 1) / stride + 1.
+/// f32 runs oneDNN; f64 plain loops.
+expr conv2d(expr x, expr w, const conv2d_options& o = {});
+/// conv2d plus a per-channel bias b [o], added by broadcasting (an `add` node).
+expr conv2d(expr x, expr w, expr b, const conv2d_options& o = {});
+/// Options of max_pool2d and avg_pool2d (floor mode; padding at most half the kernel).
+struct pool2d_options {
+  std::array<int64_t, 2> kernel = {2, 2};
+  std::array<int64_t, 2> stride = {0, 0}; ///< 0 = the kernel size (PyTorch's default)
+  std::array<int64_t, 2> padding = {0, 0};
+  /// avg_pool2d only: divide by kh * kw even where the window covers padding (PyTorch's default).
+  bool count_include_pad = true;
+};
+/// Largest element of each window of x [n, c, h, w] (padding never wins);
+/// the gradient goes to the first largest element of each window.
+expr max_pool2d(expr x, const pool2d_options& o = {});
+/// Mean of each window of x [n, c, h, w].
+expr avg_pool2d(expr x, const pool2d_options& o = {});
 
 // reductions; empty axes = all axes
 expr sum(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);

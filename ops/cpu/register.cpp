@@ -10,6 +10,8 @@ void register_kernels(kernel_registry& r) {
   register_elementwise(r);
   register_activation(r);
   register_matmul(r);
+  register_conv(r);
+  register_pool(r);
   register_reduce(r);
   register_shape(r);
   register_embedding(r);

@@ -396,6 +396,8 @@ void sort_positions(const kernel_call& c, const int64_t* keys, int64_t* sorted_k
 void register_elementwise(kernel_registry& r);
 void register_activation(kernel_registry& r);
 void register_matmul(kernel_registry& r);
+/// conv2d and the 2-d pools (ops/cuda/conv.cu).
+void register_conv(kernel_registry& r);
 void register_reduce(kernel_registry& r);
 void register_shape(kernel_registry& r);
 void register_embedding(kernel_registry& r);

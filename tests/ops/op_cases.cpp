@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+
 namespace luoshu::op_cases {
 
 template <class F>
@@ -906,6 +908,141 @@ void add_integer_cases(std::vector<op_case>& cs) {
   }
 }
 
+// --- convolution and pooling (NCHW), references by plain loops --------------
+
+using pair_t = std::array<int64_t, 2>;
+
+nd conv_ref(const nd& x, const nd& w, pair_t s, pair_t p, pair_t d, int64_t groups) {
+  int64_t n = x.dims[0], c = x.dims[1], h = x.dims[2], wd = x.dims[3];
+  int64_t o = w.dims[0], kh = w.dims[2], kw = w.dims[3];
+  int64_t oh = (h + 2 * p[0] - d[0] * (kh - 1) - 1) / s[0] + 1;
+  int64_t ow = (wd + 2 * p[1] - d[1] * (kw - 1) - 1) / s[1] + 1;
+  int64_t cg = c / groups, og = o / groups;
+  return make({n, o, oh, ow}, [&](const dims_t& i) {
+    double acc = 0;
+    for (int64_t ci = 0; ci < cg; ++ci)
+      for (int64_t a = 0; a < kh; ++a)
+        for (int64_t b = 0; b < kw; ++b) {
+          int64_t y = i[2] * s[0] - p[0] + a * d[0], xx = i[3] * s[1] - p[1] + b * d[1];
+          if (y >= 0 && y < h && xx >= 0 && xx < wd)
+            acc += x.at({i[0], i[1] / og * cg + ci, y, xx}) * w.at({i[1], ci, a, b});
+        }
+    return acc;
+  });
+}
+
+nd pool_ref(const nd& x, pair_t k, pair_t s, pair_t p, bool is_max, bool include_pad) {
+  int64_t h = x.dims[2], wd = x.dims[3];
+  int64_t oh = (h + 2 * p[0] - k[0]) / s[0] + 1, ow = (wd + 2 * p[1] - k[1]) / s[1] + 1;
+  return make({x.dims[0], x.dims[1], oh, ow}, [&](const dims_t& i) {
+    double best = -std::numeric_limits<double>::infinity(), sum = 0;
+    int64_t count = 0;
+    for (int64_t a = 0; a < k[0]; ++a)
+      for (int64_t b = 0; b < k[1]; ++b) {
+        int64_t y = i[2] * s[0] - p[0] + a, xx = i[3] * s[1] - p[1] + b;
+        if (y < 0 || y >= h || xx < 0 || xx >= wd) continue;
+        double v = x.at({i[0], i[1], y, xx});
+        best = std::max(best, v);
+        sum += v;
+        ++count;
+      }
+    if (is_max) return best;
+    return sum / static_cast<double>(include_pad ? k[0] * k[1] : count);
+  });
+}
+
+void add_conv_pool_cases(std::vector<op_case>& cs) {
+  struct conv_spec {
+    const char* name;
+    dims_t x, w;
+    conv2d_options o;
+    bool bias;
+  };
+  const conv_spec convs[] = {
+      {"Conv2dBasic", {2, 3, 6, 5}, {4, 3, 3, 3}, {}, false},
+      {"Conv2dStride2Pad1", {2, 3, 7, 6}, {4, 3, 3, 3}, {.stride = {2, 2}, .padding = {1, 1}}, false},
+      {"Conv2dDilation2", {1, 2, 8, 7}, {3, 2, 3, 2}, {.padding = {2, 1}, .dilation = {2, 2}}, false},
+      {"Conv2dGroups2", {2, 4, 5, 5}, {6, 2, 3, 3}, {.padding = {1, 1}, .groups = 2}, false},
+      {"Conv2dDepthwise", {1, 3, 5, 4}, {3, 1, 3, 3}, {.stride = {2, 1}, .padding = {1, 1}, .groups = 3}, false},
+      {"Conv2dNonSquare", {1, 3, 5, 9}, {2, 3, 2, 4}, {.stride = {1, 2}, .padding = {1, 0}, .dilation = {1, 2}},
+       false},
+      {"Conv2dPointwise", {2, 5, 3, 4}, {3, 5, 1, 1}, {}, false},
+      {"Conv2dBias", {2, 3, 5, 5}, {4, 3, 3, 3}, {.padding = {1, 1}}, true},
+  };
+  for (const auto& s : convs) {
+    conv2d_options o = s.o;
+    bool bias = s.bias;
+    std::vector<in_spec> in{fl(s.x), fl(s.w)};
+    if (bias) in.push_back(fl({s.w[0]}));
+    cs.push_back({.name = s.name,
+                  .inputs = in,
+                  .build = [o, bias](const exprs& x) -> exprs {
+                    return {bias ? conv2d(x[0], x[1], x[2], o) : conv2d(x[0], x[1], o)};
+                  },
+                  .ref = [o, bias](const nds& x) -> nds {
+                    nd y = conv_ref(x[0], x[1], o.stride, o.padding, o.dilation, o.groups);
+                    if (bias)
+                      for (int64_t i = 0; i < numel_of(y.dims); ++i)
+                        y.v[static_cast<size_t>(i)] += x[2].v[static_cast<size_t>(unravel(i, y.dims)[1])];
+                    return {y};
+                  }});
+  }
+  cs.push_back({.name = "Conv2dLarge",
+                .inputs = {fl({4, 8, 16, 16}), fl({16, 8, 3, 3})},
+                .build = [](const exprs& x) -> exprs { return {conv2d(x[0], x[1], {.padding = {1, 1}})}; },
+                .ref = [](const nds& x) -> nds { return {conv_ref(x[0], x[1], {1, 1}, {1, 1}, {1, 1}, 1)}; },
+                .fd_eps = 1e-4});
+
+  struct pool_spec {
+    const char* name;
+    dims_t x;
+    pool2d_options o;
+    bool is_max;
+  };
+  const pool_spec pools[] = {
+      {"MaxPool2dK2", {2, 3, 6, 6}, {}, true},
+      {"MaxPool2dK3S2Pad1", {1, 2, 7, 5}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}, true},
+      {"MaxPool2dNonSquareOverlapping", {2, 2, 5, 6}, {.kernel = {3, 2}, .stride = {1, 2}, .padding = {1, 1}}, true},
+      {"AvgPool2dK2", {2, 3, 6, 6}, {}, false},
+      {"AvgPool2dPadIncluded", {1, 2, 7, 5}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}, false},
+      {"AvgPool2dPadExcluded", {1, 2, 7, 5},
+       {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .count_include_pad = false}, false},
+      {"AvgPool2dNonSquareOverlapping", {2, 2, 5, 6}, {.kernel = {2, 3}, .stride = {1, 2}, .padding = {1, 1}}, false},
+  };
+  for (const auto& s : pools) {
+    pool2d_options o = s.o;
+    bool is_max = s.is_max;
+    pair_t stride = {o.stride[0] ? o.stride[0] : o.kernel[0], o.stride[1] ? o.stride[1] : o.kernel[1]};
+    cs.push_back({.name = s.name,
+                  .inputs = {fl(s.x)},
+                  .build = [o, is_max](const exprs& x) -> exprs {
+                    return {is_max ? max_pool2d(x[0], o) : avg_pool2d(x[0], o)};
+                  },
+                  .ref = [o, is_max, stride](const nds& x) -> nds {
+                    return {pool_ref(x[0], o.kernel, stride, o.padding, is_max, o.count_include_pad)};
+                  },
+                  .f32_tol = is_max ? 0 : 1e-5,
+                  .distinct = is_max});
+  }
+
+  // LeNet's first block: conv + bias, relu, max pool, then a linear layer.
+  cs.push_back({.name = "Conv2dReluMaxPoolLinear",
+                .inputs = {fl({2, 1, 8, 8}), fl({4, 1, 3, 3}), fl({4}), fl({36, 5}), fl({5})},
+                .build = [](const exprs& x) -> exprs {
+                  expr h = max_pool2d(relu(conv2d(x[0], x[1], x[2])), {.kernel = {2, 2}});
+                  return {linear(reshape(h, shape{2, 36}), x[3], x[4])};
+                },
+                .ref = [](const nds& x) -> nds {
+                  nd c = conv_ref(x[0], x[1], {1, 1}, {0, 0}, {1, 1}, 1);
+                  for (int64_t i = 0; i < numel_of(c.dims); ++i)
+                    c.v[static_cast<size_t>(i)] =
+                        std::max(0.0, c.v[static_cast<size_t>(i)] + x[2].v[static_cast<size_t>(unravel(i, c.dims)[1])]);
+                  nd p = pool_ref(c, {2, 2}, {2, 2}, {0, 0}, true, true);
+                  p.dims = {2, 36};
+                  return {linear_ref(p, x[3], x[4])};
+                }});
+}
+
 const std::vector<op_case>& all_cases() {
   static const std::vector<op_case> cases = [] {
     std::vector<op_case> cs;
@@ -915,6 +1052,7 @@ const std::vector<op_case>& all_cases() {
     add_reduce_cases(cs);
     add_shape_cases(cs);
     add_embedding_and_loss_cases(cs);
+    add_conv_pool_cases(cs);
     add_stability_cases(cs);
     add_integer_cases(cs);
     add_large_cases(cs);

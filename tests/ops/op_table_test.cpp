@@ -122,6 +122,7 @@ TEST(OpTable, OpsWithoutGradientAreFlaggedOrBackwardHelpers) {
                     op_kind::identity, op_kind::relu, op_kind::leaky_relu, op_kind::elu, op_kind::gelu,
                     op_kind::sigmoid, op_kind::tanh, op_kind::softplus, op_kind::softmax,
                     op_kind::log_softmax, op_kind::matmul, op_kind::batch_matmul, op_kind::linear,
+                    op_kind::conv2d, op_kind::max_pool2d, op_kind::avg_pool2d,
                     op_kind::sum, op_kind::mean, op_kind::max, op_kind::min, op_kind::norm,
                     op_kind::sum_to_like, op_kind::reshape, op_kind::reshape_like, op_kind::transpose,
                     op_kind::concat, op_kind::slice, op_kind::pad, op_kind::broadcast_to,

@@ -19,6 +19,7 @@
 
 #include "control.capnp.h"
 #include "graph.capnp.h"
+#include "graph/autodiff.hpp"
 #include "graph/executor.hpp"
 #include "graph/variables.hpp"
 #include "ops/kernel.hpp"
@@ -301,6 +302,12 @@ TEST(WireGraph, EveryOpAttributeSurvives) {
   matmul(y, y, true, true);                               // trans_a, trans_b
   dropout(y, 0.25, 0xfedcba9876543210ull);                // alpha, seed
   cast(y, dtype::i64);                                    // to
+  auto img = g.placeholder("img", dtype::f32, {shape::unknown, 4, 9, 8});
+  auto filt = g.placeholder("filt", dtype::f32, {6, 2, 3, 2});
+  auto conv = conv2d(img, filt, {.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 3}, .groups = 2}); // axes, axis
+  auto mp = max_pool2d(img, {.kernel = {3, 2}, .stride = {1, 2}, .padding = {1, 0}}); // axes, axes2
+  auto ap = avg_pool2d(img, {.kernel = {2, 2}, .count_include_pad = false});         // axes, axes2, flag
+  gradients(sum(conv) + sum(mp) + sum(ap), {img, filt}); // their gradient ops carry the same attributes
   g.constant(random_tensor(dtype::f64, {2, 3}, rng), "c"); // value
   g.constant(tensor::scalar<uint8_t>(7), "c8");
   g.variable("frozen", {2}, init::constant(3), dtype::f64, false); // flag false

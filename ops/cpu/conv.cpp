@@ -1,0 +1,141 @@
+// CPU kernels: conv2d and its input / filter gradients. f32 runs oneDNN's
+// convolution primitives on plain NCHW / OIHW memory; f64 (reference
+// checks) runs the one-element loops of ops/window.hpp.
+// TODO(perf): let oneDNN pick blocked formats (format_tag::any) and keep
+// them between consecutive ops instead of plain layouts on every call.
+
+#include "ops/cpu/dnnl_util.hpp"
+#include "ops/cpu/register.hpp"
+#include "ops/window.hpp"
+
+namespace luoshu::cpu {
+
+namespace {
+
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+/// The descriptors of one f32 convolution.
+struct conv_descs {
+  dnnl::memory::desc x, w, y;
+  dnnl::memory::dims strides, dilates, pad;
+  dnnl::convolution_forward::primitive_desc fwd;
+
+  explicit conv_descs(const ops::window_geom& g) {
+    x = {{g.n, g.c, g.h, g.w}, dt::f32, tag::nchw};
+    y = {{g.n, g.o, g.oh, g.ow}, dt::f32, tag::nchw};
+    if (g.groups == 1)
+      w = {{g.o, g.c, g.kh, g.kw}, dt::f32, tag::oihw};
+    else
+      w = {{g.groups, g.o / g.groups, g.c / g.groups, g.kh, g.kw}, dt::f32, tag::goihw};
+    strides = {g.sh, g.sw};
+    dilates = {g.dh - 1, g.dw - 1}; // oneDNN counts the gaps
+    pad = {g.ph, g.pw};
+    fwd = {{dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, x, w, y, strides, dilates, pad,
+            pad},
+           dnnl_engine()};
+  }
+};
+
+/// f(i) for every i in [0, n) on the pool (each output element independent).
+template <class F>
+void each(int64_t n, int64_t cost, F f) {
+  parallel_for(n, cost, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) f(i);
+  });
+}
+
+// conv2d(x, w)
+void k_conv2d(const kernel_call& c) {
+  ops::window_geom g = ops::conv_geom(c.in[0].shape(), c.in[1].shape(), c.out.shape(), c.n.attrs);
+  if (c.out.numel() == 0) return;
+  int64_t cost = g.c / g.groups * g.kh * g.kw;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    if constexpr (std::is_same_v<T, float>) {
+      if (c.in[0].numel() == 0) {
+        c.out.fill(0.0);
+        return;
+      }
+      dnnl_guard(c, [&] {
+        conv_descs d(g);
+        dnnl_run(dnnl::convolution_forward(d.fwd), {{DNNL_ARG_SRC, dnnl_mem(d.x, c.in[0])},
+                                                    {DNNL_ARG_WEIGHTS, dnnl_mem(d.w, c.in[1])},
+                                                    {DNNL_ARG_DST, dnnl_mem(d.y, c.out)}});
+      });
+    } else {
+      const T *x = c.in[0].data<T>(), *w = c.in[1].data<T>();
+      T* y = c.out.data<T>();
+      each(c.out.numel(), cost, [&](int64_t i) { y[i] = ops::conv_forward_at(g, x, w, i); });
+    }
+  });
+}
+
+// conv2d_input_grad(dy, w, x_like) -> dx
+void k_conv2d_input_grad(const kernel_call& c) {
+  ops::window_geom g = ops::conv_geom(c.out.shape(), c.in[1].shape(), c.in[0].shape(), c.n.attrs);
+  if (c.out.numel() == 0) return;
+  int64_t cost = g.o / g.groups * g.kh * g.kw;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    if constexpr (std::is_same_v<T, float>) {
+      if (c.in[0].numel() == 0) {
+        c.out.fill(0.0);
+        return;
+      }
+      dnnl_guard(c, [&] {
+        conv_descs d(g);
+        dnnl::convolution_backward_data::primitive_desc pd(
+            {dnnl::algorithm::convolution_direct, d.x, d.w, d.y, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
+            d.fwd);
+        dnnl_run(dnnl::convolution_backward_data(pd), {{DNNL_ARG_DIFF_DST, dnnl_mem(d.y, c.in[0])},
+                                                       {DNNL_ARG_WEIGHTS, dnnl_mem(d.w, c.in[1])},
+                                                       {DNNL_ARG_DIFF_SRC, dnnl_mem(d.x, c.out)}});
+      });
+    } else {
+      const T *dy = c.in[0].data<T>(), *w = c.in[1].data<T>();
+      T* dx = c.out.data<T>();
+      each(c.out.numel(), cost, [&](int64_t i) { dx[i] = ops::conv_input_grad_at(g, dy, w, i); });
+    }
+  });
+}
+
+// conv2d_filter_grad(x, dy, w_like) -> dw
+void k_conv2d_filter_grad(const kernel_call& c) {
+  ops::window_geom g = ops::conv_geom(c.in[0].shape(), c.out.shape(), c.in[1].shape(), c.n.attrs);
+  if (c.out.numel() == 0) return;
+  int64_t cost = g.n * g.oh * g.ow;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    if constexpr (std::is_same_v<T, float>) {
+      if (c.in[1].numel() == 0) {
+        c.out.fill(0.0);
+        return;
+      }
+      dnnl_guard(c, [&] {
+        conv_descs d(g);
+        dnnl::convolution_backward_weights::primitive_desc pd(
+            {dnnl::algorithm::convolution_direct, d.x, d.w, d.y, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
+            d.fwd);
+        dnnl_run(dnnl::convolution_backward_weights(pd), {{DNNL_ARG_SRC, dnnl_mem(d.x, c.in[0])},
+                                                          {DNNL_ARG_DIFF_DST, dnnl_mem(d.y, c.in[1])},
+                                                          {DNNL_ARG_DIFF_WEIGHTS, dnnl_mem(d.w, c.out)}});
+      });
+    } else {
+      const T *x = c.in[0].data<T>(), *dy = c.in[1].data<T>();
+      T* dw = c.out.data<T>();
+      each(c.out.numel(), cost, [&](int64_t i) { dw[i] = ops::conv_filter_grad_at(g, x, dy, i); });
+    }
+  });
+}
+
+} // namespace
+
+void register_conv(kernel_registry& r) {
+  auto cpu = device::kind_t::cpu;
+  r.add(op_kind::conv2d, cpu, k_conv2d);
+  r.add(op_kind::conv2d_input_grad, cpu, k_conv2d_input_grad);
+  r.add(op_kind::conv2d_filter_grad, cpu, k_conv2d_filter_grad);
+}
+
+} // namespace luoshu::cpu

@@ -1,0 +1,112 @@
+// CPU kernels: max_pool2d, avg_pool2d and their gradients. f32 forwards and
+// the f32 average gradient run oneDNN's pooling primitives on plain NCHW
+// memory; the max gradient recomputes each window's argmax (no workspace to
+// carry between nodes) with the loops of ops/window.hpp, as does f64.
+
+#include "ops/cpu/dnnl_util.hpp"
+#include "ops/cpu/register.hpp"
+#include "ops/window.hpp"
+
+namespace luoshu::cpu {
+
+namespace {
+
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+dnnl::algorithm pool_algorithm(const kernel_call& c) {
+  if (c.n.op == op_kind::max_pool2d) return dnnl::algorithm::pooling_max;
+  return c.n.attrs.flag ? dnnl::algorithm::pooling_avg_include_padding : dnnl::algorithm::pooling_avg_exclude_padding;
+}
+
+struct pool_descs {
+  dnnl::memory::desc x, y;
+  dnnl::memory::dims strides, kernel, pad;
+  explicit pool_descs(const ops::window_geom& g)
+      : x({g.n, g.c, g.h, g.w}, dt::f32, tag::nchw), y({g.n, g.c, g.oh, g.ow}, dt::f32, tag::nchw),
+        strides{g.sh, g.sw}, kernel{g.kh, g.kw}, pad{g.ph, g.pw} {}
+};
+
+template <class F>
+void each(int64_t n, int64_t cost, F f) {
+  parallel_for(n, cost, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) f(i);
+  });
+}
+
+// max_pool2d(x), avg_pool2d(x)
+void k_pool(const kernel_call& c) {
+  ops::window_geom g = ops::pool_geom(c.in[0].shape(), c.out.shape(), c.n.attrs);
+  if (c.out.numel() == 0) return;
+  bool is_max = c.n.op == op_kind::max_pool2d;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    if constexpr (std::is_same_v<T, float>) {
+      dnnl_guard(c, [&] {
+        pool_descs d(g);
+        dnnl::pooling_forward::primitive_desc pd(
+            {dnnl::prop_kind::forward_inference, pool_algorithm(c), d.x, d.y, d.strides, d.kernel, d.pad, d.pad},
+            dnnl_engine());
+        dnnl_run(dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, dnnl_mem(d.x, c.in[0])}, {DNNL_ARG_DST, dnnl_mem(d.y, c.out)}});
+      });
+    } else {
+      const T* x = c.in[0].data<T>();
+      T* y = c.out.data<T>();
+      if (is_max)
+        each(c.out.numel(), g.kh * g.kw, [&](int64_t i) { y[i] = ops::max_pool_forward_at(g, x, i); });
+      else
+        each(c.out.numel(), g.kh * g.kw, [&](int64_t i) { y[i] = ops::avg_pool_forward_at(g, x, i); });
+    }
+  });
+}
+
+// max_pool2d_grad(dy, x) -> dx
+void k_max_pool_grad(const kernel_call& c) {
+  ops::window_geom g = ops::pool_geom(c.out.shape(), c.in[0].shape(), c.n.attrs);
+  if (c.out.numel() == 0) return;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    const T *dy = c.in[0].data<T>(), *x = c.in[1].data<T>();
+    T* dx = c.out.data<T>();
+    // TODO(perf): scatter from each window's argmax (one pass) instead of
+    // recomputing the windows that cover each input element.
+    each(c.out.numel(), g.kh * g.kw * g.kh * g.kw, [&](int64_t i) { dx[i] = ops::max_pool_grad_at(g, dy, x, i); });
+  });
+}
+
+// avg_pool2d_grad(dy, x_like) -> dx
+void k_avg_pool_grad(const kernel_call& c) {
+  ops::window_geom g = ops::pool_geom(c.out.shape(), c.in[0].shape(), c.n.attrs);
+  if (c.out.numel() == 0) return;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    if constexpr (std::is_same_v<T, float>) {
+      dnnl_guard(c, [&] {
+        pool_descs d(g);
+        auto alg = pool_algorithm(c);
+        dnnl::pooling_forward::primitive_desc hint(
+            {dnnl::prop_kind::forward_training, alg, d.x, d.y, d.strides, d.kernel, d.pad, d.pad}, dnnl_engine());
+        dnnl::pooling_backward::primitive_desc pd({alg, d.x, d.y, d.strides, d.kernel, d.pad, d.pad}, dnnl_engine(),
+                                                  hint);
+        dnnl_run(dnnl::pooling_backward(pd),
+                 {{DNNL_ARG_DIFF_DST, dnnl_mem(d.y, c.in[0])}, {DNNL_ARG_DIFF_SRC, dnnl_mem(d.x, c.out)}});
+      });
+    } else {
+      const T* dy = c.in[0].data<T>();
+      T* dx = c.out.data<T>();
+      each(c.out.numel(), g.kh * g.kw, [&](int64_t i) { dx[i] = ops::avg_pool_grad_at(g, dy, i); });
+    }
+  });
+}
+
+} // namespace
+
+void register_pool(kernel_registry& r) {
+  auto cpu = device::kind_t::cpu;
+  r.add(op_kind::max_pool2d, cpu, k_pool);
+  r.add(op_kind::avg_pool2d, cpu, k_pool);
+  r.add(op_kind::max_pool2d_grad, cpu, k_max_pool_grad);
+  r.add(op_kind::avg_pool2d_grad, cpu, k_avg_pool_grad);
+}
+
+} // namespace luoshu::cpu
