@@ -269,14 +269,14 @@ struct sender_shared {
   // Whom to wake. A blocked send() is woken once the queue has drained to
   // half the limits (not per written message: that would cost two futex
   // calls per message); wait() is woken when its message is written.
-  bool room_waiter = false;
+  size_t room_waiters = 0; ///< send calls waiting for room (several threads may send)
   uint64_t wake_seq = UINT64_MAX;
   size_t low_bytes = 0, low_messages = 0;
 
   /// Called by the I/O actor, under mu, after progress.
   bool should_wake() const {
     return done_seq >= wake_seq ||
-           (room_waiter && in_flight_bytes <= low_bytes && in_flight_messages <= low_messages);
+           (room_waiters != 0 && in_flight_bytes <= low_bytes && in_flight_messages <= low_messages);
   }
 };
 
@@ -623,9 +623,9 @@ result<uint64_t> sender::enqueue(std::vector<char>&& frame, std::vector<char>&& 
   };
   bool room = has_room();
   if (!room) {
-    sh.room_waiter = true;
+    ++sh.room_waiters;
     room = sh.cv.wait_for(lock, im.opts.send_timeout, has_room);
-    sh.room_waiter = false;
+    --sh.room_waiters;
   }
   auto give_back = [&] {
     im.pool->give(std::move(frame));

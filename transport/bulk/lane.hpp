@@ -43,11 +43,11 @@
 // (forward to an actor or a queue). send() from a callback is fine while the
 // sender has room: it blocks on back-pressure, and a blocked I/O thread
 // cannot drain the sender's queue (send would fail after send_timeout). A
-// sender's send calls may come from several threads at once (each frame is
-// queued whole; frames from one thread keep their order); close it from
-// one. Close (or destroy) listeners
-// and senders before their actor system, which must have the middleman
-// loaded (actors::runtime_config does).
+// sender's send calls (send, send_message*) may come from several threads
+// at once (each frame is queued whole; frames from one thread keep their
+// order); wait, flush and close from one thread at a time. Close (or
+// destroy) listeners and senders before their actor system, which must
+// have the middleman loaded (actors::runtime_config does).
 
 #include <chrono>
 #include <cstddef>
