@@ -8,12 +8,14 @@
 #include <sstream>
 
 #include "graph/data/criteo.hpp"
+#include "graph/shape.hpp"
 
 namespace luoshu::app {
 
 const std::vector<std::string>& known_layer_ops() {
-  static const std::vector<std::string> ops{"linear", "relu", "leaky_relu", "elu", "gelu",
-                                            "sigmoid", "tanh", "softplus", "dropout"};
+  static const std::vector<std::string> ops{"linear",  "conv2d",     "max_pool2d", "avg_pool2d", "flatten",
+                                            "relu",    "leaky_relu", "elu",        "gelu",       "sigmoid",
+                                            "tanh",    "softplus",   "dropout"};
   return ops;
 }
 
@@ -42,6 +44,34 @@ public:
     } catch (const YAML::Exception&) {
       fail(path(key), "has the wrong type (got '" + dump(n_[key]) + "')");
     }
+  }
+
+  /// A window size: one number for both axes (5) or a pair [h, w].
+  /// Returns whether the key was there.
+  bool get_pair(const char* key, std::array<int64_t, 2>& out) {
+    seen_.insert(key);
+    if (!n_ || !n_.IsMap() || !n_[key]) return false;
+    const YAML::Node v = n_[key];
+    try {
+      if (v.IsScalar()) {
+        out[0] = out[1] = v.as<int64_t>();
+        return true;
+      }
+      if (v.IsSequence() && v.size() == 2) {
+        out = {v[0].as<int64_t>(), v[1].as<int64_t>()};
+        return true;
+      }
+    } catch (const YAML::Exception&) {
+    }
+    fail(path(key), "must be an integer or a pair [h, w] (got '" + dump(v) + "')");
+  }
+
+  /// The keys the mapping holds.
+  std::vector<std::string> keys() const {
+    std::vector<std::string> out;
+    if (n_ && n_.IsMap())
+      for (auto it = n_.begin(); it != n_.end(); ++it) out.push_back(it->first.as<std::string>());
+    return out;
   }
 
   YAML::Node child(const char* key) {
@@ -103,6 +133,82 @@ void apply_override(YAML::Node root, const std::string& ov) {
   chain.back()[parts.back()] = parsed;
 }
 
+bool is_window_op(const std::string& op) {
+  return op == "conv2d" || op == "max_pool2d" || op == "avg_pool2d";
+}
+
+/// The keys a layer of this op may set besides `op`: a key meant for
+/// another op (a kernel on a linear layer) is an error, not ignored.
+std::vector<std::string> layer_keys(const std::string& op) {
+  if (op == "linear") return {"units", "bias", "init"};
+  if (op == "conv2d") return {"units", "kernel", "stride", "padding", "dilation", "groups", "bias", "init"};
+  if (op == "max_pool2d") return {"kernel", "stride", "padding"};
+  if (op == "avg_pool2d") return {"kernel", "stride", "padding", "count_include_pad"};
+  if (op == "leaky_relu" || op == "elu") return {"alpha"};
+  if (op == "dropout") return {"rate"};
+  return {};
+}
+
+/// Per-layer values: sizes, and keys that do not belong to the op.
+void check_layer(const layer_config& lc, const std::vector<std::string>& keys, bool has_kernel,
+                 const std::string& where) {
+  const auto allowed = layer_keys(lc.op);
+  for (const auto& k : keys)
+    if (k != "op" && std::find(allowed.begin(), allowed.end(), k) == allowed.end())
+      reader::fail(where + "." + k, "does not apply to " + lc.op +
+                                        (allowed.empty() ? " (it takes no keys)" : " (its keys: " + join(allowed) + ")"));
+  if (lc.op == "linear" && lc.units <= 0) reader::fail(where + ".units", "linear needs units > 0");
+  if (lc.op == "dropout" && !(lc.rate >= 0 && lc.rate < 1)) reader::fail(where + ".rate", "must be in [0, 1)");
+  if (lc.op == "conv2d" && lc.units <= 0) reader::fail(where + ".units", "conv2d needs units > 0 (output channels)");
+  if (!is_window_op(lc.op)) return;
+  if (!has_kernel) reader::fail(where + ".kernel", "is missing (" + lc.op + " needs a kernel size, e.g. 5 or [5, 3])");
+  auto at_least = [&](const std::array<int64_t, 2>& v, int64_t low, const char* key, const char* what) {
+    if (v[0] < low || v[1] < low) reader::fail(where + "." + key, std::string("must be ") + what);
+  };
+  at_least(lc.kernel, 1, "kernel", ">= 1");
+  // stride: a written value is checked while reading (0 stands for "absent").
+  at_least(lc.padding, 0, "padding", ">= 0");
+  at_least(lc.dilation, 1, "dilation", ">= 1");
+  if (lc.groups < 1) reader::fail(where + ".groups", "must be >= 1");
+  if (lc.op == "conv2d" && lc.units % lc.groups != 0)
+    reader::fail(where + ".groups", "groups " + std::to_string(lc.groups) + " do not divide the " +
+                                        std::to_string(lc.units) + " output channels (units)");
+}
+
+/// Walks the layers by rank: conv2d and the pools need [N, C, H, W]
+/// maps, linear flat [N, features] rows, and the logits must be flat.
+/// Sizes (channels, images too small for a kernel) are checked by shape
+/// inference when the model is built.
+void check_layer_ranks(const model_config& m) {
+  const auto& L = m.layers;
+  auto name = [&](size_t i) { return "model.layers[" + std::to_string(i) + "] (" + L[i].op + ")"; };
+  size_t first_window = L.size();
+  for (size_t i = 0; i < L.size() && first_window == L.size(); ++i)
+    if (is_window_op(L[i].op)) first_window = i;
+  if (first_window == L.size()) return; // flat model: the input is flattened up front
+  if (m.input.size() != 3)
+    reader::fail("model.input", "is " + shape(m.input).to_string() + " but " + name(first_window) +
+                                    " needs an image shape [C, H, W], e.g. [1, 28, 28]");
+  bool maps = true;
+  std::string made_flat;
+  for (size_t i = 0; i < L.size(); ++i) {
+    const std::string& op = L[i].op;
+    if (is_window_op(op) && !maps)
+      reader::fail("model.layers[" + std::to_string(i) + "].op",
+                   op + " needs [N, C, H, W] maps but " + made_flat + " made them flat [N, features]");
+    if (op == "linear" && maps)
+      reader::fail("model.layers[" + std::to_string(i) + "].op",
+                   "linear needs flat [N, features] rows but gets [N, C, H, W] maps: add {op: flatten} before it");
+    if (op == "flatten" || op == "linear") {
+      if (maps) made_flat = name(i);
+      maps = false;
+    }
+  }
+  if (maps)
+    reader::fail("model.layers", "the last layer gives [N, C, H, W] maps: end with flatten and linear to give "
+                                 "[N, classes] logits");
+}
+
 initializer::kind_t check_init(const std::string& s, const std::string& key) {
   static const std::vector<std::string> names{"zeros", "xavier_uniform", "xavier_normal", "he_uniform",
                                               "he_normal"};
@@ -142,13 +248,19 @@ train_config build(const YAML::Node& root, const std::string& source) {
     l.get("init", lc.init);
     l.get("alpha", lc.alpha);
     l.get("rate", lc.rate);
+    const bool has_kernel = l.get_pair("kernel", lc.kernel);
+    if (l.get_pair("stride", lc.stride) && (lc.stride[0] < 1 || lc.stride[1] < 1))
+      reader::fail(where + ".stride", "must be >= 1");
+    l.get_pair("padding", lc.padding);
+    l.get_pair("dilation", lc.dilation);
+    l.get("groups", lc.groups);
+    l.get("count_include_pad", lc.count_include_pad);
     l.finish();
     const auto& known = known_layer_ops();
     if (lc.op.empty()) reader::fail(where + ".op", "is missing (known ops: " + join(known) + ")");
     if (std::find(known.begin(), known.end(), lc.op) == known.end())
       reader::fail(where + ".op", "unknown op '" + lc.op + "' (known ops: " + join(known) + ")");
-    if (lc.op == "linear" && lc.units <= 0) reader::fail(where + ".units", "linear needs units > 0");
-    if (lc.op == "dropout" && !(lc.rate >= 0 && lc.rate < 1)) reader::fail(where + ".rate", "must be in [0, 1)");
+    check_layer(lc, l.keys(), has_kernel, where);
     check_init(lc.init, where + ".init");
     c.model.layers.push_back(lc);
   }
@@ -166,6 +278,7 @@ train_config build(const YAML::Node& root, const std::string& source) {
   if (c.model.input.empty()) reader::fail("model.input", "is missing (per-example feature shape, e.g. [784])");
   for (auto d : c.model.input)
     if (d <= 0) reader::fail("model.input", "dims must be positive");
+  check_layer_ranks(c.model);
   if (c.model.loss != "softmax_cross_entropy" && c.model.loss != "bce_with_logits" && c.model.loss != "mse")
     reader::fail("model.loss", "unknown loss '" + c.model.loss + "' (known: softmax_cross_entropy, bce_with_logits, mse)");
   if (c.model.dtype != "f32" && c.model.dtype != "f64")

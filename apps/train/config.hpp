@@ -2,6 +2,7 @@
 // `luoshu train` configuration: YAML in, validated plain structs out. Every
 // error names the key (model.layers[2].op) and what was wrong with it.
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -10,19 +11,29 @@
 
 namespace luoshu::app {
 
-/// One layer of a sequential model.
+/// One layer of a sequential model. Window sizes ({h, w}) may be written
+/// as one number (5) or a pair ([5, 3]).
 struct layer_config {
-  std::string op;          ///< linear, relu, leaky_relu, elu, gelu, sigmoid, tanh, softplus, dropout
-  int64_t units = 0;       ///< linear
-  bool bias = true;        ///< linear
-  std::string init = "he_uniform"; ///< linear weight initializer
+  std::string op;          ///< one of known_layer_ops()
+  int64_t units = 0;       ///< linear: outputs; conv2d: output channels
+  bool bias = true;        ///< linear, conv2d
+  std::string init = "he_uniform"; ///< linear / conv2d weight initializer
   double alpha = 0;        ///< leaky_relu slope / elu alpha (0 = op default)
   double rate = 0;         ///< dropout
+  std::array<int64_t, 2> kernel{0, 0};   ///< conv2d, max_pool2d, avg_pool2d (required)
+  std::array<int64_t, 2> stride{0, 0};   ///< 0 = default (conv2d: 1; pools: the kernel)
+  std::array<int64_t, 2> padding{0, 0};  ///< conv2d, pools
+  std::array<int64_t, 2> dilation{1, 1}; ///< conv2d
+  int64_t groups = 1;                    ///< conv2d
+  bool count_include_pad = true;         ///< avg_pool2d (PyTorch's default)
 };
 
 struct model_config {
   std::string kind = "sequential"; ///< sequential (input + layers) or wide_deep
-  std::vector<int64_t> input;  ///< per-example feature shape, e.g. [784] (wide_deep: [13])
+  /// Per-example feature shape, e.g. [784] (wide_deep: [13]); models with
+  /// conv2d or pooling layers take an image shape [C, H, W], e.g. [1, 28, 28],
+  /// and reshape the data's flat rows to it.
+  std::vector<int64_t> input;
   std::vector<layer_config> layers; ///< sequential
   std::string loss = "softmax_cross_entropy"; ///< wide_deep: bce_with_logits
   std::string dtype = "f32";

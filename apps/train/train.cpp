@@ -4,6 +4,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -68,22 +69,31 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
     return m;
   }
   m.classification = cfg.loss == "softmax_cross_entropy";
-  shape in{-1};
   int64_t features = 1;
-  for (auto d : cfg.input) {
-    in.dims().push_back(d);
-    features *= d;
-  }
-  m.x = g.placeholder("x", t, in);
+  for (auto d : cfg.input) features *= d;
+  // The readers give flat rows [N, features]; models with conv2d or
+  // pooling layers see them as images [N, C, H, W] (config.cpp checked
+  // that the input is [C, H, W] then), others as flat rows.
+  const bool images = std::any_of(cfg.layers.begin(), cfg.layers.end(), [](const layer_config& l) {
+    return l.op == "conv2d" || l.op == "max_pool2d" || l.op == "avg_pool2d";
+  });
+  m.x = g.placeholder("x", t, shape{-1, features});
   m.y = g.placeholder("y", m.classification ? dtype::i64 : t, shape{-1});
-  expr h = cfg.input.size() > 1 ? reshape(m.x, shape{-1, features}) : m.x;
-  int64_t width = features;
-  int linear_index = 0;
+  expr h = m.x;
+  if (images) {
+    shape in{-1};
+    for (auto d : cfg.input) in.dims().push_back(d);
+    h = reshape(m.x, in);
+  }
+  int linear_index = 0, conv_index = 0;
   for (size_t i = 0; i < cfg.layers.size(); ++i) {
     const layer_config& l = cfg.layers[i];
     std::string where = "model.layers[" + std::to_string(i) + "] (" + l.op + ")";
     try {
       if (l.op == "linear") {
+        if (h.shape().rank() != 2)
+          throw luoshu_error("needs flat [N, features] input, got " + h.shape().to_string() + " (add a flatten layer)");
+        const int64_t width = h.shape()[1];
         std::string base = "dense" + std::to_string(++linear_index);
         expr w = g.variable(base + "/w", shape{width, l.units}, init_of(l.init), t);
         if (l.bias) {
@@ -92,7 +102,35 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
         } else {
           h = matmul(h, w);
         }
-        width = l.units;
+      } else if (l.op == "conv2d") {
+        if (h.shape().rank() != 4) throw luoshu_error("needs [N, C, H, W] input, got " + h.shape().to_string());
+        const int64_t channels = h.shape()[1];
+        if (channels % l.groups != 0)
+          throw luoshu_error("groups " + std::to_string(l.groups) + " do not divide the " + std::to_string(channels) +
+                             " input channels of " + h.shape().to_string());
+        conv2d_options o;
+        o.stride = {l.stride[0] ? l.stride[0] : 1, l.stride[1] ? l.stride[1] : 1};
+        o.padding = l.padding;
+        o.dilation = l.dilation;
+        o.groups = l.groups;
+        std::string base = "conv" + std::to_string(++conv_index);
+        expr w = g.variable(base + "/w", shape{l.units, channels / l.groups, l.kernel[0], l.kernel[1]},
+                            init_of(l.init), t);
+        if (l.bias)
+          h = conv2d(h, w, g.variable(base + "/b", shape{l.units}, init::zeros(), t), o);
+        else
+          h = conv2d(h, w, o);
+      } else if (l.op == "max_pool2d" || l.op == "avg_pool2d") {
+        pool2d_options o;
+        o.kernel = l.kernel;
+        o.stride = l.stride; // 0 = the kernel
+        o.padding = l.padding;
+        o.count_include_pad = l.count_include_pad;
+        h = l.op == "max_pool2d" ? max_pool2d(h, o) : avg_pool2d(h, o);
+      } else if (l.op == "flatten") {
+        int64_t n = 1;
+        for (int d = 1; d < h.shape().rank(); ++d) n *= h.shape()[d];
+        if (h.shape().rank() != 2) h = reshape(h, shape{-1, n});
       } else if (l.op == "relu") {
         h = relu(h);
       } else if (l.op == "leaky_relu") {
@@ -116,6 +154,10 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
       throw luoshu_error(where + ": " + e.what());
     }
   }
+  if (h.shape().rank() != 2)
+    throw luoshu_error("the last layer gives " + h.shape().to_string() +
+                       ": end with flatten and linear to give [N, outputs] logits");
+  const int64_t width = h.shape()[1];
   m.logits = h.named("logits");
   if (m.classification) {
     if (width < 2) throw luoshu_error("softmax_cross_entropy needs a last layer with >= 2 units, got " + std::to_string(width));

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <cstring>
@@ -335,4 +336,137 @@ TEST(Train, TraceWritesAChromeTimelineOfEveryOp) {
   EXPECT_NE(text.find("\"name\":\"linear\",\"cat\":\"op\",\"ph\":\"X\""), std::string::npos);
   EXPECT_NE(text.find("adam_update"), std::string::npos); // the updates are traced too
   EXPECT_EQ(text.substr(text.size() - 3), "]}\n");
+}
+
+namespace {
+
+/// 8x8 one-channel images as csv rows (64 pixels, then the label): class 0
+/// holds a vertical bar, class 1 a horizontal one, at varying positions
+/// over a faint pattern. A linear model on the pixels cannot tell them
+/// apart from one position to the next; a 3x3 convolution can.
+std::string bars_csv(const temp_dir& dir, const std::string& name, int rows, int offset) {
+  std::string text;
+  for (int i = 0; i < rows; ++i) {
+    const int r = i + offset, label = r % 2, at = 1 + (r / 2) % 6;
+    for (int p = 0; p < 64; ++p) {
+      const int y = p / 8, x = p % 8;
+      const bool on = label == 0 ? (x == at && y >= 1 && y <= 6) : (y == at && x >= 1 && x <= 6);
+      const double v = on ? 1.0 : ((r * 7 + p * 13) % 10) / 40.0;
+      text += std::to_string(v) + ",";
+    }
+    text += std::to_string(label) + "\n";
+  }
+  return dir.file(name, text);
+}
+
+std::string conv_yaml(const std::string& train_csv, const std::string& test_csv) {
+  return R"(
+model:
+  input: [1, 8, 8]
+  layers:
+    - {op: conv2d, units: 4, kernel: 3, padding: 1}
+    - {op: relu}
+    - {op: max_pool2d, kernel: 2}
+    - {op: conv2d, units: 4, kernel: [3, 3], groups: 2, bias: false}
+    - {op: relu}
+    - {op: avg_pool2d, kernel: 2, stride: 2}
+    - {op: flatten}
+    - {op: linear, units: 2}
+data: {format: csv, train: )" + train_csv + ", test: " + test_csv + R"(}
+optimizer: {kind: adam, lr: 0.02}
+run: {epochs: 6, batch_size: 16, threads: 1}
+)";
+}
+
+} // namespace
+
+TEST(TrainConfig, ParsesTheLeNetExample) {
+  auto c = load_train_config(std::string(LUOSHU_SOURCE_DIR) + "/apps/examples/lenet_fashion_mnist.yaml");
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  EXPECT_EQ(c->model.input, (std::vector<int64_t>{1, 28, 28}));
+  ASSERT_EQ(c->model.layers.size(), 12u);
+  const layer_config& c1 = c->model.layers[0];
+  EXPECT_EQ(c1.op, "conv2d");
+  EXPECT_EQ(c1.units, 6);
+  EXPECT_EQ(c1.kernel, (std::array<int64_t, 2>{5, 5}));
+  EXPECT_EQ(c1.padding, (std::array<int64_t, 2>{2, 2}));
+  EXPECT_EQ(c->model.layers[2].op, "max_pool2d");
+  EXPECT_EQ(c->model.layers[6].op, "flatten");
+
+  // The graph it builds: [N, 784] rows in, LeNet's shapes on the way.
+  graph g;
+  model m = build_model(g, c->model, 1);
+  EXPECT_EQ(m.x.shape(), (shape{-1, 784}));
+  EXPECT_EQ(m.logits.shape(), (shape{-1, 10}));
+}
+
+TEST(Train, ConvNetLearnsBarOrientation) {
+  temp_dir dir;
+  const std::string tr = bars_csv(dir, "bars-train.csv", 192, 0), te = bars_csv(dir, "bars-test.csv", 64, 1000);
+  auto c = parse_train_config(conv_yaml(tr, te), "conv.yaml");
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  auto r = train(*c);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  ASSERT_EQ(r->epochs.size(), 6u);
+  EXPECT_LT(r->epochs.back().train_loss, 0.5 * r->epochs.front().train_loss);
+  EXPECT_GE(r->test_accuracy, 0.95);
+}
+
+TEST(TrainConfig, ConvLayerErrorsNameTheLayer) {
+  temp_dir dir;
+  const std::string tr = bars_csv(dir, "bars.csv", 16, 0), yaml = conv_yaml(tr, tr);
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {"model.layers=[{op: conv2d, units: 4}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0].kernel: is missing (conv2d needs a kernel size"},
+      {"model.layers=[{op: max_pool2d}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0].kernel: is missing (max_pool2d"},
+      {"model.layers=[{op: conv2d, kernel: 3}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0].units: conv2d needs units > 0"},
+      {"model.layers=[{op: flatten}, {op: conv2d, units: 4, kernel: 3}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[1].op: conv2d needs [N, C, H, W] maps but model.layers[0] (flatten) made them flat"},
+      {"model.layers=[{op: conv2d, units: 4, kernel: 3}, {op: linear, units: 2}]",
+       "model.layers[1].op: linear needs flat [N, features] rows"},
+      {"model.layers=[{op: conv2d, units: 4, kernel: 3}, {op: relu}]", "model.layers: the last layer gives [N, C, H, W]"},
+      {"model.layers=[{op: relu, kernel: 3}, {op: linear, units: 2}]",
+       "model.layers[0].kernel: does not apply to relu"},
+      {"model.layers=[{op: linear, units: 2, padding: 1}]", "model.layers[0].padding: does not apply to linear"},
+      {"model.layers=[{op: conv2d, units: 4, kernel: [3, 3, 3]}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0].kernel: must be an integer or a pair [h, w]"},
+      {"model.layers=[{op: max_pool2d, kernel: 2, stride: 0}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0].stride: must be >= 1"},
+      {"model.layers=[{op: conv2d, units: 5, kernel: 3, groups: 2}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0].groups: groups 2 do not divide the 5 output channels"},
+      {"model.input=[64]", "model.input: is [64] but model.layers[0] (conv2d) needs an image shape [C, H, W]"},
+  };
+  for (const auto& [set, want] : bad) {
+    auto e = parse_train_config(yaml, "conv.yaml", {set});
+    ASSERT_FALSE(e.ok()) << set;
+    EXPECT_NE(e.err().message.find(want), std::string::npos) << set << ":\n  " << e.err().message;
+  }
+
+  // Sizes are checked by shape inference when the model is built: the
+  // error names the layer and says what did not fit.
+  struct shape_case {
+    std::string set, layer, detail;
+  };
+  const std::vector<shape_case> shapes{
+      {"model.layers=[{op: conv2d, units: 4, kernel: 9}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0] (conv2d)", "larger than the padded input height 8"},
+      {"model.layers=[{op: conv2d, units: 4, kernel: 3}, {op: max_pool2d, kernel: 2}, {op: conv2d, units: 4, "
+       "kernel: 5}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[2] (conv2d)", "larger than the padded input height 3"},
+      {"model.layers=[{op: conv2d, units: 4, kernel: 3, groups: 2}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0] (conv2d)", "groups 2 do not divide the 1 input channels"},
+      {"model.layers=[{op: max_pool2d, kernel: 2, padding: 2}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0] (max_pool2d)", "at most half the kernel"},
+  };
+  for (const auto& s : shapes) {
+    auto c = parse_train_config(yaml, "conv.yaml", {s.set});
+    ASSERT_TRUE(c.ok()) << s.set << ": " << c.err().message;
+    auto r = train(*c);
+    ASSERT_FALSE(r.ok()) << s.set;
+    const std::string& m = r.err().message;
+    EXPECT_EQ(m.rfind("conv.yaml: " + s.layer + ": ", 0), 0u) << s.set << ":\n  " << m;
+    EXPECT_NE(m.find(s.detail), std::string::npos) << s.set << ":\n  " << m;
+  }
 }
