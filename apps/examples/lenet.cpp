@@ -5,7 +5,7 @@
 //
 //   build/apps/examples/lenet [DATA_DIR] [EPOCHS]
 //
-// DATA_DIR defaults to /usr/share/datasets/fashion-mnist, EPOCHS to 12.
+// DATA_DIR defaults to /usr/share/datasets/fashion-mnist, EPOCHS to 15.
 
 #include <cstdio>
 #include <cstdlib>
@@ -18,7 +18,7 @@ using namespace luoshu;
 
 int main(int argc, char** argv) {
   std::string dir = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
-  int epochs = argc > 2 ? std::atoi(argv[2]) : 12;
+  int epochs = argc > 2 ? std::atoi(argv[2]) : 15;
   if (epochs <= 0) {
     std::fprintf(stderr, "EPOCHS must be a positive number\n");
     return 2;
