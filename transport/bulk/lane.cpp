@@ -22,6 +22,12 @@
 //    goes (a sender's close() returns as soon as the broker's attached
 //    functor ran). So the sender never quits there: it sends itself
 //    lane_done_atom and quits when that arrives through its mailbox.
+//  - A servant's epoll registration is queued as an event; when its removal
+//    is queued before the multiplexer handled the registration, the two
+//    cancel out and removed_from_loop() never runs, so a doorman keeps its
+//    self-reference and leaks (seen with ASan: a listener closed right
+//    after it was made). listen() therefore returns only once its broker
+//    has run (and so its registration is handled before any close).
 
 #include "transport/bulk/lane.hpp"
 
@@ -48,6 +54,7 @@ namespace {
 using lane_send_atom = caf::atom_constant<caf::atom("lnsend")>;
 using lane_close_atom = caf::atom_constant<caf::atom("lnclose")>;
 using lane_done_atom = caf::atom_constant<caf::atom("lndone")>;
+using lane_ready_atom = caf::atom_constant<caf::atom("lnready")>;
 
 /// Spare capacity kept behind a message payload (received, or built by
 /// send_message_bytes): when the payload is passed on in a frame of its own
@@ -248,6 +255,7 @@ caf::behavior receiver_broker(caf::io::broker* self, caf::io::doorman_ptr door,
     [=](const caf::io::acceptor_closed_msg&) {
       // The listening socket is gone; open connections carry on.
     },
+    [=](lane_ready_atom) { return true; },
   };
 }
 
@@ -735,6 +743,17 @@ result<listener> listen(caf::actor_system& sys, const std::string& host, uint16_
     return error{"bulk lane: cannot listen on " + host + ":" + std::to_string(port) + ": " + sys.render(door.error())};
   const uint16_t actual = (*door)->port();
   auto broker = mm.spawn_broker(receiver_broker, std::move(*door), std::move(cfg));
+  {
+    // Running, its doorman registered (top of file).
+    caf::scoped_actor self{sys};
+    bool ready = false;
+    self->request(broker, std::chrono::seconds(30), lane_ready_atom::value)
+        .receive([&](bool) { ready = true; }, [&](caf::error&) {});
+    if (!ready) {
+      self->send_exit(broker, caf::exit_reason::user_shutdown);
+      return error{"bulk lane: the listener on " + host + ":" + std::to_string(actual) + " did not start"};
+    }
+  }
   auto impl = std::make_unique<listener_impl>();
   impl->sys = &sys;
   impl->broker = std::move(broker);
