@@ -1006,18 +1006,29 @@ collective_future communicator::submit(std::shared_ptr<collective_call> call) {
   return collective_future(std::move(f));
 }
 
-collective_future communicator::allreduce(const tensor& in, tensor& out, reduce_op op) {
-  if (auto e = check_tensor(in, "in"); !e.empty()) return failed("allreduce: " + e);
-  if (auto e = prepare_out(in, out, in.numel(), in.shape()); !e.empty()) return failed("allreduce: " + e);
+namespace {
+
+/// A call of `kind` on `in` -> `out` over `total` elements cut into `seg`.
+std::shared_ptr<collective_call> make_call(collective_kind kind, reduce_op op, const tensor& in, const tensor& out,
+                                           uint64_t total, std::vector<uint64_t> seg) {
   auto c = std::make_shared<collective_call>();
-  c->kind = collective_kind::allreduce;
+  c->kind = kind;
   c->op = op;
   c->type = in.type();
   c->in = in;
   c->out = out;
-  c->total = static_cast<uint64_t>(in.numel());
-  c->seg = even_segments(c->total, size_);
-  return submit(std::move(c));
+  c->total = total;
+  c->seg = std::move(seg);
+  return c;
+}
+
+} // namespace
+
+collective_future communicator::allreduce(const tensor& in, tensor& out, reduce_op op) {
+  if (auto e = check_tensor(in, "in"); !e.empty()) return failed("allreduce: " + e);
+  if (auto e = prepare_out(in, out, in.numel(), in.shape()); !e.empty()) return failed("allreduce: " + e);
+  const auto total = static_cast<uint64_t>(in.numel());
+  return submit(make_call(collective_kind::allreduce, op, in, out, total, even_segments(total, size_)));
 }
 
 collective_future communicator::allgather(const tensor& in, tensor& out) {
@@ -1038,14 +1049,8 @@ collective_future communicator::allgatherv(const tensor& in, tensor& out, std::v
                   "'s count is " + std::to_string(counts[static_cast<size_t>(rank_)]));
   const auto total = static_cast<int64_t>(seg.back());
   if (auto e = prepare_out(in, out, total, shape{total}); !e.empty()) return failed("allgather: " + e);
-  auto c = std::make_shared<collective_call>();
-  c->kind = collective_kind::allgather;
-  c->type = in.type();
-  c->in = in;
-  c->out = out;
-  c->total = seg.back();
-  c->seg = std::move(seg);
-  return submit(std::move(c));
+  const uint64_t all = seg.back();
+  return submit(make_call(collective_kind::allgather, reduce_op::sum, in, out, all, std::move(seg)));
 }
 
 collective_future communicator::reduce_scatter(const tensor& in, tensor& out, reduce_op op) {
@@ -1055,15 +1060,8 @@ collective_future communicator::reduce_scatter(const tensor& in, tensor& out, re
                   std::to_string(size_) + " ranks");
   const int64_t part = in.numel() / size_;
   if (auto e = prepare_out(in, out, part, shape{part}); !e.empty()) return failed("reduce_scatter: " + e);
-  auto c = std::make_shared<collective_call>();
-  c->kind = collective_kind::reduce_scatter;
-  c->op = op;
-  c->type = in.type();
-  c->in = in;
-  c->out = out;
-  c->total = static_cast<uint64_t>(in.numel());
-  c->seg = even_segments(c->total, size_);
-  return submit(std::move(c));
+  const auto total = static_cast<uint64_t>(in.numel());
+  return submit(make_call(collective_kind::reduce_scatter, op, in, out, total, even_segments(total, size_)));
 }
 
 collective_future communicator::broadcast(const tensor& in, tensor& out, int root) {
@@ -1073,13 +1071,8 @@ collective_future communicator::broadcast(const tensor& in, tensor& out, int roo
   if (auto e = check_tensor(ref, rank_ == root ? "in" : "out"); !e.empty()) return failed("broadcast: " + e);
   if (rank_ == root)
     if (auto e = prepare_out(in, out, in.numel(), in.shape()); !e.empty()) return failed("broadcast: " + e);
-  auto c = std::make_shared<collective_call>();
-  c->kind = collective_kind::broadcast;
-  c->type = ref.type();
-  c->in = rank_ == root ? in : out;
-  c->out = out;
-  c->total = static_cast<uint64_t>(out.numel());
-  c->seg = {0, c->total};
+  const auto total = static_cast<uint64_t>(out.numel());
+  auto c = make_call(collective_kind::broadcast, reduce_op::sum, ref, out, total, {0, total});
   c->root = root;
   return submit(std::move(c));
 }
