@@ -1,8 +1,10 @@
 // CPU kernels: conv2d and its input / filter gradients. f32 runs oneDNN's
-// convolution primitives on plain NCHW / OIHW memory; f64 (reference
-// checks) runs the one-element loops of ops/window.hpp.
-// TODO(perf): let oneDNN pick blocked formats (format_tag::any) and keep
-// them between consecutive ops instead of plain layouts on every call.
+// convolution primitives on the blocked layouts oneDNN picks (its direct
+// JIT kernels), reordered from and to the tensors' plain NCHW / OIHW layouts
+// around each call (staged_primitive); f64 (reference checks) runs the
+// one-element loops of ops/window.hpp.
+// TODO(perf): keep the blocked layouts between consecutive ops (conv ->
+// relu -> pool -> conv) instead of reordering around every call.
 
 #include "ops/cpu/dnnl_util.hpp"
 #include "ops/cpu/register.hpp"
@@ -15,27 +17,42 @@ namespace {
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
-/// The descriptors of one f32 convolution.
+/// The descriptors of one f32 convolution: plain layouts (the tensors') and
+/// the forward primitive over the layouts oneDNN prefers.
 struct conv_descs {
-  dnnl::memory::desc x, w, y;
+  dnnl::memory::desc x, w, y;          ///< plain
+  dnnl::memory::desc xa, wa, ya;       ///< format_tag::any
   dnnl::memory::dims strides, dilates, pad;
   dnnl::convolution_forward::primitive_desc fwd;
 
   explicit conv_descs(const ops::window_geom& g) {
     x = {{g.n, g.c, g.h, g.w}, dt::f32, tag::nchw};
     y = {{g.n, g.o, g.oh, g.ow}, dt::f32, tag::nchw};
-    if (g.groups == 1)
+    xa = {{g.n, g.c, g.h, g.w}, dt::f32, tag::any};
+    ya = {{g.n, g.o, g.oh, g.ow}, dt::f32, tag::any};
+    if (g.groups == 1) {
       w = {{g.o, g.c, g.kh, g.kw}, dt::f32, tag::oihw};
-    else
+      wa = {{g.o, g.c, g.kh, g.kw}, dt::f32, tag::any};
+    } else {
       w = {{g.groups, g.o / g.groups, g.c / g.groups, g.kh, g.kw}, dt::f32, tag::goihw};
+      wa = {{g.groups, g.o / g.groups, g.c / g.groups, g.kh, g.kw}, dt::f32, tag::any};
+    }
     strides = {g.sh, g.sw};
     dilates = {g.dh - 1, g.dw - 1}; // oneDNN counts the gaps
     pad = {g.ph, g.pw};
-    fwd = {{dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, x, w, y, strides, dilates, pad,
+    fwd = {{dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, xa, wa, ya, strides, dilates, pad,
             pad},
            dnnl_engine()};
   }
 };
+
+/// "which:n,c,h,w,o,oh,ow,kh,kw,sh,sw,ph,pw,dh,dw,groups", the staged-primitive cache key.
+std::string conv_key(const char* which, const ops::window_geom& g) {
+  std::string k = which;
+  for (int64_t v : {g.n, g.c, g.h, g.w, g.o, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups})
+    k.append(":").append(std::to_string(v));
+  return k;
+}
 
 /// f(i) for every i in [0, n) on the pool (each output element independent).
 template <class F>
@@ -58,10 +75,16 @@ void k_conv2d(const kernel_call& c) {
         return;
       }
       dnnl_guard(c, [&] {
-        conv_descs d(g);
-        dnnl_run(dnnl::convolution_forward(d.fwd), {{DNNL_ARG_SRC, dnnl_mem(d.x, c.in[0])},
-                                                    {DNNL_ARG_WEIGHTS, dnnl_mem(d.w, c.in[1])},
-                                                    {DNNL_ARG_DST, dnnl_mem(d.y, c.out)}});
+        staged_primitive& p = staged_primitive_cache(conv_key("fwd", g), [&] {
+          conv_descs d(g);
+          staged_primitive s;
+          s.prim = dnnl::convolution_forward(d.fwd);
+          s.add(DNNL_ARG_SRC, false, d.x, d.fwd.src_desc());
+          s.add(DNNL_ARG_WEIGHTS, false, d.w, d.fwd.weights_desc());
+          s.add(DNNL_ARG_DST, true, d.y, d.fwd.dst_desc());
+          return s;
+        });
+        p.run({&c.in[0], &c.in[1], &c.out});
       });
     } else {
       const T *x = c.in[0].data<T>(), *w = c.in[1].data<T>();
@@ -84,13 +107,19 @@ void k_conv2d_input_grad(const kernel_call& c) {
         return;
       }
       dnnl_guard(c, [&] {
-        conv_descs d(g);
-        dnnl::convolution_backward_data::primitive_desc pd(
-            {dnnl::algorithm::convolution_direct, d.x, d.w, d.y, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
-            d.fwd);
-        dnnl_run(dnnl::convolution_backward_data(pd), {{DNNL_ARG_DIFF_DST, dnnl_mem(d.y, c.in[0])},
-                                                       {DNNL_ARG_WEIGHTS, dnnl_mem(d.w, c.in[1])},
-                                                       {DNNL_ARG_DIFF_SRC, dnnl_mem(d.x, c.out)}});
+        staged_primitive& p = staged_primitive_cache(conv_key("bwd_data", g), [&] {
+          conv_descs d(g);
+          dnnl::convolution_backward_data::primitive_desc pd(
+              {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
+              d.fwd);
+          staged_primitive s;
+          s.prim = dnnl::convolution_backward_data(pd);
+          s.add(DNNL_ARG_DIFF_DST, false, d.y, pd.diff_dst_desc());
+          s.add(DNNL_ARG_WEIGHTS, false, d.w, pd.weights_desc());
+          s.add(DNNL_ARG_DIFF_SRC, true, d.x, pd.diff_src_desc());
+          return s;
+        });
+        p.run({&c.in[0], &c.in[1], &c.out});
       });
     } else {
       const T *dy = c.in[0].data<T>(), *w = c.in[1].data<T>();
@@ -113,13 +142,19 @@ void k_conv2d_filter_grad(const kernel_call& c) {
         return;
       }
       dnnl_guard(c, [&] {
-        conv_descs d(g);
-        dnnl::convolution_backward_weights::primitive_desc pd(
-            {dnnl::algorithm::convolution_direct, d.x, d.w, d.y, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
-            d.fwd);
-        dnnl_run(dnnl::convolution_backward_weights(pd), {{DNNL_ARG_SRC, dnnl_mem(d.x, c.in[0])},
-                                                          {DNNL_ARG_DIFF_DST, dnnl_mem(d.y, c.in[1])},
-                                                          {DNNL_ARG_DIFF_WEIGHTS, dnnl_mem(d.w, c.out)}});
+        staged_primitive& p = staged_primitive_cache(conv_key("bwd_weights", g), [&] {
+          conv_descs d(g);
+          dnnl::convolution_backward_weights::primitive_desc pd(
+              {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
+              d.fwd);
+          staged_primitive s;
+          s.prim = dnnl::convolution_backward_weights(pd);
+          s.add(DNNL_ARG_SRC, false, d.x, pd.src_desc());
+          s.add(DNNL_ARG_DIFF_DST, false, d.y, pd.diff_dst_desc());
+          s.add(DNNL_ARG_DIFF_WEIGHTS, true, d.w, pd.diff_weights_desc());
+          return s;
+        });
+        p.run({&c.in[0], &c.in[1], &c.out});
       });
     } else {
       const T *x = c.in[0].data<T>(), *dy = c.in[1].data<T>();

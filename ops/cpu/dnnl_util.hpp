@@ -8,6 +8,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "ops/cpu/cpu_util.hpp"
 
@@ -29,6 +30,73 @@ inline void dnnl_run(const dnnl::primitive& p, const std::unordered_map<int, dnn
   dnnl::stream s(dnnl_engine());
   p.execute(s, args);
   s.wait();
+}
+
+/// A oneDNN primitive that runs on the layouts oneDNN prefers for it
+/// (blocked formats picked through format_tag::any: direct JIT kernels
+/// instead of im2col + GEMM), with the tensors' plain layouts reordered into
+/// scratch buffers on the way in and back on the way out. Build one per
+/// shape with staged_primitive_cache(); not shared between threads.
+struct staged_primitive {
+  struct arg {
+    int id = 0;                 ///< DNNL_ARG_*
+    bool output = false;
+    dnnl::memory::desc plain;   ///< the tensor's layout
+    bool staged = false;        ///< the primitive wants another layout
+    dnnl::memory buf;           ///< scratch in the wanted layout (staged only)
+    dnnl::primitive reorder;    ///< plain -> buf (inputs) or buf -> plain (outputs)
+  };
+  dnnl::primitive prim;
+  std::vector<arg> args;
+
+  /// Adds an argument whose tensor is `plain` and which the primitive wants as `want`.
+  void add(int id, bool output, const dnnl::memory::desc& plain, const dnnl::memory::desc& want) {
+    arg a;
+    a.id = id;
+    a.output = output;
+    a.plain = plain;
+    a.staged = !(plain == want);
+    if (a.staged) {
+      a.buf = dnnl::memory(want, dnnl_engine());
+      a.reorder = output ? dnnl::reorder(dnnl::reorder::primitive_desc(dnnl_engine(), want, dnnl_engine(), plain))
+                         : dnnl::reorder(dnnl::reorder::primitive_desc(dnnl_engine(), plain, dnnl_engine(), want));
+    }
+    args.push_back(std::move(a));
+  }
+
+  /// Runs on `tensors` (one per add(), in order) to completion.
+  void run(const std::vector<const tensor*>& tensors) {
+    dnnl::stream s(dnnl_engine());
+    std::unordered_map<int, dnnl::memory> m;
+    std::vector<dnnl::memory> plain(args.size());
+    for (size_t i = 0; i < args.size(); ++i) {
+      arg& a = args[i];
+      plain[i] = dnnl_mem(a.plain, *tensors[i]);
+      if (!a.staged) {
+        m[a.id] = plain[i];
+        continue;
+      }
+      if (!a.output) a.reorder.execute(s, {{DNNL_ARG_FROM, plain[i]}, {DNNL_ARG_TO, a.buf}});
+      m[a.id] = a.buf;
+    }
+    prim.execute(s, m);
+    for (size_t i = 0; i < args.size(); ++i)
+      if (args[i].staged && args[i].output)
+        args[i].reorder.execute(s, {{DNNL_ARG_FROM, args[i].buf}, {DNNL_ARG_TO, plain[i]}});
+    s.wait();
+  }
+};
+
+/// This thread's staged primitive for `key` (a string naming the primitive
+/// and every shape parameter), built by make() on first use. At most 64 are
+/// kept per thread (then the cache starts over).
+template <class Make>
+staged_primitive& staged_primitive_cache(const std::string& key, Make&& make) {
+  thread_local std::unordered_map<std::string, staged_primitive> cache;
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  if (cache.size() >= 64) cache.clear();
+  return cache.emplace(key, make()).first->second;
 }
 
 /// Runs f(), turning oneDNN errors into luoshu_errors naming the node.

@@ -3,6 +3,8 @@
 // memory; the max gradient recomputes each window's argmax (no workspace to
 // carry between nodes) with the loops of ops/window.hpp, as does f64.
 
+#include <algorithm>
+
 #include "ops/cpu/dnnl_util.hpp"
 #include "ops/cpu/register.hpp"
 #include "ops/window.hpp"
@@ -68,9 +70,41 @@ void k_max_pool_grad(const kernel_call& c) {
     using T = decltype(z);
     const T *dy = c.in[0].data<T>(), *x = c.in[1].data<T>();
     T* dx = c.out.data<T>();
-    // TODO(perf): scatter from each window's argmax (one pass) instead of
-    // recomputing the windows that cover each input element.
-    each(c.out.numel(), g.kh * g.kw * g.kh * g.kw, [&](int64_t i) { dx[i] = ops::max_pool_grad_at(g, dy, x, i); });
+    // One pass per (n, c) plane: each output adds its dy to its window's
+    // first largest element (ops::max_pool_argmax, as the forward picks).
+    const int64_t plane = g.h * g.w, oplane = g.oh * g.ow;
+    const bool interior = g.ph == 0 && g.pw == 0;
+    parallel_for(g.n * g.c, plane + oplane * g.kh * g.kw, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; ++p) {
+        T* d = dx + p * plane;
+        std::fill(d, d + plane, T(0));
+        const T* xp = x + p * plane;
+        const T* dp = dy + p * oplane;
+        if (interior) { // every window inside the plane: no bounds checks
+          for (int64_t i = 0; i < g.oh; ++i)
+            for (int64_t j = 0; j < g.ow; ++j) {
+              const int64_t base = i * g.sh * g.w + j * g.sw;
+              int64_t best = base;
+              T bestv = xp[base];
+              for (int64_t a = 0; a < g.kh; ++a)
+                for (int64_t bb = 0; bb < g.kw; ++bb) {
+                  const int64_t k = base + a * g.dh * g.w + bb * g.dw;
+                  const T v = xp[k];
+                  const bool more = bestv < v; // select, not branch: random data mispredicts
+                  best = more ? k : best;
+                  bestv = more ? v : bestv;
+                }
+              d[best] += dp[i * g.ow + j];
+            }
+          continue;
+        }
+        for (int64_t i = 0; i < g.oh; ++i)
+          for (int64_t j = 0; j < g.ow; ++j) {
+            int64_t k = ops::max_pool_argmax(g, xp, i, j);
+            if (k >= 0) d[k] += dp[i * g.ow + j];
+          }
+      }
+    });
   });
 }
 

@@ -106,6 +106,39 @@ void reduce_into(const T* in, const shape& s, const std::vector<int>& axes, rop 
       });
     return;
   }
+  // Kept axes contiguous ([outer, K, inner] reduced over outer and inner,
+  // e.g. a per-channel sum over N, H, W): each output sums contiguous rows.
+  int kfirst = -1, klast = -1;
+  bool kept_contiguous = true;
+  for (int i = 0; i < rank; ++i)
+    if (!red[static_cast<size_t>(i)]) {
+      if (kfirst < 0) kfirst = i;
+      else if (klast != i - 1) kept_contiguous = false;
+      klast = i;
+    }
+  if (kept_contiguous && kfirst >= 0) {
+    int64_t outer = 1, k = total_out, inner = 1;
+    for (int i = 0; i < kfirst; ++i) outer *= s[i];
+    for (int i = klast + 1; i < rank; ++i) inner *= s[i];
+    parallel_for(k, outer * inner, [&](int64_t b, int64_t e) {
+      for (int64_t q = b; q < e; ++q) {
+        T acc = rinit<T>(op);
+        for (int64_t o = 0; o < outer; ++o) {
+          const T* row = in + (o * k + q) * inner;
+          if (op == rop::sum) {
+            T part = T(0);
+#pragma omp simd reduction(+ : part)
+            for (int64_t i = 0; i < inner; ++i) part += row[i];
+            acc += part;
+          } else {
+            for (int64_t i = 0; i < inner; ++i) acc = rstep(op, acc, row[i]);
+          }
+        }
+        out[q] = acc;
+      }
+    });
+    return;
+  }
   // General case: walk the input once, mapping each element to its output.
   for (int64_t i = 0; i < total_out; ++i) out[i] = rinit<T>(op);
   std::vector<int64_t> idx(static_cast<size_t>(rank), 0), ostride(static_cast<size_t>(rank), 0);

@@ -1169,7 +1169,9 @@ expr weighted_loss(graph& g, const exprs& outs, const std::string& seed) {
   for (const expr& y : outs) {
     std::vector<double> w(static_cast<size_t>(y.shape().numel()));
     for (double& e : w) e = r.uniform(-1, 1);
-    expr term = sum(y * g.constant(tensor::from<double>(y.shape(), w)));
+    tensor wt = tensor::from<double>(y.shape(), w);
+    if (y.type() != dtype::f64) wt = wt.cast(y.type()); // f32 runs weigh by the same values, rounded
+    expr term = sum(y * g.constant(wt));
     loss = loss.valid() ? loss + term : term;
   }
   return loss;

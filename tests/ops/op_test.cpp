@@ -158,6 +158,46 @@ TEST_P(OpGradient, F64MatchesFiniteDifferences) {
   }
 }
 
+/// The analytic gradients of a case's weighted loss in float type `ft`,
+/// densified, one per differentiable input.
+std::vector<std::vector<double>> analytic_gradients(const op_case& c, dtype ft) {
+  nds vals = draw_inputs(c);
+  graph g;
+  feed_map feeds;
+  exprs ins = make_placeholders(g, c, ft, vals, feeds);
+  expr loss = weighted_loss(g, c.build(ins), c.name);
+  exprs wrt;
+  for (size_t k = 0; k < ins.size(); ++k)
+    if (c.inputs[k].differentiable()) wrt.push_back(ins[k]);
+  auto grads = gradients(loss, wrt);
+  exprs fetch;
+  for (size_t k = 0; k < grads.size(); ++k) fetch.push_back(grads[k].densified(wrt[k]));
+  variable_store vars;
+  kernel_registry reg;
+  cpu::register_kernels(reg);
+  executor ex(g, vars, reg);
+  auto r = ex.run(feeds, fetch);
+  std::vector<std::vector<double>> out;
+  if (!r.ok()) {
+    ADD_FAILURE() << r.err().message;
+    return out;
+  }
+  for (const auto& t : *r) out.push_back(t.to_doubles());
+  return out;
+}
+
+// The f32 gradient kernels (oneDNN's backward primitives, the fast paths of
+// reductions and pooling) against the f64 ones, which the finite
+// differences above check.
+TEST_P(OpGradient, F32MatchesF64) {
+  const op_case& c = GetParam();
+  auto f32 = analytic_gradients(c, dtype::f32);
+  auto f64 = analytic_gradients(c, dtype::f64);
+  ASSERT_EQ(f32.size(), f64.size());
+  for (size_t k = 0; k < f32.size(); ++k)
+    EXPECT_TRUE(close_by_norm(f32[k], f64[k], std::max(1e-4, 10 * c.f32_tol))) << "gradient " << k;
+}
+
 std::string case_name(const testing::TestParamInfo<op_case>& info) { return info.param.name; }
 
 INSTANTIATE_TEST_SUITE_P(AllOps, OpForward, testing::ValuesIn(all_cases()), case_name);
