@@ -3,6 +3,8 @@
 #include "graph/device_backend.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 
@@ -391,6 +393,7 @@ result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std:
       values[i] = tensor(src.storage(), src.offset(), s.ts.type, s.ts.shape);
     }
     int64_t t0 = opts_.trace ? trace_recorder::now_us() : 0;
+    auto p0 = opts_.profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     try {
       if (on_device) stream_->set_current_node(nd.name, name(nd.op));
       s.kernel(kernel_call{nd, ins, values[i], ctx});
@@ -401,6 +404,11 @@ result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std:
       return error{msg};
     } catch (const std::bad_alloc&) {
       return error{"node '" + nd.name + "' (op " + name(nd.op) + "): out of memory"};
+    }
+    if (opts_.profile) {
+      auto k = static_cast<size_t>(nd.op);
+      opts_.profile->calls[k] += 1;
+      opts_.profile->ns[k] += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - p0).count();
     }
     if (opts_.trace)
       opts_.trace->span(std::string(name(nd.op)), "op", t0, trace_recorder::now_us() - t0, opts_.trace_track,
@@ -433,6 +441,30 @@ result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std:
   if (ro.on_fetch)
     for (size_t f = 0; f < out.size(); ++f)
       if (reported.empty() || !reported[f]) ro.on_fetch(f, out[f]);
+  return out;
+}
+
+std::string op_profile::table(int64_t runs, size_t top) const {
+  std::vector<size_t> kinds;
+  int64_t total = 0;
+  for (size_t k = 0; k < ns.size(); ++k)
+    if (calls[k] > 0) {
+      kinds.push_back(k);
+      total += ns[k];
+    }
+  std::sort(kinds.begin(), kinds.end(), [&](size_t a, size_t b) { return ns[a] > ns[b]; });
+  const double per_run = 1e-6 / static_cast<double>(std::max<int64_t>(runs, 1));
+  std::string out;
+  char line[160];
+  for (size_t i = 0; i < kinds.size() && i < top; ++i) {
+    size_t k = kinds[i];
+    std::snprintf(line, sizeof line, "%-26s %9.3f ms/step %5.1f%%  %6.1f calls/step\n", name(static_cast<op_kind>(k)),
+                  static_cast<double>(ns[k]) * per_run, 100.0 * static_cast<double>(ns[k]) / static_cast<double>(std::max<int64_t>(total, 1)),
+                  static_cast<double>(calls[k]) / static_cast<double>(std::max<int64_t>(runs, 1)));
+    out += line;
+  }
+  std::snprintf(line, sizeof line, "%-26s %9.3f ms/step (kernels only)\n", "total", static_cast<double>(total) * per_run);
+  out += line;
   return out;
 }
 

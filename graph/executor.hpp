@@ -2,6 +2,7 @@
 // The local executor: runs a graph on one device in topological order,
 // reusing intermediate buffers by liveness.
 
+#include <array>
 #include <map>
 #include <functional>
 #include <memory>
@@ -17,6 +18,16 @@ namespace luoshu {
 
 /// Values for placeholders, by expression.
 using feed_map = std::vector<std::pair<expr, tensor>>;
+
+/// Kernel time per op kind, summed over runs by an executor whose options
+/// point at it (`luoshu bench zoo --profile`): where a model's time goes.
+struct op_profile {
+  std::array<int64_t, op_count> calls{};
+  std::array<int64_t, op_count> ns{};
+  /// The op kinds by time, largest first: one line each with total ms per
+  /// run (`runs` runs were profiled), share of the kernel time and calls.
+  std::string table(int64_t runs, size_t top = 12) const;
+};
 
 struct executor_options {
   /// Reuse intermediate buffers once their last reader ran (off: every
@@ -37,6 +48,9 @@ struct executor_options {
   /// Record every kernel as a span on track `trace_track` (null: off).
   trace_recorder* trace = nullptr;
   int trace_track = 0;
+  /// Add every kernel call's host time to this profile (null: off; on a
+  /// device that is the time to queue the kernel).
+  op_profile* profile = nullptr;
 };
 
 struct run_options {

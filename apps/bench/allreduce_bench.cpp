@@ -18,7 +18,7 @@
 #include "actors/collective.hpp"
 #include "actors/node.hpp"
 #include "apps/bench/loopback.hpp"
-#include "apps/bench/mlp_bench.hpp"
+#include "apps/bench/baseline_run.hpp"
 #include "apps/luoshu/launch.hpp"
 
 namespace luoshu::bench {

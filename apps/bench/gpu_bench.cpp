@@ -10,7 +10,8 @@
 #include <thread>
 #include <nlohmann/json.hpp>
 
-#include "apps/bench/mlp_bench.hpp"
+#include "apps/bench/baseline_run.hpp"
+#include "apps/bench/zoo_bench.hpp"
 #include "graph/builder.hpp"
 #include "graph/executor.hpp"
 #include "ops/cuda/runtime.hpp"
@@ -172,7 +173,7 @@ int run_gpu_bench(const gpu_bench_options& o) {
   for (int64_t b : o.batches) {
     nlohmann::json row = {{"batch", b}};
     try {
-      mlp_result r = measure_mlp(b, o.steps, o.warmup, 1, device::cuda(o.device));
+      zoo_result r = measure_zoo_model("mlp", b, o.steps, o.warmup, 1, device::cuda(o.device));
       row["luoshu_samples_per_sec"] = r.samples_per_sec;
       row["luoshu_step_ms"] = r.step_ms;
       double ts = -1;
@@ -200,14 +201,14 @@ int run_gpu_bench(const gpu_bench_options& o) {
     const int64_t b = 128;
     nlohmann::json row = {{"batch", b}};
     try {
-      mlp_result one = measure_mlp(b, o.steps, o.warmup, 1, device::cuda(o.device));
-      mlp_result r[2];
+      zoo_result one = measure_zoo_model("mlp", b, o.steps, o.warmup, 1, device::cuda(o.device));
+      zoo_result r[2];
       std::string err[2];
       std::thread ts[2];
       for (int i = 0; i < 2; ++i)
         ts[i] = std::thread([&, i] {
           try {
-            r[i] = measure_mlp(b, o.steps, o.warmup, 1, device::cuda(o.device));
+            r[i] = measure_zoo_model("mlp", b, o.steps, o.warmup, 1, device::cuda(o.device));
           } catch (const luoshu_error& e) {
             err[i] = e.what();
           }

@@ -1,50 +1,51 @@
 #pragma once
-// `luoshu bench mlp`: MLP 784-256-256-10 training throughput against
-// PyTorch and TensorFlow on the same machine, in the same run.
+// `luoshu bench zoo` (and `luoshu bench mlp`, its MLP alone): full training
+// steps of model-zoo models in Luoshu next to the same models in PyTorch and
+// TensorFlow (apps/bench/baselines/zoo_*.py), in one run on this machine.
 
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "graph/device.hpp"
 
 namespace luoshu::bench {
 
-struct mlp_bench_options {
-  int64_t batch = 128;
-  int64_t steps = 300;
-  int64_t warmup = 30;
+struct zoo_bench_options {
+  std::vector<std::string> models; ///< empty: every model (zoo_model_names())
+  int64_t batch = 0;               ///< 0: each model's own batch
+  int64_t steps = 0;               ///< timed steps per run; 0: each model's default
+  int64_t warmup = -1;             ///< warm-up steps per run; -1: each model's default
   std::vector<int> threads;        ///< Luoshu intra-op thread counts to try (best kept); empty: 1 and all cores
   bool baselines = true;
+  bool profile = false;            ///< also print Luoshu's per-op time for each model
   std::string python;              ///< interpreter with torch/tensorflow; default: the repo's .venv-bench
   std::string json_path;           ///< write the results here as JSON
+  /// Internal: measure this one model in this process at threads[0] and
+  /// print one JSON line (the parent runs each setting in a fresh process,
+  /// so peak memory is per model and thread pools start clean).
+  std::string worker;
 };
 
 /// Runs the benchmark, prints a table, returns the process exit code.
-int run_mlp_bench(const mlp_bench_options& o);
+int run_zoo_bench(const zoo_bench_options& o);
 
-/// One measured MLP training run.
-struct mlp_result {
+/// The benchmark's models: mlp, cnn, lstm, dlrm.
+const std::vector<std::string>& zoo_model_names();
+
+/// One measured training run.
+struct zoo_result {
   int threads = 0;
+  int64_t batch = 0;
   double samples_per_sec = 0;
   double step_ms = 0;
   double final_loss = 0;
+  std::string profile; ///< per-op table when asked for
 };
-/// Trains MLP 784-256-256-10 (SGD momentum 0.9, lr 0.01) on 8 pre-made
-/// random host batches, cycled (each step feeds a host batch, as a data
-/// loader would), on `dev`; times `steps` steps after `warmup`. Throws
-/// luoshu_error on failure.
-mlp_result measure_mlp(int64_t batch, int64_t steps, int64_t warmup, int threads, device dev = device::cpu());
 
-/// The interpreter with the baselines' frameworks: $LUOSHU_BENCH_PYTHON, else
-/// the repo's .venv-bench.
-std::string default_python();
-/// Runs a shell command and returns its last stdout line that starts with
-/// '{', parsed; on failure an object with "framework" and "error".
-nlohmann::json run_json_command(const std::string& cmd, const std::string& framework);
-/// Every JSON line `cmd` prints on stdout (stderr dropped); empty with
-/// `error` set when it printed none or an unreadable one.
-std::vector<nlohmann::json> run_json_lines(const std::string& cmd, std::string& error);
+/// Trains zoo model `model` (see zoo_bench.cpp for shapes and optimizers) on
+/// 8 pre-made random host batches, cycled, on `dev`: `warmup` steps, then
+/// times `steps` steps. batch 0 = the model's own. Throws luoshu_error.
+zoo_result measure_zoo_model(const std::string& model, int64_t batch, int64_t steps, int64_t warmup, int threads,
+                             device dev = device::cpu(), bool profile = false);
 
 } // namespace luoshu::bench

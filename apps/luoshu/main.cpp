@@ -8,7 +8,7 @@
 
 #include "apps/bench/allreduce_bench.hpp"
 #include "apps/bench/gpu_bench.hpp"
-#include "apps/bench/mlp_bench.hpp"
+#include "apps/bench/zoo_bench.hpp"
 #include "apps/bench/ps_bench.hpp"
 #include "apps/bench/transport_bench.hpp"
 #include "apps/luoshu/launch.hpp"
@@ -139,16 +139,23 @@ int main(int argc, char** argv) {
 
   auto* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
-  auto* mlp = bench->add_subcommand("mlp", "MLP 784-256-256-10 training vs PyTorch and TensorFlow");
-  luoshu::bench::mlp_bench_options mo;
-  bool no_baselines = false;
-  mlp->add_option("--json", mo.json_path, "Write results as JSON to this file");
-  mlp->add_option("--steps", mo.steps, "Timed steps per run")->check(CLI::PositiveNumber);
-  mlp->add_option("--warmup", mo.warmup, "Warm-up steps per run")->check(CLI::NonNegativeNumber);
-  mlp->add_option("--batch", mo.batch, "Batch size")->check(CLI::PositiveNumber);
-  mlp->add_option("--threads", mo.threads, "Luoshu thread counts to try (best kept)");
-  mlp->add_option("--python", mo.python, "Python with torch and tensorflow (default: .venv-bench)");
-  mlp->add_flag("--no-baselines", no_baselines, "Measure Luoshu only");
+  auto* zoo = bench->add_subcommand("zoo", "Model-zoo training (MLP, CNN, LSTM, DLRM) vs PyTorch and TensorFlow");
+  luoshu::bench::zoo_bench_options zo;
+  bool zoo_no_baselines = false;
+  zoo->add_option("--models", zo.models, "Models to run (default: mlp cnn lstm dlrm)");
+  auto* mlp = bench->add_subcommand("mlp", "MLP 784-256-256-10 training vs PyTorch and TensorFlow (bench zoo --models mlp)");
+  for (auto* c : {zoo, mlp}) {
+    c->add_option("--json", zo.json_path, "Write results as JSON to this file");
+    c->add_option("--steps", zo.steps, "Timed steps per run (default: per model)")->check(CLI::PositiveNumber);
+    c->add_option("--warmup", zo.warmup, "Warm-up steps per run (default: per model)")->check(CLI::NonNegativeNumber);
+    c->add_option("--batch", zo.batch, "Batch size (default: per model)")->check(CLI::PositiveNumber);
+    c->add_option("--threads", zo.threads, "Luoshu thread counts to try (best kept; default: 1 and all cores)")
+        ->check(CLI::PositiveNumber);
+    c->add_option("--python", zo.python, "Python with torch and tensorflow (default: $LUOSHU_BENCH_PYTHON or .venv-bench)");
+    c->add_flag("--no-baselines", zoo_no_baselines, "Measure Luoshu only");
+    c->add_flag("--profile", zo.profile, "Also print Luoshu's kernel time per op kind (a separate run)");
+  }
+  zoo->add_option("--worker", zo.worker, "Measure one model in this process (used by bench zoo itself)")->group("");
   auto* transport_cmd =
     bench->add_subcommand("transport", "Tensors between two processes: BASP vs the bulk lane vs raw TCP");
   luoshu::bench::transport_bench_options to;
@@ -312,9 +319,10 @@ int main(int argc, char** argv) {
       go.baselines = !gpu_no_baselines;
       return luoshu::bench::run_gpu_bench(go);
     }
-    if (mlp->parsed()) {
-      mo.baselines = !no_baselines;
-      return luoshu::bench::run_mlp_bench(mo);
+    if (zoo->parsed() || mlp->parsed()) {
+      zo.baselines = !zoo_no_baselines;
+      if (mlp->parsed()) zo.models = {"mlp"};
+      return luoshu::bench::run_zoo_bench(zo);
     }
     return cmd_info();
   } catch (const std::exception& e) {

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Driver for the `luoshu bench mlp` Python baselines.
+"""Driver for the `luoshu bench zoo` / `luoshu bench mlp` Python baselines.
 
-  run_baseline.py {torch|tf} [--steps 200] [--warmup 20] [--batch 128]
-                  [--quick] [--timeout 300]
+  run_baseline.py {torch|tf} [--model mlp|cnn|lstm|dlrm] [--steps 200]
+                  [--warmup 20] [--batch 0] [--quick] [--timeout 300]
 
-Runs mlp_torch.py / mlp_tf.py (next to this file) with the same Python
+Runs zoo_torch.py / zoo_tf.py (next to this file) with the same Python
 executable, once per thread setting, each in a fresh subprocess (thread pools
 and BLAS env vars are fixed at library load) with a timeout, and prints ONE
 JSON line on stdout:
@@ -26,8 +26,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FW = {  # cli name -> (framework name, module, worker script)
-    "torch": ("pytorch", "torch", "mlp_torch.py"),
-    "tf": ("tensorflow", "tensorflow", "mlp_tf.py"),
+    "torch": ("pytorch", "torch", "zoo_torch.py"),
+    "tf": ("tensorflow", "tensorflow", "zoo_tf.py"),
 }
 
 
@@ -53,16 +53,17 @@ def err_tail(text, n=300):
 
 
 def main():
-    p = argparse.ArgumentParser(description="Run an MLP baseline over a thread grid.")
+    p = argparse.ArgumentParser(description="Run a zoo baseline over a thread grid.")
     p.add_argument("framework", choices=sorted(FW))
+    p.add_argument("--model", choices=("mlp", "cnn", "lstm", "dlrm"), default="mlp")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch", type=int, default=0, help="0 = the model's batch")
     p.add_argument("--quick", action="store_true", help="warmup<=5, steps<=50")
     p.add_argument("--timeout", type=float, default=300, help="seconds per run")
     a = p.parse_args()
-    if min(a.steps, a.batch) < 1 or a.warmup < 0:
-        p.error("--steps and --batch must be >= 1, --warmup >= 0")
+    if a.steps < 1 or a.batch < 0 or a.warmup < 0:
+        p.error("--steps must be >= 1, --batch and --warmup >= 0")
     name, module, script = FW[a.framework]
     if a.quick:
         a.steps, a.warmup = min(a.steps, 50), min(a.warmup, 5)
@@ -87,7 +88,7 @@ def main():
         grid = [(i, 1, b) for i in (1, 2) for b in (1, 2)]   # (intra, interop, blas)
     else:
         grid = [(i, j, 1) for i in (1, 2) for j in (1, 2)]
-    base = [sys.executable, os.path.join(HERE, script), "--steps", str(a.steps),
+    base = [sys.executable, os.path.join(HERE, script), "--model", a.model, "--steps", str(a.steps),
             "--warmup", str(a.warmup), "--batch", str(a.batch)]
 
     tried, runs = [], []
