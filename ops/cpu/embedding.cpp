@@ -23,8 +23,10 @@ void k_embedding(const kernel_call& c) {
   const char* in = static_cast<const char*>(table.raw());
   char* out = static_cast<char*>(c.out.raw());
   parallel_for(k, width, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
+    for (int64_t i = b; i < e; ++i) {
+      if (i + 8 < e) __builtin_prefetch(in + static_cast<size_t>(index_at(ids, i + 8)) * row); // scattered rows
       std::memcpy(out + static_cast<size_t>(i) * row, in + static_cast<size_t>(index_at(ids, i)) * row, row);
+    }
   });
 }
 

@@ -18,20 +18,23 @@ struct row_groups {
 };
 row_groups group_rows(const kernel_call& c, const tensor& idx, int64_t rows) {
   int64_t k = idx.numel();
-  row_groups g;
-  g.order.resize(static_cast<size_t>(k));
-  std::iota(g.order.begin(), g.order.end(), 0);
+  // (row, position) pairs are distinct, so an unstable sort keeps equal
+  // rows in position order, as a stable sort would.
+  std::vector<std::pair<int64_t, int64_t>> keyed(static_cast<size_t>(k));
   for (int64_t i = 0; i < k; ++i) {
     int64_t v = index_at(idx, i);
     if (v < 0 || (rows >= 0 && v >= rows))
       throw luoshu_error("sparse gradient of '" + c.n.name + "': row " + std::to_string(v) + " is out of range [0, " +
                          std::to_string(rows) + ")");
+    keyed[static_cast<size_t>(i)] = {v, i};
   }
-  std::stable_sort(g.order.begin(), g.order.end(),
-                   [&](int64_t x, int64_t y) { return index_at(idx, x) < index_at(idx, y); });
-  for (int64_t i = 0; i < k; ++i)
-    if (i == 0 || index_at(idx, g.order[static_cast<size_t>(i)]) != index_at(idx, g.order[static_cast<size_t>(i - 1)]))
-      g.starts.push_back(i);
+  std::sort(keyed.begin(), keyed.end());
+  row_groups g;
+  g.order.resize(static_cast<size_t>(k));
+  for (int64_t i = 0; i < k; ++i) {
+    g.order[static_cast<size_t>(i)] = keyed[static_cast<size_t>(i)].second;
+    if (i == 0 || keyed[static_cast<size_t>(i)].first != keyed[static_cast<size_t>(i - 1)].first) g.starts.push_back(i);
+  }
   g.starts.push_back(k);
   return g;
 }
@@ -95,9 +98,17 @@ void k_update(const kernel_call& c) {
     int64_t uniq = static_cast<int64_t>(g.starts.size()) - 1;
     parallel_for(uniq, width * 4, [&](int64_t b, int64_t e) {
       std::vector<T> sum(static_cast<size_t>(width));
+      auto row_of = [&](int64_t u) { return index_at(idx, g.order[static_cast<size_t>(g.starts[static_cast<size_t>(u)])]); };
+      constexpr int64_t ahead = 8; // rows are scattered over a large table: fetch the coming ones early
       for (int64_t u = b; u < e; ++u) {
+        if (u + ahead < e) {
+          int64_t next = row_of(u + ahead) * width;
+          __builtin_prefetch(w + next, 1);
+          if (s0) __builtin_prefetch(s0 + next, 1);
+          if (s1) __builtin_prefetch(s1 + next, 1);
+        }
         sum_group(g, u, gv, width, sum.data());
-        int64_t off = index_at(idx, g.order[static_cast<size_t>(g.starts[static_cast<size_t>(u)])]) * width;
+        int64_t off = row_of(u) * width;
         ops::apply_update<T>(l.rule, h, w + off, sum.data(), s0 ? s0 + off : nullptr, s1 ? s1 + off : nullptr, width);
       }
     });
