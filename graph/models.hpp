@@ -62,4 +62,70 @@ inline expr wide_deep(expr dense, expr ids, const wide_deep_options& o = {}) {
   return wide + reshape(mlp(deep_in, widths, "deep/"), shape{-1});
 }
 
+/// The shape of the DeepFM and DCN CTR models (the fields share one id space).
+struct ctr_options {
+  int64_t buckets = 1'000'000;           ///< embedding rows: every id must be in [0, buckets)
+  int64_t embedding_dim = 16;            ///< width of each field's embedding
+  std::vector<int64_t> hidden{256, 128}; ///< the deep MLP's hidden widths
+  int64_t cross_layers = 3;              ///< DCN only: cross layers
+};
+
+/// Per-field embeddings [?, fields, dim] of ids [?, fields] from table
+/// `name` [buckets, dim] (U(-0.05, 0.05); read through embedding(), so the
+/// gradient is sparse and optimizers touch only the looked-up rows).
+inline expr field_embeddings(expr ids, const std::string& name, int64_t buckets, int64_t dim) {
+  return embedding(ids.g().variable(name, {buckets, dim}, init::uniform(-0.05, 0.05)), ids);
+}
+
+/// DeepFM logits [?] (Guo et al., 2017) from dense features [?, d] (f32)
+/// and categorical ids [?, fields] (i64):
+///   first order: a scalar weight per id (fm/w_ids [buckets, 1], zeros)
+///     summed over fields, plus a linear map of the dense features
+///     (fm/w_dense [d, 1], fm/b [1]);
+///   second order (FM): the pairwise dot products of the field embeddings
+///     (emb [buckets, dim]), as 0.5 * sum_k((sum_f v_fk)^2 - sum_f v_fk^2);
+///   deep: the same embeddings, flattened and concatenated with the dense
+///     features, into an MLP (deep/w1, deep/b1, ...) of widths hidden + {1}.
+/// Train it with bce_with_logits against 0/1 labels.
+inline expr deepfm(expr dense, expr ids, const ctr_options& o = {}) {
+  graph& g = dense.g();
+  const int64_t d = dense.shape()[dense.shape().rank() - 1];
+  const int64_t fields = ids.shape()[ids.shape().rank() - 1];
+  expr first = sum(embedding(g.variable("fm/w_ids", {o.buckets, 1}, init::zeros()), ids), {1, 2}) +
+               reshape(linear(dense, g.variable("fm/w_dense", {d, 1}, init::zeros()), g.variable("fm/b", {1}, init::zeros())),
+                       shape{-1});
+  expr v = field_embeddings(ids, "emb", o.buckets, o.embedding_dim); // [?, fields, dim]
+  expr second = sum(square(sum(v, {1})) - sum(square(v), {1}), {1}) * 0.5;
+  std::vector<int64_t> widths = o.hidden;
+  widths.push_back(1);
+  expr deep_in = concat({reshape(v, shape{-1, fields * o.embedding_dim}), dense}, 1);
+  return first + second + reshape(mlp(deep_in, widths, "deep/"), shape{-1});
+}
+
+/// DCN logits [?] (Deep & Cross Network, Wang et al., 2017) from dense
+/// features [?, d] and categorical ids [?, fields]: x0 = the flattened
+/// field embeddings (emb [buckets, dim]) and the dense features [?, n];
+///   cross: x_{l+1} = x0 * (x_l w_l) + b_l + x_l, w_l [n, 1], b_l [n]
+///     (cross/w1, cross/b1, ...; cross_layers of them);
+///   deep: an MLP of widths hidden on x0 (relu after every layer);
+///   output: a linear layer (out/w, out/b) on [x_L, deep].
+inline expr dcn(expr dense, expr ids, const ctr_options& o = {}) {
+  graph& g = dense.g();
+  const int64_t fields = ids.shape()[ids.shape().rank() - 1];
+  expr emb = field_embeddings(ids, "emb", o.buckets, o.embedding_dim);
+  expr x0 = concat({reshape(emb, shape{-1, fields * o.embedding_dim}), dense}, 1);
+  const int64_t n = x0.shape()[1];
+  expr x = x0;
+  for (int64_t l = 1; l <= o.cross_layers; ++l) {
+    std::string k = std::to_string(l);
+    x = x0 * matmul(x, g.variable("cross/w" + k, {n, 1}, init::uniform(-0.05, 0.05))) +
+        g.variable("cross/b" + k, {n}, init::zeros()) + x;
+  }
+  expr deep = o.hidden.empty() ? x0 : relu(mlp(x0, o.hidden, "deep/"));
+  const int64_t width = n + (o.hidden.empty() ? n : o.hidden.back());
+  return reshape(linear(concat({x, deep}, 1), g.variable("out/w", {width, 1}, init::he_uniform()),
+                        g.variable("out/b", {1}, init::zeros())),
+                 shape{-1});
+}
+
 } // namespace luoshu::models

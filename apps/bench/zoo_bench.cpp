@@ -393,8 +393,10 @@ int run_zoo_bench(const zoo_bench_options& o) {
         bl[i] = &r["baselines"][fws[i]]["best"];
     char ratio[16] = "-";
     if (r.contains("ratio_vs_fastest")) std::snprintf(ratio, sizeof ratio, "%.2fx", r["ratio_vs_fastest"].get<double>());
-    std::printf("%-6s %12.0f %12.0f %12.0f %9s %6s   %.0f / %.0f / %.0f\n", name.c_str(), sps(l), sps(*bl[0]), sps(*bl[1]), ratio,
-                r.contains("goal_met") ? (r["goal_met"].get<bool>() ? "met" : "no") : "-", rss(l), rss(*bl[0]), rss(*bl[1]));
+    auto num = [](double v) { return v > 0 ? fmt::format("{:.0f}", v) : std::string("-"); };
+    std::printf("%-6s %12s %12s %12s %9s %6s   %s / %s / %s\n", name.c_str(), num(sps(l)).c_str(), num(sps(*bl[0])).c_str(),
+                num(sps(*bl[1])).c_str(), ratio, r.contains("goal_met") ? (r["goal_met"].get<bool>() ? "met" : "no") : "-",
+                num(rss(l)).c_str(), num(rss(*bl[0])).c_str(), num(rss(*bl[1])).c_str());
   }
   if (!o.json_path.empty()) {
     std::ofstream f(o.json_path);

@@ -230,12 +230,16 @@ train_config build(const YAML::Node& root, const std::string& source) {
   m.get("dtype", c.model.dtype);
   m.get("embedding_dim", c.model.embedding_dim);
   m.get("hidden", c.model.hidden);
-  const bool wide_deep = c.model.kind == "wide_deep";
+  m.get("cross_layers", c.model.cross_layers);
+  // The CTR kinds read Criteo-format data (dense features plus categorical ids).
+  const bool wide_deep = c.model.kind == "wide_deep" || c.model.kind == "deepfm" || c.model.kind == "dcn";
   if (!wide_deep && c.model.kind != "sequential")
-    reader::fail("model.kind", "unknown kind '" + c.model.kind + "' (known: sequential, wide_deep)");
+    reader::fail("model.kind", "unknown kind '" + c.model.kind + "' (known: sequential, wide_deep, deepfm, dcn)");
+  if (c.model.kind != "dcn" && m.child("cross_layers")) reader::fail("model.cross_layers", "applies to dcn only");
+  if (c.model.cross_layers < 0) reader::fail("model.cross_layers", "must be >= 0");
   YAML::Node layers = m.child("layers");
   if (wide_deep && layers)
-    reader::fail("model.layers", "does not apply to wide_deep (set embedding_dim and hidden)");
+    reader::fail("model.layers", "does not apply to " + c.model.kind + " (set embedding_dim and hidden)");
   if (!wide_deep && (!layers || !layers.IsSequence() || layers.size() == 0))
     reader::fail("model.layers", "must be a non-empty list of layers");
   for (size_t i = 0; !wide_deep && i < layers.size(); ++i) {
@@ -268,8 +272,8 @@ train_config build(const YAML::Node& root, const std::string& source) {
   if (wide_deep) {
     if (c.model.input.empty()) c.model.input = {data::criteo_dense_fields};
     if (c.model.loss.empty()) c.model.loss = "bce_with_logits";
-    if (c.model.loss != "bce_with_logits") reader::fail("model.loss", "wide_deep trains with bce_with_logits");
-    if (c.model.dtype != "f32") reader::fail("model.dtype", "wide_deep supports f32 only");
+    if (c.model.loss != "bce_with_logits") reader::fail("model.loss", c.model.kind + " trains with bce_with_logits");
+    if (c.model.dtype != "f32") reader::fail("model.dtype", c.model.kind + " supports f32 only");
     if (c.model.embedding_dim <= 0) reader::fail("model.embedding_dim", "must be > 0");
     for (auto h : c.model.hidden)
       if (h <= 0) reader::fail("model.hidden", "widths must be positive");
@@ -301,7 +305,7 @@ train_config build(const YAML::Node& root, const std::string& source) {
     reader::fail("data.format", "unknown format '" + c.data.format + "' (known: idx, csv, libsvm, criteo)");
   if ((c.data.format == "criteo") != wide_deep)
     reader::fail(wide_deep ? "data.format" : "model.kind",
-                 "the wide_deep model and the criteo format (dense features plus categorical ids) go together");
+                 "the CTR models (wide_deep, deepfm, dcn) and the criteo format (dense features plus categorical ids) go together");
   if (c.data.buckets <= data::criteo_categorical_fields)
     reader::fail("data.buckets", "must be above " + std::to_string(data::criteo_categorical_fields) +
                                      " (ids 0-25 mark missing values)");

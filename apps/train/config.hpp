@@ -29,7 +29,7 @@ struct layer_config {
 };
 
 struct model_config {
-  std::string kind = "sequential"; ///< sequential (input + layers) or wide_deep
+  std::string kind = "sequential"; ///< sequential (input + layers), or a CTR model on criteo data: wide_deep, deepfm, dcn
   /// Per-example feature shape, e.g. [784] (wide_deep: [13]); models with
   /// conv2d or pooling layers take an image shape [C, H, W], e.g. [1, 28, 28],
   /// and reshape the data's flat rows to it.
@@ -37,8 +37,9 @@ struct model_config {
   std::vector<layer_config> layers; ///< sequential
   std::string loss = "softmax_cross_entropy"; ///< wide_deep: bce_with_logits
   std::string dtype = "f32";
-  int64_t embedding_dim = 16;            ///< wide_deep: deep embedding width
-  std::vector<int64_t> hidden{256, 128}; ///< wide_deep: deep MLP hidden widths
+  int64_t embedding_dim = 16;            ///< wide_deep, deepfm, dcn: embedding width
+  std::vector<int64_t> hidden{256, 128}; ///< wide_deep, deepfm, dcn: deep MLP hidden widths
+  int64_t cross_layers = 3;              ///< dcn: cross layers
   int64_t buckets = 0; ///< wide_deep: embedding rows, set from data.buckets (not a model key)
 };
 

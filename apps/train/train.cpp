@@ -59,12 +59,18 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
   (void)seed; // initial values come from the variable store's seed
   dtype t = cfg.dtype == "f64" ? dtype::f64 : dtype::f32;
   model m;
-  if (cfg.kind == "wide_deep") {
+  if (cfg.kind == "wide_deep" || cfg.kind == "deepfm" || cfg.kind == "dcn") {
     m.classification = false;
     m.x = g.placeholder("x", dtype::f32, shape{-1, shape(cfg.input).numel()});
     m.ids = g.placeholder("ids", dtype::i64, shape{-1, data::criteo_categorical_fields});
     m.y = g.placeholder("y", dtype::f32, shape{-1});
-    m.logits = models::wide_deep(m.x, m.ids, {cfg.buckets, cfg.embedding_dim, cfg.hidden}).named("logits");
+    if (cfg.kind == "wide_deep")
+      m.logits = models::wide_deep(m.x, m.ids, {cfg.buckets, cfg.embedding_dim, cfg.hidden});
+    else if (cfg.kind == "deepfm")
+      m.logits = models::deepfm(m.x, m.ids, {cfg.buckets, cfg.embedding_dim, cfg.hidden});
+    else
+      m.logits = models::dcn(m.x, m.ids, {cfg.buckets, cfg.embedding_dim, cfg.hidden, cfg.cross_layers});
+    m.logits = m.logits.named("logits");
     m.loss = mean(bce_with_logits(m.logits, m.y)).named("loss");
     return m;
   }
@@ -171,6 +177,31 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
   return m;
 }
 
+namespace {
+
+/// Binary labels for bce_with_logits: 0/1 as they are, -1/+1 (libsvm's
+/// usual binary labels) mapped to 0/1; anything else is an error naming the
+/// file and the example.
+status binary_labels(data::dataset& ds) {
+  std::vector<double> v = ds.labels.to_doubles();
+  bool signs = false;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == -1) signs = true;
+    else if (v[i] != 0 && v[i] != 1)
+      return error{ds.source + ": bce_with_logits needs binary labels (0/1 or -1/+1), example " + std::to_string(i) +
+                   " has " + (std::ostringstream() << v[i]).str()};
+  }
+  if (!signs) return {};
+  for (size_t i = 0; i < v.size(); ++i)
+    if (v[i] == 0)
+      return error{ds.source + ": labels mix 0 and -1 (example " + std::to_string(i) + "): use 0/1 or -1/+1"};
+  for (double& x : v) x = x > 0 ? 1 : 0;
+  ds.labels = tensor::from<double>(ds.labels.shape(), v).cast(ds.labels.type());
+  return {};
+}
+
+} // namespace
+
 result<datasets> load_datasets(const train_config& cfg) {
   const data_config& d = cfg.data;
   bool classes = cfg.model.loss == "softmax_cross_entropy";
@@ -191,12 +222,17 @@ result<datasets> load_datasets(const train_config& cfg) {
     return ds;
   };
   datasets out;
+  const bool binary = cfg.model.loss == "bce_with_logits";
   auto tr = read(d.train_path, d.train_labels);
   if (!tr) return tr.err();
+  if (binary)
+    if (status st = binary_labels(*tr); !st) return st.err();
   out.train = std::make_shared<data::dataset>(std::move(*tr));
   if (!d.test_path.empty()) {
     auto te = read(d.test_path, d.test_labels);
     if (!te) return te.err();
+    if (binary)
+      if (status st = binary_labels(*te); !st) return st.err();
     out.test = std::make_shared<data::dataset>(std::move(*te));
   }
   // Features must match the model's input; labels the loss.
