@@ -229,8 +229,20 @@ int run_gpu_bench(const gpu_bench_options& o) {
     report["streams"] = row;
   }
 
-  std::printf("\nCNN: not measured (no convolution op yet; it comes with the model-zoo work).\n");
-  report["cnn"] = "not measured: no convolution op yet";
+  // The zoo's CNN (bench zoo's shapes) on the GPU; Luoshu only for now.
+  {
+    nlohmann::json row;
+    try {
+      zoo_result r = measure_zoo_model("cnn", 0, o.steps, o.warmup, 1, device::cuda(o.device));
+      row = {{"batch", r.batch}, {"luoshu_samples_per_sec", r.samples_per_sec}, {"luoshu_step_ms", r.step_ms}};
+      std::printf("\nCNN (bench zoo's cnn, batch %lld) on the GPU: %.0f samples/s (%.3f ms/step; no baseline yet)\n",
+                  static_cast<long long>(r.batch), r.samples_per_sec, r.step_ms);
+    } catch (const luoshu_error& e) {
+      row["error"] = e.what();
+      std::printf("\nCNN on the GPU failed: %s\n", e.what());
+    }
+    report["cnn"] = row;
+  }
   if (!o.json_path.empty()) {
     std::ofstream f(o.json_path);
     if (!f) {
