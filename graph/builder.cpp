@@ -158,6 +158,30 @@ expr max_pool2d(expr x, const pool2d_options& o) { return pool(op_kind::max_pool
 expr avg_pool2d(expr x, const pool2d_options& o) { return pool(op_kind::avg_pool2d, x, o); }
 
 namespace {
+/// The hidden states: columns [0, H) of a recurrent workspace [B, T, width].
+/// (The lstm and gru gradients recognise exactly this slice and read the
+/// gradient of h without the zero-filled workspace around it.)
+expr hidden_of(expr ws, int64_t h) { return slice(ws, {0, 0, 0}, {INT64_MAX, INT64_MAX, h}); }
+} // namespace
+
+expr lstm(expr x, expr w_x, expr w_h, expr b) {
+  graph& g = same_graph(x, w_x);
+  same_graph(x, w_h);
+  same_graph(x, b);
+  expr ws = g.add(op_kind::lstm, {x.id(), w_x.id(), w_h.id(), b.id()});
+  return hidden_of(ws, w_h.shape()[0]);
+}
+
+expr gru(expr x, expr w_x, expr w_h, expr b_x, expr b_h) {
+  graph& g = same_graph(x, w_x);
+  same_graph(x, w_h);
+  same_graph(x, b_x);
+  same_graph(x, b_h);
+  expr ws = g.add(op_kind::gru, {x.id(), w_x.id(), w_h.id(), b_x.id(), b_h.id()});
+  return hidden_of(ws, w_h.shape()[0]);
+}
+
+namespace {
 expr reduce(op_kind k, expr x, std::vector<int64_t> axes, bool keepdims) {
   op_attrs a;
   a.axes = std::move(axes);

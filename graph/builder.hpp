@@ -122,6 +122,21 @@ expr max_pool2d(expr x, const pool2d_options& o = {});
 /// Mean of each window of x [n, c, h, w].
 expr avg_pool2d(expr x, const pool2d_options& o = {});
 
+// recurrent layers over whole sequences
+/// An LSTM over x [B, T, I] (batch first, zero initial state): the hidden
+/// states h [B, T, H]. Gates as PyTorch's nn.LSTM, in blocks of H columns
+/// i, f, g, o: w_x [I, 4H], w_h [H, 4H], b [4H] (PyTorch's b_ih + b_hh).
+/// The op node (`lstm`) outputs a workspace [B, T, 6H] that backward reads
+/// (h, cell states and gate activations; see ops/rnn.cpp); the returned h
+/// is a `slice` of it. The last step: models::last_step(h).
+expr lstm(expr x, expr w_x, expr w_h, expr b);
+/// A GRU over x [B, T, I] (batch first, zero initial state): h [B, T, H].
+/// PyTorch's nn.GRU: gates r, z, n with w_x [I, 3H], w_h [H, 3H], b_x [3H],
+/// b_h [3H]; n = tanh(x W_xn + b_xn + r (h W_hn + b_hn)),
+/// h' = (1 - z) n + z h. The op node (`gru`) outputs a workspace [B, T, 5H];
+/// h is a `slice` of it.
+expr gru(expr x, expr w_x, expr w_h, expr b_x, expr b_h);
+
 // reductions; empty axes = all axes
 expr sum(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);
 expr mean(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);

@@ -1,6 +1,8 @@
 #pragma once
 // Small building blocks of the model zoo.
 
+#include <climits>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,42 @@ inline expr mlp(expr x, const std::vector<int64_t>& widths, const std::string& p
     in = widths[i];
   }
   return h;
+}
+
+/// An LSTM layer over x [B, T, I]: h [B, T, hidden]. Creates the variables
+/// `prefix`w_x [I, 4 hidden], `prefix`w_h [hidden, 4 hidden] and `prefix`b
+/// [4 hidden], all drawn from U(-1/sqrt(hidden), 1/sqrt(hidden)) as PyTorch
+/// does (PyTorch's two biases b_ih + b_hh are the one b here), in x's dtype.
+inline expr lstm_layer(expr x, int64_t hidden, const std::string& prefix) {
+  graph& g = x.g();
+  const int64_t in = x.shape()[x.shape().rank() - 1];
+  const double k = 1.0 / std::sqrt(static_cast<double>(hidden > 0 ? hidden : 1));
+  return lstm(x, g.variable(prefix + "w_x", {in, 4 * hidden}, init::uniform(-k, k), x.type()),
+              g.variable(prefix + "w_h", {hidden, 4 * hidden}, init::uniform(-k, k), x.type()),
+              g.variable(prefix + "b", {4 * hidden}, init::uniform(-k, k), x.type()));
+}
+
+/// A GRU layer over x [B, T, I]: h [B, T, hidden]. Creates `prefix`w_x
+/// [I, 3 hidden], `prefix`w_h [hidden, 3 hidden], `prefix`b_x and
+/// `prefix`b_h [3 hidden], all U(-1/sqrt(hidden), 1/sqrt(hidden)) (PyTorch's
+/// initialization), in x's dtype.
+inline expr gru_layer(expr x, int64_t hidden, const std::string& prefix) {
+  graph& g = x.g();
+  const int64_t in = x.shape()[x.shape().rank() - 1];
+  const double k = 1.0 / std::sqrt(static_cast<double>(hidden > 0 ? hidden : 1));
+  return gru(x, g.variable(prefix + "w_x", {in, 3 * hidden}, init::uniform(-k, k), x.type()),
+             g.variable(prefix + "w_h", {hidden, 3 * hidden}, init::uniform(-k, k), x.type()),
+             g.variable(prefix + "b_x", {3 * hidden}, init::uniform(-k, k), x.type()),
+             g.variable(prefix + "b_h", {3 * hidden}, init::uniform(-k, k), x.type()));
+}
+
+/// The last step of a sequence seq [B, T, H]: [B, H] (a slice of step
+/// T - 1 and a reshape; only [B, H] is copied).
+inline expr last_step(expr seq) {
+  if (seq.shape().rank() != 3)
+    throw luoshu_error("last_step needs a sequence [batch, steps, features], got " + seq.shape().to_string());
+  const int64_t f = seq.shape()[2];
+  return reshape(slice(seq, {0, -1, 0}, {INT64_MAX, INT64_MAX, INT64_MAX}), shape{-1, f});
 }
 
 /// The shape of a Wide&Deep CTR model (Cheng et al., 2016).

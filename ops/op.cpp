@@ -37,6 +37,7 @@ ops::op_table build_table() {
   ops::describe_matmul(t);
   ops::describe_conv(t);
   ops::describe_pool(t);
+  ops::describe_rnn(t);
   ops::describe_reduce(t);
   ops::describe_shape(t);
   ops::describe_embedding(t);

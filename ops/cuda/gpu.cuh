@@ -398,6 +398,8 @@ void register_activation(kernel_registry& r);
 void register_matmul(kernel_registry& r);
 /// conv2d and the 2-d pools (ops/cuda/conv.cu).
 void register_conv(kernel_registry& r);
+/// lstm, gru and their backward helpers (ops/cuda/rnn.cu).
+void register_rnn(kernel_registry& r);
 void register_reduce(kernel_registry& r);
 void register_shape(kernel_registry& r);
 void register_embedding(kernel_registry& r);

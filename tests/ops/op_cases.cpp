@@ -6,6 +6,8 @@
 
 #include <array>
 
+#include "graph/models.hpp"
+
 namespace luoshu::op_cases {
 
 template <class F>
@@ -1043,6 +1045,153 @@ void add_conv_pool_cases(std::vector<op_case>& cs) {
                 }});
 }
 
+// --- recurrent layers ------------------------------------------------------------
+
+/// The LSTM workspace [B, T, 6H] (h | c | i f g o per row) by the textbook
+/// recurrence, one element at a time.
+nd lstm_ref(const nd& x, const nd& wx, const nd& wh, const nd& b) {
+  const int64_t bs = x.dims[0], steps = x.dims[1], in = x.dims[2], h = wh.dims[0];
+  nd ws{{bs, steps, 6 * h}, std::vector<double>(static_cast<size_t>(bs * steps * 6 * h))};
+  auto at = [&](int64_t bi, int64_t t, int64_t col) -> double& {
+    return ws.v[static_cast<size_t>((bi * steps + t) * 6 * h + col)];
+  };
+  for (int64_t bi = 0; bi < bs; ++bi)
+    for (int64_t t = 0; t < steps; ++t) {
+      std::vector<double> pre(static_cast<size_t>(4 * h));
+      for (int64_t j = 0; j < 4 * h; ++j) {
+        double s = b.v[static_cast<size_t>(j)];
+        for (int64_t k = 0; k < in; ++k) s += x.at({bi, t, k}) * wx.at({k, j});
+        if (t > 0)
+          for (int64_t k = 0; k < h; ++k) s += at(bi, t - 1, k) * wh.at({k, j});
+        pre[static_cast<size_t>(j)] = s;
+      }
+      for (int64_t j = 0; j < h; ++j) {
+        double i = sigmoid_ref(pre[static_cast<size_t>(j)]), f = sigmoid_ref(pre[static_cast<size_t>(h + j)]);
+        double g = std::tanh(pre[static_cast<size_t>(2 * h + j)]), o = sigmoid_ref(pre[static_cast<size_t>(3 * h + j)]);
+        double c = i * g + (t > 0 ? f * at(bi, t - 1, h + j) : 0.0);
+        at(bi, t, j) = o * std::tanh(c);
+        at(bi, t, h + j) = c;
+        at(bi, t, 2 * h + j) = i;
+        at(bi, t, 3 * h + j) = f;
+        at(bi, t, 4 * h + j) = g;
+        at(bi, t, 5 * h + j) = o;
+      }
+    }
+  return ws;
+}
+
+/// The GRU workspace [B, T, 5H] (h | r z n | hn), PyTorch's formulas.
+nd gru_ref(const nd& x, const nd& wx, const nd& wh, const nd& bx, const nd& bh) {
+  const int64_t bs = x.dims[0], steps = x.dims[1], in = x.dims[2], h = wh.dims[0];
+  nd ws{{bs, steps, 5 * h}, std::vector<double>(static_cast<size_t>(bs * steps * 5 * h))};
+  auto at = [&](int64_t bi, int64_t t, int64_t col) -> double& {
+    return ws.v[static_cast<size_t>((bi * steps + t) * 5 * h + col)];
+  };
+  for (int64_t bi = 0; bi < bs; ++bi)
+    for (int64_t t = 0; t < steps; ++t) {
+      std::vector<double> px(static_cast<size_t>(3 * h)), ph(static_cast<size_t>(3 * h));
+      for (int64_t j = 0; j < 3 * h; ++j) {
+        double sx = bx.v[static_cast<size_t>(j)], sh = bh.v[static_cast<size_t>(j)];
+        for (int64_t k = 0; k < in; ++k) sx += x.at({bi, t, k}) * wx.at({k, j});
+        if (t > 0)
+          for (int64_t k = 0; k < h; ++k) sh += at(bi, t - 1, k) * wh.at({k, j});
+        px[static_cast<size_t>(j)] = sx;
+        ph[static_cast<size_t>(j)] = sh;
+      }
+      for (int64_t j = 0; j < h; ++j) {
+        auto u = static_cast<size_t>(j), hu = static_cast<size_t>(h);
+        double r = sigmoid_ref(px[u] + ph[u]), z = sigmoid_ref(px[hu + u] + ph[hu + u]);
+        double n = std::tanh(px[2 * hu + u] + r * ph[2 * hu + u]);
+        double prev = t > 0 ? at(bi, t - 1, j) : 0.0;
+        at(bi, t, j) = (1 - z) * n + z * prev;
+        at(bi, t, h + j) = r;
+        at(bi, t, 2 * h + j) = z;
+        at(bi, t, 3 * h + j) = n;
+        at(bi, t, 4 * h + j) = ph[2 * hu + u];
+      }
+    }
+  return ws;
+}
+
+/// Columns [0, h) of a [B, T, W] array.
+nd first_cols(const nd& ws, int64_t h) {
+  return make({ws.dims[0], ws.dims[1], h}, [&](const dims_t& i) { return ws.at({i[0], i[1], i[2]}); });
+}
+
+void add_rnn_cases(std::vector<op_case>& cs) {
+  struct rnn_spec {
+    const char* name;
+    int64_t b, t, i, h;
+  };
+  // T = 1 (no recurrence), B = 1, I != H both ways, and a longer sequence.
+  const rnn_spec specs[] = {
+      {"Basic", 2, 3, 4, 3}, {"OneStep", 3, 1, 2, 4}, {"BatchOne", 1, 5, 3, 2},
+      {"WideHidden", 2, 4, 2, 6}, {"Long", 3, 9, 5, 4},
+  };
+  for (const auto& s : specs) {
+    const int64_t h = s.h;
+    cs.push_back({.name = std::string("Lstm") + s.name,
+                  .inputs = {fl({s.b, s.t, s.i}), fl({s.i, 4 * h}), fl({h, 4 * h}), fl({4 * h})},
+                  .build = [](const exprs& x) -> exprs { return {lstm(x[0], x[1], x[2], x[3])}; },
+                  .ref = [h](const nds& x) -> nds { return {first_cols(lstm_ref(x[0], x[1], x[2], x[3]), h)}; }});
+    cs.push_back({.name = std::string("Gru") + s.name,
+                  .inputs = {fl({s.b, s.t, s.i}), fl({s.i, 3 * h}), fl({h, 3 * h}), fl({3 * h}), fl({3 * h})},
+                  .build = [](const exprs& x) -> exprs { return {gru(x[0], x[1], x[2], x[3], x[4])}; },
+                  .ref = [h](const nds& x) -> nds {
+                    return {first_cols(gru_ref(x[0], x[1], x[2], x[3], x[4]), h)};
+                  }});
+  }
+  // The raw ops: their whole workspace is the output, so the gradient check
+  // also covers gradients flowing into the cell states and gate activations.
+  cs.push_back({.name = "LstmWorkspace",
+                .inputs = {fl({2, 4, 3}), fl({3, 8}), fl({2, 8}), fl({8})},
+                .build = [](const exprs& x) -> exprs {
+                  return {x[0].g().add(op_kind::lstm, {x[0].id(), x[1].id(), x[2].id(), x[3].id()})};
+                },
+                .ref = [](const nds& x) -> nds { return {lstm_ref(x[0], x[1], x[2], x[3])}; }});
+  cs.push_back({.name = "GruWorkspace",
+                .inputs = {fl({2, 4, 3}), fl({3, 6}), fl({2, 6}), fl({6}), fl({6})},
+                .build = [](const exprs& x) -> exprs {
+                  return {x[0].g().add(op_kind::gru, {x[0].id(), x[1].id(), x[2].id(), x[3].id(), x[4].id()})};
+                },
+                .ref = [](const nds& x) -> nds { return {gru_ref(x[0], x[1], x[2], x[3], x[4])}; }});
+  // The classifier's shape: the last step into a linear layer; and two
+  // stacked layers (the second reads the first's sequence).
+  cs.push_back({.name = "LstmLastStepLinear",
+                .inputs = {fl({3, 5, 4}), fl({4, 12}), fl({3, 12}), fl({12}), fl({3, 2}), fl({2})},
+                .build = [](const exprs& x) -> exprs {
+                  return {linear(models::last_step(lstm(x[0], x[1], x[2], x[3])), x[4], x[5])};
+                },
+                .ref = [](const nds& x) -> nds {
+                  nd ws = lstm_ref(x[0], x[1], x[2], x[3]);
+                  nd last = make({3, 3}, [&](const dims_t& i) { return ws.at({i[0], 4, i[1]}); });
+                  return {linear_ref(last, x[4], x[5])};
+                }});
+  cs.push_back({.name = "GruOnLstm",
+                .inputs = {fl({2, 4, 3}), fl({3, 8}), fl({2, 8}), fl({8}), fl({2, 9}), fl({3, 9}), fl({9}), fl({9})},
+                .build = [](const exprs& x) -> exprs {
+                  return {gru(lstm(x[0], x[1], x[2], x[3]), x[4], x[5], x[6], x[7])};
+                },
+                .ref = [](const nds& x) -> nds {
+                  nd h1 = first_cols(lstm_ref(x[0], x[1], x[2], x[3]), 2);
+                  return {first_cols(gru_ref(h1, x[4], x[5], x[6], x[7]), 3)};
+                }});
+  cs.push_back({.name = "LstmLarge",
+                .inputs = {fl({4, 12, 16}), fl({16, 64}).range(-0.3, 0.3), fl({16, 64}).range(-0.3, 0.3),
+                           fl({64})},
+                .build = [](const exprs& x) -> exprs { return {lstm(x[0], x[1], x[2], x[3])}; },
+                .ref = [](const nds& x) -> nds { return {first_cols(lstm_ref(x[0], x[1], x[2], x[3]), 16)}; },
+                .fd_eps = 1e-4});
+  cs.push_back({.name = "GruLarge",
+                .inputs = {fl({4, 12, 16}), fl({16, 48}).range(-0.3, 0.3), fl({16, 48}).range(-0.3, 0.3),
+                           fl({48}), fl({48})},
+                .build = [](const exprs& x) -> exprs { return {gru(x[0], x[1], x[2], x[3], x[4])}; },
+                .ref = [](const nds& x) -> nds {
+                  return {first_cols(gru_ref(x[0], x[1], x[2], x[3], x[4]), 16)};
+                },
+                .fd_eps = 1e-4});
+}
+
 const std::vector<op_case>& all_cases() {
   static const std::vector<op_case> cases = [] {
     std::vector<op_case> cs;
@@ -1053,6 +1202,7 @@ const std::vector<op_case>& all_cases() {
     add_shape_cases(cs);
     add_embedding_and_loss_cases(cs);
     add_conv_pool_cases(cs);
+    add_rnn_cases(cs);
     add_stability_cases(cs);
     add_integer_cases(cs);
     add_large_cases(cs);

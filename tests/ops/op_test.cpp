@@ -32,6 +32,7 @@
 #include "graph/autodiff.hpp"
 #include "graph/builder.hpp"
 #include "graph/executor.hpp"
+#include "graph/models.hpp"
 #include "graph/variables.hpp"
 #include "ops/kernel.hpp"
 
@@ -475,6 +476,49 @@ const std::vector<bad_build>& bad_builds() {
        {"op 'max_pool2d'", "cannot pool an empty image [1, 1, 0, 4]"}},
       {"AvgPool2dIntegerInput", [](graph& g) { avg_pool2d(ph(g, "x", {1, 1, 4, 4}, dtype::i64)); },
        {"op 'avg_pool2d'", "float"}},
+      {"LstmInputRank", [](graph& g) { lstm(ph(g, "x", {4, 3}), ph(g, "wx", {3, 8}), ph(g, "wh", {2, 8}), ph(g, "b", {8})); },
+       {"op 'lstm'", "node 'lstm'", "'x'", "x must be [batch, steps, features] (rank 3), got [4, 3]"}},
+      {"LstmFeatureMismatch",
+       [](graph& g) { lstm(ph(g, "x", {4, 5, 3}), ph(g, "wx", {2, 8}), ph(g, "wh", {2, 8}), ph(g, "b", {8})); },
+       {"op 'lstm'", "x [4, 5, 3] has 3 features but w_x [2, 8] expects 2"}},
+      {"LstmRecurrentWeightNotFourGates",
+       [](graph& g) { lstm(ph(g, "x", {4, 5, 3}), ph(g, "wx", {3, 8}), ph(g, "wh", {2, 6}), ph(g, "b", {8})); },
+       {"op 'lstm'", "w_h [2, 6] must have 4 x hidden = 8 columns (gates i, f, g, o)"}},
+      {"LstmInputWeightColumns",
+       [](graph& g) { lstm(ph(g, "x", {4, 5, 3}), ph(g, "wx", {3, 6}), ph(g, "wh", {2, 8}), ph(g, "b", {8})); },
+       {"op 'lstm'", "w_x [3, 6] must have 4 x hidden = 8 columns"}},
+      {"LstmBiasLength",
+       [](graph& g) { lstm(ph(g, "x", {4, 5, 3}), ph(g, "wx", {3, 8}), ph(g, "wh", {2, 8}), ph(g, "b", {2})); },
+       {"op 'lstm'", "bias must be [8]", "got [2]"}},
+      {"LstmUnknownHidden",
+       [](graph& g) { lstm(ph(g, "x", {4, 5, 3}), ph(g, "wx", {3, 8}), ph(g, "wh", {-1, 8}), ph(g, "b", {8})); },
+       {"op 'lstm'", "hidden size (w_h's rows) must be known"}},
+      {"LstmIntegerInput",
+       [](graph& g) {
+         lstm(ph(g, "x", {4, 5, 3}, dtype::i64), ph(g, "wx", {3, 8}, dtype::i64), ph(g, "wh", {2, 8}, dtype::i64),
+              ph(g, "b", {8}, dtype::i64));
+       },
+       {"op 'lstm'", "x must be a float tensor, got i64"}},
+      {"LstmDtypes",
+       [](graph& g) { lstm(ph(g, "x", {4, 5, 3}), ph(g, "wx", {3, 8}, dtype::f64), ph(g, "wh", {2, 8}), ph(g, "b", {8})); },
+       {"op 'lstm'", "dtypes differ"}},
+      {"GruRecurrentWeightNotThreeGates",
+       [](graph& g) {
+         gru(ph(g, "x", {4, 5, 3}), ph(g, "wx", {3, 6}), ph(g, "wh", {2, 8}), ph(g, "bx", {6}), ph(g, "bh", {6}));
+       },
+       {"op 'gru'", "w_h [2, 8] must have 3 x hidden = 6 columns (gates r, z, n)"}},
+      {"GruRecurrentBiasLength",
+       [](graph& g) {
+         gru(ph(g, "x", {4, 5, 3}), ph(g, "wx", {3, 6}), ph(g, "wh", {2, 6}), ph(g, "bx", {6}), ph(g, "bh", {3}));
+       },
+       {"op 'gru'", "recurrent bias must be [6]", "got [3]"}},
+      {"GruZeroHidden",
+       [](graph& g) {
+         gru(ph(g, "x", {4, 5, 3}), ph(g, "wx", {3, 0}), ph(g, "wh", {0, 0}), ph(g, "bx", {0}), ph(g, "bh", {0}));
+       },
+       {"op 'gru'", "hidden size must be at least 1"}},
+      {"LastStepNeedsASequence", [](graph& g) { models::last_step(ph(g, "h", {4, 3})); },
+       {"last_step needs a sequence [batch, steps, features], got [4, 3]"}},
       {"NamedNode",
        [](graph& g) {
          expr a = ph(g, "lhs", {3, 4}), b = ph(g, "rhs", {5});

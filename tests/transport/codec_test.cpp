@@ -308,6 +308,12 @@ TEST(WireGraph, EveryOpAttributeSurvives) {
   auto mp = max_pool2d(img, {.kernel = {3, 2}, .stride = {1, 2}, .padding = {1, 0}}); // axes, axes2
   auto ap = avg_pool2d(img, {.kernel = {2, 2}, .count_include_pad = false});         // axes, axes2, flag
   gradients(sum(conv) + sum(mp) + sum(ap), {img, filt}); // their gradient ops carry the same attributes
+  auto seq = g.placeholder("seq", dtype::f32, {shape::unknown, 5, 3});
+  auto wx = g.placeholder("wx", dtype::f32, {3, 8}), wh = g.placeholder("wh", dtype::f32, {2, 8});
+  auto gx = g.placeholder("gx", dtype::f32, {3, 6}), gh = g.placeholder("gh", dtype::f32, {2, 6});
+  auto lb = g.placeholder("lb", dtype::f32, {8}), gb = g.placeholder("gb", dtype::f32, {6});
+  auto rec = lstm(seq, wx, wh, lb) + gru(seq, gx, gh, gb, gb); // slices of the workspaces: axes, axes2
+  gradients(sum(rec), {seq, wx, wh, lb, gx, gh, gb});          // rnn_weight_grad / rnn_bias_grad: flag
   g.constant(random_tensor(dtype::f64, {2, 3}, rng), "c"); // value
   g.constant(tensor::scalar<uint8_t>(7), "c8");
   g.variable("frozen", {2}, init::constant(3), dtype::f64, false); // flag false

@@ -1,0 +1,381 @@
+// CPU kernels: lstm, gru and their backward helpers (see ops/rnn.cpp for the
+// workspace layouts). The sequence runs as one GEMM for the input
+// projection of all steps, then per step one GEMM h_{t-1} w_h into the
+// gates and a fused gate loop; backward walks the steps in reverse with one
+// GEMM per step for the recurrent gradient, and the weight, input and bias
+// gradients are one GEMM (or column sum) each over all steps. f32 GEMMs are
+// oneDNN's sgemm (on the shared OpenMP pool) and the gate loops use
+// vectorizable exp/tanh approximations (relative error ~1e-7); f64 (the
+// reference for gradient checks) runs plain loops and std::exp / std::tanh.
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include <bit>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "ops/cpu/cpu_util.hpp"
+#include "ops/cpu/register.hpp"
+
+namespace luoshu::cpu {
+
+namespace {
+
+// --- GEMM with leading dimensions ---------------------------------------------
+
+/// C[m, n] = op(A) op(B) + beta C, row-major with leading dimensions.
+void gemm(const kernel_call& c, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* out, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (beta == 0)
+      for (int64_t i = 0; i < m; ++i) std::fill(out + i * ldc, out + i * ldc + n, 0.0f);
+    return;
+  }
+  dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, out, ldc);
+  if (st != dnnl_success)
+    throw luoshu_error("oneDNN sgemm failed (status " + std::to_string(static_cast<int>(st)) + ") in node '" +
+                       c.n.name + "'");
+}
+
+void gemm(const kernel_call&, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+          const double* b, int64_t ldb, double beta, double* out, int64_t ldc) {
+  parallel_for(m, n * k + 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      double* ci = out + i * ldc;
+      if (beta == 0) std::fill(ci, ci + n, 0.0);
+      for (int64_t p = 0; p < k; ++p) {
+        double av = ta ? a[p * lda + i] : a[i * lda + p];
+        for (int64_t j = 0; j < n; ++j) ci[j] += av * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+      }
+    }
+  });
+}
+
+// --- activations ----------------------------------------------------------------
+
+/// e^x for x in about [-87, 88] (clamped outside), vectorizable: Cephes'
+/// range reduction and degree-6 polynomial; relative error below 2e-7.
+inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
+
+inline float sigm(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+inline double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+/// tanh(x) = sign(x) (1 - e^{-2|x|}) / (1 + e^{-2|x|}); below 1/4 the odd
+/// Taylor series, where the difference would lose relative precision.
+inline float tanh_(float x) {
+  float a = std::fabs(x);
+  float e = fast_exp(-2.0f * a);
+  float t = (1.0f - e) / (1.0f + e);
+  float x2 = x * x;
+  float small =
+      a * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * (-0.0539682540f + x2 * 0.0218694885f))));
+  t = a < 0.25f ? small : t;
+  return std::copysign(t, x);
+}
+inline double tanh_(double x) { return std::tanh(x); }
+
+/// f(b) for every batch row on the pool.
+template <class F>
+void rows(int64_t batch, int64_t cost, F f) {
+  parallel_for(batch, cost, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) f(b);
+  });
+}
+
+/// Copies bias into `cols` columns of each of `m` rows (leading dim ld).
+template <class T>
+void fill_rows(T* out, int64_t m, int64_t ld, const T* bias, int64_t cols) {
+  parallel_for(m, cols, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) std::copy(bias, bias + cols, out + i * ld);
+  });
+}
+
+// --- lstm -------------------------------------------------------------------------
+
+// lstm(x, w_x, w_h, b) -> ws [B, T, 6H]: h | c | i f g o
+void k_lstm(const kernel_call& c) {
+  const int64_t bs = c.out.dim(0), steps = c.out.dim(1), hd = c.in[2].dim(0), in = c.in[0].dim(2);
+  const int64_t w = 6 * hd, g4 = 4 * hd;
+  if (c.out.numel() == 0) return;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    const T *x = c.in[0].data<T>(), *wx = c.in[1].data<T>(), *wh = c.in[2].data<T>(), *bias = c.in[3].data<T>();
+    T* ws = c.out.data<T>();
+    const std::vector<T> zeros(static_cast<size_t>(hd), T(0)); // c_{-1}
+    fill_rows(ws + 2 * hd, bs * steps, w, bias, g4);
+    gemm(c, false, false, bs * steps, g4, in, x, in, wx, g4, T(1), ws + 2 * hd, w);
+    for (int64_t t = 0; t < steps; ++t) {
+      if (t > 0)
+        gemm(c, false, false, bs, g4, hd, ws + (t - 1) * w, steps * w, wh, g4, T(1), ws + t * w + 2 * hd,
+             steps * w);
+      rows(bs, hd * 48, [&](int64_t b) {
+        T* row = ws + (b * steps + t) * w;
+        const T* cp = t > 0 ? row - w + hd : zeros.data();
+        T *h = row, *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
+#pragma omp simd
+        for (int64_t j = 0; j < hd; ++j) {
+          T i = sigm(gi[j]), f = sigm(gf[j]), g = tanh_(gg[j]), o = sigm(go[j]);
+          T cv = i * g + f * cp[j];
+          gi[j] = i;
+          gf[j] = f;
+          gg[j] = g;
+          go[j] = o;
+          cc[j] = cv;
+          h[j] = o * tanh_(cv);
+        }
+      });
+    }
+  });
+}
+
+// lstm_grad(dy, ws, w_h) -> dG [B, T, 4H]
+void k_lstm_grad(const kernel_call& c) {
+  const int64_t bs = c.out.dim(0), steps = c.out.dim(1), hd = c.in[2].dim(0);
+  const int64_t w = 6 * hd, g4 = 4 * hd, dw = c.in[0].dim(2);
+  const bool full = dw == w; // dy covers the whole workspace, not h alone
+  if (c.out.numel() == 0) return;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    const T *dy = c.in[0].data<T>(), *ws = c.in[1].data<T>(), *wh = c.in[2].data<T>();
+    T* dgate = c.out.data<T>();
+    std::vector<T> dh_rec(static_cast<size_t>(bs * hd), T(0)), dc_rec(static_cast<size_t>(bs * hd), T(0));
+    const std::vector<T> zeros(static_cast<size_t>(hd), T(0));
+    // Full: dy covers the whole workspace (c and the gate activations get
+    // gradients too), else h alone.
+    auto step = [&](int64_t t, auto full_tag) {
+      constexpr bool full_dy = decltype(full_tag)::value;
+      rows(bs, hd * 48, [&](int64_t b) {
+        const int64_t r = b * steps + t;
+        const T* row = ws + r * w;
+        const T *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
+        const T* cp = t > 0 ? row - w + hd : zeros.data();
+        const T* dyr = dy + r * dw;
+        T* dr = dh_rec.data() + b * hd;
+        T* dcr = dc_rec.data() + b * hd;
+        T* d = dgate + r * g4;
+#pragma omp simd
+        for (int64_t j = 0; j < hd; ++j) {
+          T i = gi[j], f = gf[j], g = gg[j], o = go[j];
+          T tc = tanh_(cc[j]);
+          T dh = dyr[j] + dr[j];
+          T dcv = dcr[j] + dh * o * (T(1) - tc * tc);
+          T di = 0, df = 0, dgv = 0, dov = 0;
+          if constexpr (full_dy) {
+            dcv += dyr[hd + j];
+            di = dyr[2 * hd + j];
+            df = dyr[3 * hd + j];
+            dgv = dyr[4 * hd + j];
+            dov = dyr[5 * hd + j];
+          }
+          di += dcv * g;
+          df += dcv * cp[j];
+          dgv += dcv * i;
+          dov += dh * tc;
+          d[j] = di * i * (T(1) - i);
+          d[hd + j] = df * f * (T(1) - f);
+          d[2 * hd + j] = dgv * (T(1) - g * g);
+          d[3 * hd + j] = dov * o * (T(1) - o);
+          dcr[j] = dcv * f;
+        }
+      });
+    };
+    for (int64_t t = steps; t-- > 0;) {
+      if (full)
+        step(t, std::true_type{});
+      else
+        step(t, std::false_type{});
+      if (t > 0) gemm(c, false, true, bs, hd, g4, dgate + t * g4, steps * g4, wh, g4, T(0), dh_rec.data(), hd);
+    }
+  });
+}
+
+// --- gru --------------------------------------------------------------------------
+
+// gru(x, w_x, w_h, b_x, b_h) -> ws [B, T, 5H]: h | r z n | hn
+void k_gru(const kernel_call& c) {
+  const int64_t bs = c.out.dim(0), steps = c.out.dim(1), hd = c.in[2].dim(0), in = c.in[0].dim(2);
+  const int64_t w = 5 * hd, g3 = 3 * hd;
+  if (c.out.numel() == 0) return;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    const T *x = c.in[0].data<T>(), *wx = c.in[1].data<T>(), *wh = c.in[2].data<T>();
+    const T *bx = c.in[3].data<T>(), *bh = c.in[4].data<T>();
+    T* ws = c.out.data<T>();
+    const std::vector<T> zeros(static_cast<size_t>(hd), T(0)); // h_{-1}
+    fill_rows(ws + hd, bs * steps, w, bx, g3);
+    gemm(c, false, false, bs * steps, g3, in, x, in, wx, g3, T(1), ws + hd, w);
+    std::vector<T> q(static_cast<size_t>(bs * g3)); // h_{t-1} w_h + b_h of one step
+    for (int64_t t = 0; t < steps; ++t) {
+      fill_rows(q.data(), bs, g3, bh, g3);
+      if (t > 0) gemm(c, false, false, bs, g3, hd, ws + (t - 1) * w, steps * w, wh, g3, T(1), q.data(), g3);
+      rows(bs, hd * 40, [&](int64_t b) {
+        T* row = ws + (b * steps + t) * w;
+        const T* hp = t > 0 ? row - w : zeros.data();
+        const T* qr = q.data() + b * g3;
+        T *h = row, *gr = row + hd, *gz = gr + hd, *gn = gz + hd, *hn = gn + hd;
+#pragma omp simd
+        for (int64_t j = 0; j < hd; ++j) {
+          T r = sigm(gr[j] + qr[j]), zz = sigm(gz[j] + qr[hd + j]), m = qr[2 * hd + j];
+          T n = tanh_(gn[j] + r * m);
+          gr[j] = r;
+          gz[j] = zz;
+          gn[j] = n;
+          hn[j] = m;
+          h[j] = (T(1) - zz) * n + zz * hp[j];
+        }
+      });
+    }
+  });
+}
+
+// gru_grad(dy, ws, w_h) -> dG [B, T, 6H]: dGx (r z n) | dGh (r z hn)
+void k_gru_grad(const kernel_call& c) {
+  const int64_t bs = c.out.dim(0), steps = c.out.dim(1), hd = c.in[2].dim(0);
+  const int64_t w = 5 * hd, g3 = 3 * hd, g6 = 6 * hd, dw = c.in[0].dim(2);
+  const bool full = dw == w;
+  if (c.out.numel() == 0) return;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    const T *dy = c.in[0].data<T>(), *ws = c.in[1].data<T>(), *wh = c.in[2].data<T>();
+    T* dgate = c.out.data<T>();
+    std::vector<T> dh_rec(static_cast<size_t>(bs * hd), T(0));
+    const std::vector<T> zeros(static_cast<size_t>(hd), T(0));
+    auto step = [&](int64_t t, auto full_tag) {
+      constexpr bool full_dy = decltype(full_tag)::value;
+      rows(bs, hd * 32, [&](int64_t b) {
+        const int64_t ri = b * steps + t;
+        const T* row = ws + ri * w;
+        const T *gr = row + hd, *gz = gr + hd, *gn = gz + hd, *hn = gn + hd;
+        const T* hp = t > 0 ? row - w : zeros.data();
+        const T* dyr = dy + ri * dw;
+        T* dr = dh_rec.data() + b * hd;
+        T* d = dgate + ri * g6;
+#pragma omp simd
+        for (int64_t j = 0; j < hd; ++j) {
+          T r = gr[j], zz = gz[j], n = gn[j], m = hn[j], h_prev = hp[j];
+          T dh = dyr[j] + dr[j];
+          T drv = 0, dzv = 0, dnv = 0, dm = 0;
+          if constexpr (full_dy) {
+            drv = dyr[hd + j];
+            dzv = dyr[2 * hd + j];
+            dnv = dyr[3 * hd + j];
+            dm = dyr[4 * hd + j];
+          }
+          dnv += dh * (T(1) - zz);
+          dzv += dh * (h_prev - n);
+          T dn_pre = dnv * (T(1) - n * n);
+          drv += dn_pre * m;
+          dm += dn_pre * r;
+          T dr_pre = drv * r * (T(1) - r), dz_pre = dzv * zz * (T(1) - zz);
+          d[j] = dr_pre;
+          d[hd + j] = dz_pre;
+          d[2 * hd + j] = dn_pre;
+          d[3 * hd + j] = dr_pre;
+          d[4 * hd + j] = dz_pre;
+          d[5 * hd + j] = dm;
+          dr[j] = dh * zz; // the direct path; the GEMM below adds dGh w_h^T
+        }
+      });
+    };
+    for (int64_t t = steps; t-- > 0;) {
+      if (full)
+        step(t, std::true_type{});
+      else
+        step(t, std::false_type{});
+      if (t > 0)
+        gemm(c, false, true, bs, hd, g3, dgate + t * g6 + g3, steps * g6, wh, g3, T(1), dh_rec.data(), hd);
+    }
+  });
+}
+
+// --- shared gradients ---------------------------------------------------------------
+
+// rnn_input_grad(dG, w_x, x_like) -> dx [B, T, I] = dG[.., :G] w_x^T
+void k_rnn_input_grad(const kernel_call& c) {
+  const int64_t m = c.out.dim(0) * c.out.dim(1), in = c.out.dim(2), g = c.in[1].dim(1), ld = c.in[0].dim(2);
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    gemm(c, false, true, m, in, g, c.in[0].data<T>(), ld, c.in[1].data<T>(), g, T(0), c.out.data<T>(), in);
+  });
+}
+
+// rnn_weight_grad(a, dG, w_like) -> dw [K, G]
+void k_rnn_weight_grad(const kernel_call& c) {
+  const tensor &a = c.in[0], &dg = c.in[1];
+  const int64_t bs = dg.dim(0), steps = dg.dim(1), ld = dg.dim(2), k = c.out.dim(0), g = c.out.dim(1);
+  const int64_t aw = a.dim(2);
+  const bool recurrent = c.n.attrs.flag;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    T* out = c.out.data<T>();
+    if (!recurrent) {
+      gemm(c, true, false, k, g, bs * steps, a.data<T>(), aw, dg.data<T>(), ld, T(0), out, g);
+      return;
+    }
+    // h_{t-1} for every (b, t) in one contiguous [B T, K] block (zeros at
+    // t = 0), so that the sum over batch and steps is one GEMM.
+    std::vector<T> hp(static_cast<size_t>(bs * steps * k));
+    const T* ws = a.data<T>();
+    rows(bs, steps * k, [&](int64_t b) {
+      T* dst = hp.data() + b * steps * k;
+      std::fill(dst, dst + k, T(0));
+      for (int64_t t = 1; t < steps; ++t) {
+        const T* src = ws + (b * steps + t - 1) * aw;
+        std::copy(src, src + k, dst + t * k);
+      }
+    });
+    gemm(c, true, false, k, g, bs * steps, hp.data(), k, dg.data<T>() + (ld - g), ld, T(0), out, g);
+  });
+}
+
+// rnn_bias_grad(dG, b_like) -> db [G]
+void k_rnn_bias_grad(const kernel_call& c) {
+  const tensor& dg = c.in[0];
+  const int64_t m = dg.dim(0) * dg.dim(1), ld = dg.dim(2), g = c.out.dim(0);
+  const int64_t off = c.n.attrs.flag ? ld - g : 0;
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    const T* src = dg.data<T>() + off;
+    T* out = c.out.data<T>();
+    // Column blocks in parallel; each sums its columns over every row.
+    constexpr int64_t block = 64;
+    parallel_for((g + block - 1) / block, m * block, [&](int64_t k0, int64_t k1) {
+      int64_t j0 = k0 * block, j1 = std::min(g, k1 * block);
+      std::fill(out + j0, out + j1, T(0));
+      for (int64_t i = 0; i < m; ++i) {
+        const T* r = src + i * ld;
+#pragma omp simd
+        for (int64_t j = j0; j < j1; ++j) out[j] += r[j];
+      }
+    });
+  });
+}
+
+} // namespace
+
+void register_rnn(kernel_registry& r) {
+  auto cpu = device::kind_t::cpu;
+  r.add(op_kind::lstm, cpu, k_lstm);
+  r.add(op_kind::gru, cpu, k_gru);
+  r.add(op_kind::lstm_grad, cpu, k_lstm_grad);
+  r.add(op_kind::gru_grad, cpu, k_gru_grad);
+  r.add(op_kind::rnn_input_grad, cpu, k_rnn_input_grad);
+  r.add(op_kind::rnn_weight_grad, cpu, k_rnn_weight_grad);
+  r.add(op_kind::rnn_bias_grad, cpu, k_rnn_bias_grad);
+}
+
+} // namespace luoshu::cpu
