@@ -13,9 +13,9 @@
 namespace luoshu::app {
 
 const std::vector<std::string>& known_layer_ops() {
-  static const std::vector<std::string> ops{"linear",  "conv2d",     "max_pool2d", "avg_pool2d", "flatten",
-                                            "relu",    "leaky_relu", "elu",        "gelu",       "sigmoid",
-                                            "tanh",    "softplus",   "dropout"};
+  static const std::vector<std::string> ops{"linear", "conv2d",  "max_pool2d", "avg_pool2d", "flatten",
+                                            "lstm",   "gru",     "relu",       "leaky_relu", "elu",
+                                            "gelu",   "sigmoid", "tanh",       "softplus",   "dropout"};
   return ops;
 }
 
@@ -137,6 +137,8 @@ bool is_window_op(const std::string& op) {
   return op == "conv2d" || op == "max_pool2d" || op == "avg_pool2d";
 }
 
+bool is_recurrent_op(const std::string& op) { return op == "lstm" || op == "gru"; }
+
 /// The keys a layer of this op may set besides `op`: a key meant for
 /// another op (a kernel on a linear layer) is an error, not ignored.
 std::vector<std::string> layer_keys(const std::string& op) {
@@ -146,6 +148,7 @@ std::vector<std::string> layer_keys(const std::string& op) {
   if (op == "avg_pool2d") return {"kernel", "stride", "padding", "count_include_pad"};
   if (op == "leaky_relu" || op == "elu") return {"alpha"};
   if (op == "dropout") return {"rate"};
+  if (is_recurrent_op(op)) return {"units", "output"};
   return {};
 }
 
@@ -160,6 +163,9 @@ void check_layer(const layer_config& lc, const std::vector<std::string>& keys, b
   if (lc.op == "linear" && lc.units <= 0) reader::fail(where + ".units", "linear needs units > 0");
   if (lc.op == "dropout" && !(lc.rate >= 0 && lc.rate < 1)) reader::fail(where + ".rate", "must be in [0, 1)");
   if (lc.op == "conv2d" && lc.units <= 0) reader::fail(where + ".units", "conv2d needs units > 0 (output channels)");
+  if (is_recurrent_op(lc.op) && lc.units <= 0) reader::fail(where + ".units", lc.op + " needs units > 0 (hidden size)");
+  if (is_recurrent_op(lc.op) && lc.output != "last" && lc.output != "sequence" && lc.output != "mean")
+    reader::fail(where + ".output", "unknown output '" + lc.output + "' (known: last, sequence, mean)");
   if (!is_window_op(lc.op)) return;
   if (!has_kernel) reader::fail(where + ".kernel", "is missing (" + lc.op + " needs a kernel size, e.g. 5 or [5, 3])");
   auto at_least = [&](const std::array<int64_t, 2>& v, int64_t low, const char* key, const char* what) {
@@ -175,12 +181,51 @@ void check_layer(const layer_config& lc, const std::vector<std::string>& keys, b
                                         std::to_string(lc.units) + " output channels (units)");
 }
 
+/// Walks the layers of a model with lstm or gru layers by rank: they need
+/// [N, steps, features] sequences (the input [steps, features], or a
+/// recurrent layer's `output: sequence`), linear flat rows; the logits
+/// must be flat.
+void check_sequence_ranks(const model_config& m) {
+  const auto& L = m.layers;
+  auto name = [&](size_t i) { return "model.layers[" + std::to_string(i) + "] (" + L[i].op + ")"; };
+  size_t first = 0;
+  while (!is_recurrent_op(L[first].op)) ++first;
+  for (size_t i = 0; i < L.size(); ++i)
+    if (is_window_op(L[i].op))
+      reader::fail("model.layers[" + std::to_string(i) + "].op",
+                   L[i].op + " and " + name(first) + " cannot be in one model (images vs sequences)");
+  if (m.input.size() != 2)
+    reader::fail("model.input", "is " + shape(m.input).to_string() + " but " + name(first) +
+                                    " needs a sequence shape [steps, features], e.g. [28, 28]");
+  bool seq = true;
+  std::string made_flat;
+  for (size_t i = 0; i < L.size(); ++i) {
+    const std::string& op = L[i].op;
+    if (is_recurrent_op(op) && !seq)
+      reader::fail("model.layers[" + std::to_string(i) + "].op",
+                   op + " needs [N, steps, features] sequences but " + made_flat + " made them flat [N, features]");
+    if (op == "linear" && seq)
+      reader::fail("model.layers[" + std::to_string(i) + "].op",
+                   "linear needs flat [N, features] rows but gets [N, steps, features] sequences: give the "
+                   "recurrent layer before it output: last or mean, or add {op: flatten}");
+    if (op == "flatten" || op == "linear" || (is_recurrent_op(op) && L[i].output != "sequence")) {
+      if (seq) made_flat = name(i) + (is_recurrent_op(op) ? " with output: " + L[i].output : "");
+      seq = false;
+    }
+  }
+  if (seq)
+    reader::fail("model.layers", "the last layer gives [N, steps, features] sequences: end with a recurrent layer "
+                                 "with output: last or mean (or flatten) and linear to give [N, classes] logits");
+}
+
 /// Walks the layers by rank: conv2d and the pools need [N, C, H, W]
 /// maps, linear flat [N, features] rows, and the logits must be flat.
 /// Sizes (channels, images too small for a kernel) are checked by shape
 /// inference when the model is built.
 void check_layer_ranks(const model_config& m) {
   const auto& L = m.layers;
+  if (std::any_of(L.begin(), L.end(), [](const layer_config& l) { return is_recurrent_op(l.op); }))
+    return check_sequence_ranks(m);
   auto name = [&](size_t i) { return "model.layers[" + std::to_string(i) + "] (" + L[i].op + ")"; };
   size_t first_window = L.size();
   for (size_t i = 0; i < L.size() && first_window == L.size(); ++i)
@@ -259,6 +304,7 @@ train_config build(const YAML::Node& root, const std::string& source) {
     l.get_pair("dilation", lc.dilation);
     l.get("groups", lc.groups);
     l.get("count_include_pad", lc.count_include_pad);
+    l.get("output", lc.output);
     l.finish();
     const auto& known = known_layer_ops();
     if (lc.op.empty()) reader::fail(where + ".op", "is missing (known ops: " + join(known) + ")");

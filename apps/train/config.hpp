@@ -15,7 +15,7 @@ namespace luoshu::app {
 /// as one number (5) or a pair ([5, 3]).
 struct layer_config {
   std::string op;          ///< one of known_layer_ops()
-  int64_t units = 0;       ///< linear: outputs; conv2d: output channels
+  int64_t units = 0;       ///< linear: outputs; conv2d: output channels; lstm, gru: hidden size
   bool bias = true;        ///< linear, conv2d
   std::string init = "he_uniform"; ///< linear / conv2d weight initializer
   double alpha = 0;        ///< leaky_relu slope / elu alpha (0 = op default)
@@ -26,13 +26,18 @@ struct layer_config {
   std::array<int64_t, 2> dilation{1, 1}; ///< conv2d
   int64_t groups = 1;                    ///< conv2d
   bool count_include_pad = true;         ///< avg_pool2d (PyTorch's default)
+  /// lstm, gru: what the layer passes on: the last step's hidden state
+  /// [N, units] ("last"), its mean over the steps ("mean"), or every step
+  /// [N, steps, units] ("sequence", e.g. into another recurrent layer).
+  std::string output = "last";
 };
 
 struct model_config {
   std::string kind = "sequential"; ///< sequential (input + layers), or a CTR model on criteo data: wide_deep, deepfm, dcn
   /// Per-example feature shape, e.g. [784] (wide_deep: [13]); models with
   /// conv2d or pooling layers take an image shape [C, H, W], e.g. [1, 28, 28],
-  /// and reshape the data's flat rows to it.
+  /// and reshape the data's flat rows to it; models with lstm or gru layers
+  /// take a sequence shape [steps, features], e.g. [28, 28].
   std::vector<int64_t> input;
   std::vector<layer_config> layers; ///< sequential
   std::string loss = "softmax_cross_entropy"; ///< wide_deep: bce_with_logits

@@ -83,15 +83,18 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
   const bool images = std::any_of(cfg.layers.begin(), cfg.layers.end(), [](const layer_config& l) {
     return l.op == "conv2d" || l.op == "max_pool2d" || l.op == "avg_pool2d";
   });
+  // Models with lstm or gru layers see them as sequences [N, steps, features].
+  const bool sequences = std::any_of(cfg.layers.begin(), cfg.layers.end(),
+                                     [](const layer_config& l) { return l.op == "lstm" || l.op == "gru"; });
   m.x = g.placeholder("x", t, shape{-1, features});
   m.y = g.placeholder("y", m.classification ? dtype::i64 : t, shape{-1});
   expr h = m.x;
-  if (images) {
+  if (images || sequences) {
     shape in{-1};
     for (auto d : cfg.input) in.dims().push_back(d);
     h = reshape(m.x, in);
   }
-  int linear_index = 0, conv_index = 0;
+  int linear_index = 0, conv_index = 0, rnn_index = 0;
   for (size_t i = 0; i < cfg.layers.size(); ++i) {
     const layer_config& l = cfg.layers[i];
     std::string where = "model.layers[" + std::to_string(i) + "] (" + l.op + ")";
@@ -126,6 +129,15 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
           h = conv2d(h, w, g.variable(base + "/b", shape{l.units}, init::zeros(), t), o);
         else
           h = conv2d(h, w, o);
+      } else if (l.op == "lstm" || l.op == "gru") {
+        if (h.shape().rank() != 3)
+          throw luoshu_error("needs [N, steps, features] input, got " + h.shape().to_string());
+        std::string base = l.op + std::to_string(++rnn_index) + "/";
+        h = l.op == "lstm" ? models::lstm_layer(h, l.units, base) : models::gru_layer(h, l.units, base);
+        if (l.output == "last")
+          h = models::last_step(h);
+        else if (l.output == "mean")
+          h = mean(h, {1});
       } else if (l.op == "max_pool2d" || l.op == "avg_pool2d") {
         pool2d_options o;
         o.kernel = l.kernel;

@@ -546,3 +546,126 @@ TEST(Train, BinaryCrossEntropyRefusesLabelsThatAreNotBinary) {
     EXPECT_NE(r.err().message.find(want), std::string::npos) << r.err().message;
   }
 }
+
+namespace {
+
+/// Sequences of 6 steps of 2 features as csv rows (12 values, then the
+/// label): the label is 1 where the first step's first feature is positive;
+/// every later step is noise of the same size. Only a model that carries
+/// the first step to the end can tell the classes apart.
+std::string first_step_csv(const temp_dir& dir, const std::string& name, int rows, int offset) {
+  std::string text;
+  for (int i = 0; i < rows; ++i) {
+    const int r = i + offset, label = (r * 7 / 3) % 2;
+    for (int p = 0; p < 12; ++p) {
+      double v = ((r * 31 + p * 17) % 21) / 10.0 - 1.0; // in [-1, 1]
+      if (p == 0) v = (label ? 1.0 : -1.0) * (0.3 + 0.7 * ((r * 13) % 10) / 10.0);
+      text += std::to_string(v) + ",";
+    }
+    text += std::to_string(label) + "\n";
+  }
+  return dir.file(name, text);
+}
+
+std::string rnn_yaml(const std::string& train_csv, const std::string& test_csv) {
+  return R"(
+model:
+  input: [6, 2]
+  layers:
+    - {op: lstm, units: 12}
+    - {op: linear, units: 2}
+data: {format: csv, train: )" + train_csv + ", test: " + test_csv + R"(}
+optimizer: {kind: adam, lr: 0.03}
+run: {epochs: 8, batch_size: 16, threads: 1}
+)";
+}
+
+} // namespace
+
+TEST(TrainConfig, ParsesTheLstmExample) {
+  auto c = load_train_config(std::string(LUOSHU_SOURCE_DIR) + "/apps/examples/lstm_fashion_mnist.yaml");
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  EXPECT_EQ(c->model.input, (std::vector<int64_t>{28, 28}));
+  ASSERT_EQ(c->model.layers.size(), 2u);
+  EXPECT_EQ(c->model.layers[0].op, "lstm");
+  EXPECT_EQ(c->model.layers[0].units, 128);
+  EXPECT_EQ(c->model.layers[0].output, "last");
+
+  // The graph: [N, 784] rows in, seen as 28 steps of 28 features.
+  graph g;
+  model m = build_model(g, c->model, 1);
+  EXPECT_EQ(m.x.shape(), (shape{-1, 784}));
+  EXPECT_EQ(m.logits.shape(), (shape{-1, 10}));
+  expr wx = g.find("lstm1/w_x"), wh = g.find("lstm1/w_h"), b = g.find("lstm1/b");
+  ASSERT_TRUE(wx.valid() && wh.valid() && b.valid());
+  EXPECT_EQ(wx.shape(), (shape{28, 512}));
+  EXPECT_EQ(wh.shape(), (shape{128, 512}));
+  EXPECT_EQ(b.shape(), (shape{512}));
+}
+
+TEST(Train, LstmCarriesTheFirstStepToTheLast) {
+  temp_dir dir;
+  const std::string tr = first_step_csv(dir, "seq-train.csv", 256, 0), te = first_step_csv(dir, "seq-test.csv", 64, 5000);
+  auto c = parse_train_config(rnn_yaml(tr, te), "rnn.yaml");
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  auto r = train(*c);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  ASSERT_EQ(r->epochs.size(), 8u);
+  EXPECT_LT(r->epochs.back().train_loss, 0.5 * r->epochs.front().train_loss);
+  EXPECT_GE(r->test_accuracy, 0.95);
+}
+
+TEST(Train, StackedGruWithSequenceAndMeanOutputsLearns) {
+  temp_dir dir;
+  const std::string tr = first_step_csv(dir, "seq-train.csv", 256, 0), te = first_step_csv(dir, "seq-test.csv", 64, 5000);
+  auto c = parse_train_config(rnn_yaml(tr, te), "rnn.yaml",
+                              {"model.layers=[{op: gru, units: 12, output: sequence}, {op: gru, units: 8, output: "
+                               "mean}, {op: tanh}, {op: linear, units: 2}]"});
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  graph g;
+  build_model(g, c->model, 1);
+  EXPECT_EQ(g.find("gru1/w_x").shape(), (shape{2, 36}));
+  EXPECT_EQ(g.find("gru2/w_x").shape(), (shape{12, 24}));
+  EXPECT_EQ(g.find("gru2/b_h").shape(), (shape{24}));
+  auto r = train(*c);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_LT(r->epochs.back().train_loss, 0.5 * r->epochs.front().train_loss);
+  EXPECT_GE(r->test_accuracy, 0.9);
+}
+
+TEST(TrainConfig, RecurrentLayerErrorsNameTheLayer) {
+  temp_dir dir;
+  const std::string tr = first_step_csv(dir, "seq.csv", 16, 0), yaml = rnn_yaml(tr, tr);
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {"model.layers=[{op: lstm}, {op: linear, units: 2}]", "model.layers[0].units: lstm needs units > 0 (hidden size)"},
+      {"model.layers=[{op: gru, units: 4, output: first}, {op: linear, units: 2}]",
+       "model.layers[0].output: unknown output 'first' (known: last, sequence, mean)"},
+      {"model.layers=[{op: lstm, units: 4, kernel: 3}, {op: linear, units: 2}]",
+       "model.layers[0].kernel: does not apply to lstm (its keys: units, output)"},
+      {"model.layers=[{op: linear, units: 4, output: last}, {op: linear, units: 2}]",
+       "model.layers[0].output: does not apply to linear"},
+      {"model.input=[12]", "model.input: is [12] but model.layers[0] (lstm) needs a sequence shape [steps, features]"},
+      {"model.layers=[{op: flatten}, {op: lstm, units: 4}, {op: linear, units: 2}]",
+       "model.layers[1].op: lstm needs [N, steps, features] sequences but model.layers[0] (flatten) made them flat"},
+      {"model.layers=[{op: lstm, units: 4}, {op: gru, units: 4}, {op: linear, units: 2}]",
+       "model.layers[1].op: gru needs [N, steps, features] sequences but model.layers[0] (lstm) with output: last "
+       "made them flat"},
+      {"model.layers=[{op: lstm, units: 4, output: sequence}, {op: linear, units: 2}]",
+       "model.layers[1].op: linear needs flat [N, features] rows but gets [N, steps, features] sequences"},
+      {"model.layers=[{op: lstm, units: 4, output: sequence}]",
+       "model.layers: the last layer gives [N, steps, features] sequences"},
+      {"model.layers=[{op: lstm, units: 4}, {op: max_pool2d, kernel: 2}, {op: linear, units: 2}]",
+       "model.layers[1].op: max_pool2d and model.layers[0] (lstm) cannot be in one model"},
+  };
+  for (const auto& [set, want] : bad) {
+    auto e = parse_train_config(yaml, "rnn.yaml", {set});
+    ASSERT_FALSE(e.ok()) << set;
+    EXPECT_NE(e.err().message.find(want), std::string::npos) << set << ":\n  " << e.err().message;
+  }
+  // A sequence with flatten before the logits is a model too.
+  auto c = parse_train_config(yaml, "rnn.yaml",
+                              {"model.layers=[{op: lstm, units: 4, output: sequence}, {op: flatten}, {op: linear, units: 2}]"});
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  graph g;
+  EXPECT_EQ(build_model(g, c->model, 1).logits.shape(), (shape{-1, 2}));
+}
