@@ -12,6 +12,7 @@
 
 #include <bit>
 #include <cmath>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -96,14 +97,6 @@ void rows(int64_t batch, int64_t cost, F f) {
   });
 }
 
-/// Copies bias into `cols` columns of each of `m` rows (leading dim ld).
-template <class T>
-void fill_rows(T* out, int64_t m, int64_t ld, const T* bias, int64_t cols) {
-  parallel_for(m, cols, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) std::copy(bias, bias + cols, out + i * ld);
-  });
-}
-
 // --- lstm -------------------------------------------------------------------------
 
 // lstm(x, w_x, w_h, b) -> ws [B, T, 6H]: h | c | i f g o
@@ -116,8 +109,9 @@ void k_lstm(const kernel_call& c) {
     const T *x = c.in[0].data<T>(), *wx = c.in[1].data<T>(), *wh = c.in[2].data<T>(), *bias = c.in[3].data<T>();
     T* ws = c.out.data<T>();
     const std::vector<T> zeros(static_cast<size_t>(hd), T(0)); // c_{-1}
-    fill_rows(ws + 2 * hd, bs * steps, w, bias, g4);
-    gemm(c, false, false, bs * steps, g4, in, x, in, wx, g4, T(1), ws + 2 * hd, w);
+    // The gate blocks get x_t w_x here and h_{t-1} w_h per step; the gate
+    // loop adds the bias.
+    gemm(c, false, false, bs * steps, g4, in, x, in, wx, g4, T(0), ws + 2 * hd, w);
     for (int64_t t = 0; t < steps; ++t) {
       if (t > 0)
         gemm(c, false, false, bs, g4, hd, ws + (t - 1) * w, steps * w, wh, g4, T(1), ws + t * w + 2 * hd,
@@ -128,7 +122,8 @@ void k_lstm(const kernel_call& c) {
         T *h = row, *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
 #pragma omp simd
         for (int64_t j = 0; j < hd; ++j) {
-          T i = sigm(gi[j]), f = sigm(gf[j]), g = tanh_(gg[j]), o = sigm(go[j]);
+          T i = sigm(gi[j] + bias[j]), f = sigm(gf[j] + bias[hd + j]);
+          T g = tanh_(gg[j] + bias[2 * hd + j]), o = sigm(go[j] + bias[3 * hd + j]);
           T cv = i * g + f * cp[j];
           gi[j] = i;
           gf[j] = f;
@@ -215,22 +210,24 @@ void k_gru(const kernel_call& c) {
     const T *x = c.in[0].data<T>(), *wx = c.in[1].data<T>(), *wh = c.in[2].data<T>();
     const T *bx = c.in[3].data<T>(), *bh = c.in[4].data<T>();
     T* ws = c.out.data<T>();
-    const std::vector<T> zeros(static_cast<size_t>(hd), T(0)); // h_{-1}
-    fill_rows(ws + hd, bs * steps, w, bx, g3);
-    gemm(c, false, false, bs * steps, g3, in, x, in, wx, g3, T(1), ws + hd, w);
-    std::vector<T> q(static_cast<size_t>(bs * g3)); // h_{t-1} w_h + b_h of one step
+    const std::vector<T> zeros(static_cast<size_t>(g3), T(0)); // h_{-1} and h_{-1} w_h
+    // The r z n blocks get x_t w_x here, q gets h_{t-1} w_h per step; the
+    // gate loop adds both biases.
+    gemm(c, false, false, bs * steps, g3, in, x, in, wx, g3, T(0), ws + hd, w);
+    std::vector<T> q(static_cast<size_t>(bs * g3));
     for (int64_t t = 0; t < steps; ++t) {
-      fill_rows(q.data(), bs, g3, bh, g3);
-      if (t > 0) gemm(c, false, false, bs, g3, hd, ws + (t - 1) * w, steps * w, wh, g3, T(1), q.data(), g3);
+      if (t > 0) gemm(c, false, false, bs, g3, hd, ws + (t - 1) * w, steps * w, wh, g3, T(0), q.data(), g3);
       rows(bs, hd * 40, [&](int64_t b) {
         T* row = ws + (b * steps + t) * w;
         const T* hp = t > 0 ? row - w : zeros.data();
-        const T* qr = q.data() + b * g3;
+        const T* qr = t > 0 ? q.data() + b * g3 : zeros.data();
         T *h = row, *gr = row + hd, *gz = gr + hd, *gn = gz + hd, *hn = gn + hd;
 #pragma omp simd
         for (int64_t j = 0; j < hd; ++j) {
-          T r = sigm(gr[j] + qr[j]), zz = sigm(gz[j] + qr[hd + j]), m = qr[2 * hd + j];
-          T n = tanh_(gn[j] + r * m);
+          T r = sigm(gr[j] + bx[j] + (qr[j] + bh[j]));
+          T zz = sigm(gz[j] + bx[hd + j] + (qr[hd + j] + bh[hd + j]));
+          T m = qr[2 * hd + j] + bh[2 * hd + j];
+          T n = tanh_(gn[j] + bx[2 * hd + j] + r * m);
           gr[j] = r;
           gz[j] = zz;
           gn[j] = n;
@@ -328,17 +325,17 @@ void k_rnn_weight_grad(const kernel_call& c) {
     }
     // h_{t-1} for every (b, t) in one contiguous [B T, K] block (zeros at
     // t = 0), so that the sum over batch and steps is one GEMM.
-    std::vector<T> hp(static_cast<size_t>(bs * steps * k));
+    auto hp = std::make_unique_for_overwrite<T[]>(static_cast<size_t>(bs * steps * k));
     const T* ws = a.data<T>();
     rows(bs, steps * k, [&](int64_t b) {
-      T* dst = hp.data() + b * steps * k;
+      T* dst = hp.get() + b * steps * k;
       std::fill(dst, dst + k, T(0));
       for (int64_t t = 1; t < steps; ++t) {
         const T* src = ws + (b * steps + t - 1) * aw;
         std::copy(src, src + k, dst + t * k);
       }
     });
-    gemm(c, true, false, k, g, bs * steps, hp.data(), k, dg.data<T>() + (ld - g), ld, T(0), out, g);
+    gemm(c, true, false, k, g, bs * steps, hp.get(), k, dg.data<T>() + (ld - g), ld, T(0), out, g);
   });
 }
 
