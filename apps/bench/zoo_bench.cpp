@@ -121,7 +121,16 @@ zoo_graph build_model(graph& g, const std::string& name) {
       return std::vector<tensor>{random_f32(shape{b, 1, 28, 28}, seed), random_ids(shape{b}, seed, 10)};
     };
   } else if (name == "lstm") {
-    throw luoshu_error("zoo model 'lstm' needs the lstm op, which this build does not have yet");
+    constexpr int64_t steps = 32, features = 64, hidden = 128;
+    expr x = g.placeholder("x", dtype::f32, shape{-1, steps, features});
+    expr y = g.placeholder("y", dtype::i64, shape{-1});
+    expr h = models::last_step(models::lstm_layer(x, hidden, "lstm1/"));
+    m.inputs = {x, y};
+    m.loss = mean(softmax_cross_entropy(dense_layer(g, h, "fc", hidden, 10), y));
+    m.opt = momentum_sgd();
+    m.make_batch = [](uint64_t seed, int64_t b) {
+      return std::vector<tensor>{random_f32(shape{b, steps, features}, seed), random_ids(shape{b}, seed, 10)};
+    };
   } else if (name == "dlrm") {
     constexpr int64_t rows = 1'000'000, dim = 16, fields = 26, dense_n = 13;
     expr dense = g.placeholder("dense", dtype::f32, shape{-1, dense_n});
