@@ -122,29 +122,31 @@ void k_lstm(const kernel_call& c) {
     using T = decltype(z);
     const T *x = c.in[0].data<T>(), *wx = c.in[1].data<T>(), *wh = c.in[2].data<T>(), *bias = c.in[3].data<T>();
     T* ws = c.out.data<T>();
-    const std::vector<T> zeros(static_cast<size_t>(hd), T(0)); // c_{-1}
-    // The gate blocks get x_t w_x here and h_{t-1} w_h per step; the gate
-    // loop adds the bias.
+    const std::vector<T> zeros(static_cast<size_t>(g4), T(0)); // c_{-1} and h_{-1} w_h
+    // The gate blocks get x_t w_x here; per step, h_{t-1} (kept contiguous
+    // in hp) times w_h goes to rec, and the gate loop adds both and the bias.
+    std::vector<T> hp(static_cast<size_t>(bs * hd)), rec(static_cast<size_t>(bs * g4));
     gemm(c, false, false, bs * steps, g4, in, x, in, wx, g4, T(0), ws + 2 * hd, w);
     for (int64_t t = 0; t < steps; ++t) {
-      if (t > 0)
-        gemm(c, false, false, bs, g4, hd, ws + (t - 1) * w, steps * w, wh, g4, T(1), ws + t * w + 2 * hd,
-             steps * w);
+      if (t > 0) gemm(c, false, false, bs, g4, hd, hp.data(), hd, wh, g4, T(0), rec.data(), g4);
       rows(bs, hd * gate_cost, [&](int64_t b) {
         T* row = ws + (b * steps + t) * w;
         const T* cp = t > 0 ? row - w + hd : zeros.data();
+        const T* rr = t > 0 ? rec.data() + b * g4 : zeros.data();
         T *h = row, *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
+        T* hn = hp.data() + b * hd;
 #pragma omp simd
         for (int64_t j = 0; j < hd; ++j) {
-          T i = sigm(gi[j] + bias[j]), f = sigm(gf[j] + bias[hd + j]);
-          T g = tanh_(gg[j] + bias[2 * hd + j]), o = sigm(go[j] + bias[3 * hd + j]);
+          T i = sigm(gi[j] + rr[j] + bias[j]), f = sigm(gf[j] + rr[hd + j] + bias[hd + j]);
+          T g = tanh_(gg[j] + rr[2 * hd + j] + bias[2 * hd + j]);
+          T o = sigm(go[j] + rr[3 * hd + j] + bias[3 * hd + j]);
           T cv = i * g + f * cp[j];
           gi[j] = i;
           gf[j] = f;
           gg[j] = g;
           go[j] = o;
           cc[j] = cv;
-          h[j] = o * tanh_(cv);
+          h[j] = hn[j] = o * tanh_(cv);
         }
       });
     }
@@ -162,6 +164,7 @@ void k_lstm_grad(const kernel_call& c) {
     const T *dy = c.in[0].data<T>(), *ws = c.in[1].data<T>(), *wh = c.in[2].data<T>();
     T* dgate = c.out.data<T>();
     std::vector<T> dh_rec(static_cast<size_t>(bs * hd), T(0)), dc_rec(static_cast<size_t>(bs * hd), T(0));
+    std::vector<T> dg_t(static_cast<size_t>(bs * g4)); // this step's dG, contiguous for the GEMM
     const std::vector<T> zeros(static_cast<size_t>(hd), T(0));
     // Full: dy covers the whole workspace (c and the gate activations get
     // gradients too), else h alone.
@@ -176,6 +179,7 @@ void k_lstm_grad(const kernel_call& c) {
         T* dr = dh_rec.data() + b * hd;
         T* dcr = dc_rec.data() + b * hd;
         T* d = dgate + r * g4;
+        T* dc = dg_t.data() + b * g4;
 #pragma omp simd
         for (int64_t j = 0; j < hd; ++j) {
           T i = gi[j], f = gf[j], g = gg[j], o = go[j];
@@ -194,10 +198,10 @@ void k_lstm_grad(const kernel_call& c) {
           df += dcv * cp[j];
           dgv += dcv * i;
           dov += dh * tc;
-          d[j] = di * i * (T(1) - i);
-          d[hd + j] = df * f * (T(1) - f);
-          d[2 * hd + j] = dgv * (T(1) - g * g);
-          d[3 * hd + j] = dov * o * (T(1) - o);
+          d[j] = dc[j] = di * i * (T(1) - i);
+          d[hd + j] = dc[hd + j] = df * f * (T(1) - f);
+          d[2 * hd + j] = dc[2 * hd + j] = dgv * (T(1) - g * g);
+          d[3 * hd + j] = dc[3 * hd + j] = dov * o * (T(1) - o);
           dcr[j] = dcv * f;
         }
       });
@@ -207,7 +211,7 @@ void k_lstm_grad(const kernel_call& c) {
         step(t, std::true_type{});
       else
         step(t, std::false_type{});
-      if (t > 0) gemm(c, false, true, bs, hd, g4, dgate + t * g4, steps * g4, wh, g4, T(0), dh_rec.data(), hd);
+      if (t > 0) gemm(c, false, true, bs, hd, g4, dg_t.data(), g4, wh, g4, T(0), dh_rec.data(), hd);
     }
   });
 }
@@ -225,17 +229,18 @@ void k_gru(const kernel_call& c) {
     const T *bx = c.in[3].data<T>(), *bh = c.in[4].data<T>();
     T* ws = c.out.data<T>();
     const std::vector<T> zeros(static_cast<size_t>(g3), T(0)); // h_{-1} and h_{-1} w_h
-    // The r z n blocks get x_t w_x here, q gets h_{t-1} w_h per step; the
-    // gate loop adds both biases.
+    // The r z n blocks get x_t w_x here; per step, h_{t-1} (kept contiguous
+    // in hc) times w_h goes to q, and the gate loop adds both biases.
     gemm(c, false, false, bs * steps, g3, in, x, in, wx, g3, T(0), ws + hd, w);
-    std::vector<T> q(static_cast<size_t>(bs * g3));
+    std::vector<T> q(static_cast<size_t>(bs * g3)), hc(static_cast<size_t>(bs * hd));
     for (int64_t t = 0; t < steps; ++t) {
-      if (t > 0) gemm(c, false, false, bs, g3, hd, ws + (t - 1) * w, steps * w, wh, g3, T(0), q.data(), g3);
+      if (t > 0) gemm(c, false, false, bs, g3, hd, hc.data(), hd, wh, g3, T(0), q.data(), g3);
       rows(bs, hd * gate_cost, [&](int64_t b) {
         T* row = ws + (b * steps + t) * w;
         const T* hp = t > 0 ? row - w : zeros.data();
         const T* qr = t > 0 ? q.data() + b * g3 : zeros.data();
         T *h = row, *gr = row + hd, *gz = gr + hd, *gn = gz + hd, *hn = gn + hd;
+        T* hnext = hc.data() + b * hd;
 #pragma omp simd
         for (int64_t j = 0; j < hd; ++j) {
           T r = sigm(gr[j] + bx[j] + (qr[j] + bh[j]));
@@ -246,7 +251,7 @@ void k_gru(const kernel_call& c) {
           gz[j] = zz;
           gn[j] = n;
           hn[j] = m;
-          h[j] = (T(1) - zz) * n + zz * hp[j];
+          h[j] = hnext[j] = (T(1) - zz) * n + zz * hp[j];
         }
       });
     }
@@ -264,6 +269,7 @@ void k_gru_grad(const kernel_call& c) {
     const T *dy = c.in[0].data<T>(), *ws = c.in[1].data<T>(), *wh = c.in[2].data<T>();
     T* dgate = c.out.data<T>();
     std::vector<T> dh_rec(static_cast<size_t>(bs * hd), T(0));
+    std::vector<T> dgh_t(static_cast<size_t>(bs * g3)); // this step's dGh, contiguous for the GEMM
     const std::vector<T> zeros(static_cast<size_t>(hd), T(0));
     auto step = [&](int64_t t, auto full_tag) {
       constexpr bool full_dy = decltype(full_tag)::value;
@@ -275,6 +281,7 @@ void k_gru_grad(const kernel_call& c) {
         const T* dyr = dy + ri * dw;
         T* dr = dh_rec.data() + b * hd;
         T* d = dgate + ri * g6;
+        T* dc = dgh_t.data() + b * g3;
 #pragma omp simd
         for (int64_t j = 0; j < hd; ++j) {
           T r = gr[j], zz = gz[j], n = gn[j], m = hn[j], h_prev = hp[j];
@@ -295,9 +302,9 @@ void k_gru_grad(const kernel_call& c) {
           d[j] = dr_pre;
           d[hd + j] = dz_pre;
           d[2 * hd + j] = dn_pre;
-          d[3 * hd + j] = dr_pre;
-          d[4 * hd + j] = dz_pre;
-          d[5 * hd + j] = dm;
+          d[3 * hd + j] = dc[j] = dr_pre;
+          d[4 * hd + j] = dc[hd + j] = dz_pre;
+          d[5 * hd + j] = dc[2 * hd + j] = dm;
           dr[j] = dh * zz; // the direct path; the GEMM below adds dGh w_h^T
         }
       });
@@ -308,7 +315,7 @@ void k_gru_grad(const kernel_call& c) {
       else
         step(t, std::false_type{});
       if (t > 0)
-        gemm(c, false, true, bs, hd, g3, dgate + t * g6 + g3, steps * g6, wh, g3, T(1), dh_rec.data(), hd);
+        gemm(c, false, true, bs, hd, g3, dgh_t.data(), g3, wh, g3, T(1), dh_rec.data(), hd);
     }
   });
 }
