@@ -1,7 +1,8 @@
 // CPU kernels: lstm, gru and their backward helpers (see ops/rnn.cpp for the
 // workspace layouts). The sequence runs as one GEMM for the input
-// projection of all steps, then per step one GEMM h_{t-1} w_h into the
-// gates and a fused gate loop; backward walks the steps in reverse with one
+// projection of all steps, then per step one GEMM h_{t-1} w_h (on small
+// contiguous [batch, ..] buffers) and a fused gate loop that adds the
+// projections and biases; backward walks the steps in reverse with one
 // GEMM per step for the recurrent gradient, and the weight, input and bias
 // gradients are one GEMM (or column sum) each over all steps. f32 GEMMs are
 // oneDNN's sgemm (on the shared OpenMP pool) and the gate loops use
