@@ -328,6 +328,33 @@ expr dropout(expr x, double rate, uint64_t seed) {
   return unary(op_kind::dropout, x, a);
 }
 
+namespace {
+/// A running statistic of batch_norm must be a non-trainable variable: its
+/// kernel updates it in place while training.
+void require_running_stat(expr v, const char* what) {
+  const node& n = v.get();
+  if (n.op != op_kind::variable || n.attrs.flag)
+    throw luoshu_error(std::string("batch_norm: the ") + what + " '" + n.name +
+                       "' must be a non-trainable variable (it is updated in place while training; see "
+                       "models::batch_norm_layer), got " +
+                       (n.op == op_kind::variable ? std::string("a trainable variable") : "op " + std::string(name(n.op))));
+}
+} // namespace
+
+expr batch_norm(expr x, expr gamma, expr beta, expr running_mean, expr running_var, const batch_norm_options& o) {
+  graph& g = same_graph(x, gamma);
+  same_graph(x, beta);
+  same_graph(x, running_mean);
+  same_graph(x, running_var);
+  require_running_stat(running_mean, "running mean");
+  require_running_stat(running_var, "running variance");
+  op_attrs a;
+  a.eps = o.eps;
+  a.alpha = o.momentum;
+  expr stats = g.add(op_kind::batch_norm_stats, {x.id(), running_mean.id(), running_var.id()}, a);
+  return g.add(op_kind::batch_norm, {x.id(), gamma.id(), beta.id(), stats.id()}, a);
+}
+
 expr softmax_cross_entropy(expr logits, expr labels) {
   return binary(op_kind::softmax_cross_entropy, logits, labels);
 }

@@ -137,6 +137,25 @@ expr lstm(expr x, expr w_x, expr w_h, expr b);
 /// h is a `slice` of it.
 expr gru(expr x, expr w_x, expr w_h, expr b_x, expr b_h);
 
+// normalization
+/// Options of batch_norm (PyTorch's defaults).
+struct batch_norm_options {
+  double eps = 1e-5;      ///< added to the variance
+  double momentum = 0.1;  ///< weight of the batch in the running statistics' update
+};
+/// Batch normalization of x [N, C] or [N, C, H, W] per channel (dim 1):
+/// y = (x - mean) / sqrt(var + eps) * gamma + beta, gamma and beta [C].
+/// Training (run_options::training): mean and biased variance of the batch
+/// (over N, or N H W), and the running statistics are updated in place,
+///   running = (1 - momentum) running + momentum batch
+/// (the unbiased variance for running_var), as in PyTorch; inference: the
+/// running statistics. running_mean and running_var [C] must be
+/// non-trainable variables (checkpoints keep them, optimizers skip them);
+/// models::batch_norm_layer makes all four variables. Gradients flow to x,
+/// gamma and beta. f32 normalizes with oneDNN on the CPU.
+expr batch_norm(expr x, expr gamma, expr beta, expr running_mean, expr running_var,
+                const batch_norm_options& o = {});
+
 // reductions; empty axes = all axes
 expr sum(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);
 expr mean(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);

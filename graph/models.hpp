@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "graph/builder.hpp"
+#include "graph/error.hpp"
 
 namespace luoshu::models {
 
@@ -61,6 +62,85 @@ inline expr last_step(expr seq) {
     throw luoshu_error("last_step needs a sequence [batch, steps, features], got " + seq.shape().to_string());
   const int64_t f = seq.shape()[2];
   return reshape(slice(seq, {0, -1, 0}, {INT64_MAX, INT64_MAX, INT64_MAX}), shape{-1, f});
+}
+
+/// Batch normalization of x [N, C] or [N, C, H, W] with its own variables
+/// (C from x's shape, x's dtype): `prefix` + "gamma" (ones) and "beta"
+/// (zeros), trainable; "running_mean" (zeros) and "running_var" (ones),
+/// non-trainable, updated while training. Each data-parallel replica
+/// normalizes with its own share of the batch and keeps its own running
+/// statistics (no cross-replica synchronization).
+inline expr batch_norm_layer(expr x, const std::string& prefix, const batch_norm_options& o = {}) {
+  graph& g = x.g();
+  if (x.shape().rank() != 2 && x.shape().rank() != 4)
+    throw luoshu_error("batch_norm_layer '" + prefix + "': input must be [N, C] or [N, C, H, W], got " +
+                       x.shape().to_string());
+  const int64_t c = x.shape()[1];
+  if (c <= 0)
+    throw luoshu_error("batch_norm_layer '" + prefix + "': the channel count (dim 1) must be known, got " +
+                       x.shape().to_string());
+  const shape s{c};
+  // One statement each: the variables are created in this order.
+  expr gamma = g.variable(prefix + "gamma", s, init::constant(1), x.type());
+  expr beta = g.variable(prefix + "beta", s, init::zeros(), x.type());
+  expr mean = g.variable(prefix + "running_mean", s, init::zeros(), x.type(), false);
+  expr var = g.variable(prefix + "running_var", s, init::constant(1), x.type(), false);
+  return batch_norm(x, gamma, beta, mean, var, o);
+}
+
+/// The shape of a small ResNet for small images (He et al., 2016, section
+/// 4.2: CIFAR-10 ResNets; 6 blocks + 2 layers: blocks 1 = ResNet-8,
+/// 3 = ResNet-20).
+struct resnet_options {
+  int64_t classes = 10;
+  /// Width of each stage; every stage after the first halves the image
+  /// (a stride-2 first convolution).
+  std::vector<int64_t> channels{16, 32, 64};
+  /// Basic residual blocks per stage.
+  int64_t blocks = 1;
+  batch_norm_options bn = {};
+};
+
+/// A ResNet on images x [N, C, H, W]; returns the logits [N, classes]:
+///   stem: conv3x3 (pad 1, no bias) - batch norm - relu;
+///   stages of basic blocks: conv3x3 - bn - relu - conv3x3 - bn, plus the
+///     shortcut (identity, or conv1x1 - bn where the shape changes), relu;
+///   global average pooling, linear classifier.
+/// Variables after `prefix`: stem/conv/w, stem/bn/..., stageS/blockB/conv1/w,
+/// .../bn1/..., .../conv2/w, .../bn2/..., .../shortcut/w, .../shortcut/bn/...,
+/// fc/w, fc/b; convolution weights He-normal, the classifier Xavier.
+inline expr resnet(expr x, const resnet_options& o = {}, const std::string& prefix = "") {
+  graph& g = x.g();
+  if (x.shape().rank() != 4 || x.shape()[1] <= 0)
+    throw luoshu_error("resnet: input must be images [N, C, H, W] with known channels, got " + x.shape().to_string());
+  if (o.channels.empty()) throw luoshu_error("resnet: channels must name at least one stage");
+  for (int64_t c : o.channels)
+    if (c <= 0) throw luoshu_error("resnet: every stage's channel count must be positive, got " + std::to_string(c));
+  if (o.blocks < 1) throw luoshu_error("resnet: blocks per stage must be >= 1, got " + std::to_string(o.blocks));
+  if (o.classes < 1) throw luoshu_error("resnet: classes must be >= 1, got " + std::to_string(o.classes));
+  auto conv = [&](expr in, const std::string& name, int64_t out, int64_t k, int64_t stride) {
+    expr w = g.variable(prefix + name + "/w", {out, in.shape()[1], k, k}, init::he_normal(), x.type());
+    return conv2d(in, w, {.stride = {stride, stride}, .padding = {k / 2, k / 2}});
+  };
+  auto bn = [&](expr in, const std::string& name) { return batch_norm_layer(in, prefix + name + "/", o.bn); };
+
+  expr h = relu(bn(conv(x, "stem/conv", o.channels[0], 3, 1), "stem/bn"));
+  for (size_t s = 0; s < o.channels.size(); ++s) {
+    for (int64_t b = 0; b < o.blocks; ++b) {
+      const std::string name = "stage" + std::to_string(s + 1) + "/block" + std::to_string(b + 1) + "/";
+      const int64_t out = o.channels[s], stride = s > 0 && b == 0 ? 2 : 1;
+      expr r = relu(bn(conv(h, name + "conv1", out, 3, stride), name + "bn1"));
+      r = bn(conv(r, name + "conv2", out, 3, 1), name + "bn2");
+      expr shortcut = h;
+      if (stride != 1 || h.shape()[1] != out) shortcut = bn(conv(h, name + "shortcut", out, 1, stride), name + "shortcut/bn");
+      h = relu(r + shortcut);
+    }
+  }
+  expr pooled = mean(h, {2, 3}); // [N, C]
+  const int64_t c = o.channels.back();
+  expr w = g.variable(prefix + "fc/w", {c, o.classes}, init::xavier_uniform(), x.type());
+  expr b = g.variable(prefix + "fc/b", {o.classes}, init::zeros(), x.type());
+  return linear(pooled, w, b);
 }
 
 /// The shape of a Wide&Deep CTR model (Cheng et al., 2016).

@@ -38,6 +38,7 @@ ops::op_table build_table() {
   ops::describe_conv(t);
   ops::describe_pool(t);
   ops::describe_rnn(t);
+  ops::describe_norm(t);
   ops::describe_reduce(t);
   ops::describe_shape(t);
   ops::describe_embedding(t);

@@ -255,11 +255,20 @@ op_attrs get_attrs(w::OpAttrs::Reader r, const std::string& where) {
 /// invariants graph::variable and graph::constant enforce, pad's amounts
 /// (inference adds them to dims), and slice_grad's ranks (inference indexes
 /// the slice's dims by the gradient's rank). Also that a stateful op (an
-/// optimizer update) updates a variable, not a constant or a fed input.
+/// optimizer update) updates a variable, not a constant or a fed input,
+/// and batch_norm_stats a non-trainable one.
 void check_node(const graph& g, op_kind k, const std::vector<node_id>& inputs, const op_attrs& a,
                 const std::string& where) {
   if ((info(k).flags & op_flag_stateful) && !inputs.empty() && g.at(inputs[0]).op != op_kind::variable)
     fail(where + ": updates node " + std::to_string(inputs[0]) + ", which is not a variable");
+  // batch_norm_stats updates its running statistics in place while training.
+  if (k == op_kind::batch_norm_stats && inputs.size() == 3)
+    for (size_t i : {size_t{1}, size_t{2}}) {
+      const node& v = g.at(inputs[i]);
+      if (v.op != op_kind::variable || v.attrs.flag)
+        fail(where + ": updates node " + std::to_string(inputs[i]) + " (its running " + (i == 1 ? "mean" : "variance") +
+             "), which is not a non-trainable variable");
+    }
   switch (k) {
     case op_kind::variable:
       if (!a.target.known())

@@ -13,6 +13,7 @@ void register_kernels(kernel_registry& r) {
   register_conv(r);
   register_pool(r);
   register_rnn(r);
+  register_norm(r);
   register_reduce(r);
   register_shape(r);
   register_embedding(r);

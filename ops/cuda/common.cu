@@ -95,6 +95,7 @@ void register_families(kernel_registry& r) {
   register_matmul(r);
   register_conv(r);
   register_rnn(r);
+  register_norm(r);
   register_reduce(r);
   register_shape(r);
   register_embedding(r);

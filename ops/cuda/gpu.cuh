@@ -400,6 +400,8 @@ void register_matmul(kernel_registry& r);
 void register_conv(kernel_registry& r);
 /// lstm, gru and their backward helpers (ops/cuda/rnn.cu).
 void register_rnn(kernel_registry& r);
+/// batch normalization (ops/cuda/norm.cu).
+void register_norm(kernel_registry& r);
 void register_reduce(kernel_registry& r);
 void register_shape(kernel_registry& r);
 void register_embedding(kernel_registry& r);

@@ -1192,6 +1192,71 @@ void add_rnn_cases(std::vector<op_case>& cs) {
                 .fd_eps = 1e-4});
 }
 
+// --- batch normalization (training mode: the batch's statistics) ------------
+
+/// Per channel (dim 1) of x [N, C, ...]: (x - mean) / sqrt(var + eps) * gamma + beta,
+/// mean and biased variance over every other dim.
+nd batch_norm_ref(const nd& x, const nd& gamma, const nd& beta, double eps) {
+  const int64_t c = x.dims[1];
+  std::vector<double> sum(static_cast<size_t>(c), 0), sq(static_cast<size_t>(c), 0);
+  const double m = static_cast<double>(numel_of(x.dims) / c);
+  for (int64_t i = 0; i < numel_of(x.dims); ++i) sum[static_cast<size_t>(unravel(i, x.dims)[1])] += x.v[static_cast<size_t>(i)];
+  for (auto& v : sum) v /= m;
+  for (int64_t i = 0; i < numel_of(x.dims); ++i) {
+    auto ch = static_cast<size_t>(unravel(i, x.dims)[1]);
+    double d = x.v[static_cast<size_t>(i)] - sum[ch];
+    sq[ch] += d * d;
+  }
+  return make(x.dims, [&](const dims_t& i) {
+    auto ch = static_cast<size_t>(i[1]);
+    return (x.at(i) - sum[ch]) / std::sqrt(sq[ch] / m + eps) * gamma.v[ch] + beta.v[ch];
+  });
+}
+
+/// batch_norm with fresh running statistics (non-trainable variables).
+expr bn_with_stats(expr x, expr gamma, expr beta, const batch_norm_options& o) {
+  graph& g = x.g();
+  const int64_t c = x.shape()[1];
+  return batch_norm(x, gamma, beta, g.variable("running_mean", {c}, init::zeros(), x.type(), false),
+                    g.variable("running_var", {c}, init::constant(1), x.type(), false), o);
+}
+
+void add_norm_cases(std::vector<op_case>& cs) {
+  struct bn_spec {
+    const char* name;
+    dims_t x;
+    double eps;
+  };
+  const bn_spec specs[] = {
+      {"BatchNormNC", {6, 3}, 1e-5},          {"BatchNormNCTwoRows", {2, 4}, 1e-5},
+      {"BatchNormNCHW", {2, 3, 3, 4}, 1e-5},  {"BatchNormNCHWLargeEps", {3, 2, 2, 3}, 0.5},
+      {"BatchNormNCHWOneImage", {1, 2, 4, 4}, 1e-3},
+  };
+  for (const auto& s : specs) {
+    const int64_t c = s.x[1];
+    const double eps = s.eps;
+    cs.push_back({.name = s.name,
+                  .inputs = {fl(s.x), fl({c}).range(0.5, 2), fl({c})},
+                  .build = [eps](const exprs& x) -> exprs { return {bn_with_stats(x[0], x[1], x[2], {.eps = eps})}; },
+                  .ref = [eps](const nds& x) -> nds { return {batch_norm_ref(x[0], x[1], x[2], eps)}; }});
+  }
+  // A ResNet's convolution + batch norm; the batch statistics of x shifted
+  // far from zero (the normalization must not lose precision to the mean).
+  cs.push_back({.name = "Conv2dBatchNorm",
+                .inputs = {fl({2, 2, 5, 5}), fl({3, 2, 3, 3}), fl({3}).range(0.5, 2), fl({3})},
+                .build = [](const exprs& x) -> exprs {
+                  return {bn_with_stats(conv2d(x[0], x[1], {.padding = {1, 1}}), x[2], x[3], {})};
+                },
+                .ref = [](const nds& x) -> nds {
+                  return {batch_norm_ref(conv_ref(x[0], x[1], {1, 1}, {1, 1}, {1, 1}, 1), x[2], x[3], 1e-5)};
+                }});
+  cs.push_back({.name = "BatchNormShiftedInput",
+                .inputs = {fl({4, 3, 2, 2}).range(20, 22), fl({3}), fl({3})},
+                .build = [](const exprs& x) -> exprs { return {bn_with_stats(x[0], x[1], x[2], {})}; },
+                .ref = [](const nds& x) -> nds { return {batch_norm_ref(x[0], x[1], x[2], 1e-5)}; },
+                .f32_tol = 1e-4});
+}
+
 const std::vector<op_case>& all_cases() {
   static const std::vector<op_case> cases = [] {
     std::vector<op_case> cs;
@@ -1203,6 +1268,7 @@ const std::vector<op_case>& all_cases() {
     add_embedding_and_loss_cases(cs);
     add_conv_pool_cases(cs);
     add_rnn_cases(cs);
+    add_norm_cases(cs);
     add_stability_cases(cs);
     add_integer_cases(cs);
     add_large_cases(cs);

@@ -122,7 +122,7 @@ TEST(OpTable, OpsWithoutGradientAreFlaggedOrBackwardHelpers) {
                     op_kind::identity, op_kind::relu, op_kind::leaky_relu, op_kind::elu, op_kind::gelu,
                     op_kind::sigmoid, op_kind::tanh, op_kind::softplus, op_kind::softmax,
                     op_kind::log_softmax, op_kind::matmul, op_kind::batch_matmul, op_kind::linear,
-                    op_kind::conv2d, op_kind::max_pool2d, op_kind::avg_pool2d,
+                    op_kind::conv2d, op_kind::max_pool2d, op_kind::avg_pool2d, op_kind::batch_norm,
                     op_kind::sum, op_kind::mean, op_kind::max, op_kind::min, op_kind::norm,
                     op_kind::sum_to_like, op_kind::reshape, op_kind::reshape_like, op_kind::transpose,
                     op_kind::concat, op_kind::slice, op_kind::pad, op_kind::broadcast_to,
@@ -134,7 +134,7 @@ TEST(OpTable, OpsWithoutGradientAreFlaggedOrBackwardHelpers) {
   // Outputs that carry no gradient.
   for (op_kind k : {op_kind::equal, op_kind::not_equal, op_kind::less, op_kind::less_equal, op_kind::greater,
                     op_kind::greater_equal, op_kind::sign, op_kind::stop_gradient, op_kind::argmax,
-                    op_kind::one_hot, op_kind::accuracy})
+                    op_kind::one_hot, op_kind::accuracy, op_kind::batch_norm_stats})
     EXPECT_TRUE(has(k, op_flag_no_grad)) << name(k);
 }
 

@@ -33,6 +33,7 @@
 #include "graph/builder.hpp"
 #include "graph/executor.hpp"
 #include "graph/models.hpp"
+#include "graph/optimizer.hpp"
 #include "graph/variables.hpp"
 #include "ops/kernel.hpp"
 
@@ -397,6 +398,158 @@ TEST(Dropout, GradientUsesTheForwardMask) {
 
 // --- errors -------------------------------------------------------------------
 
+// --- batch normalization: running statistics, inference mode ------------------
+
+/// x [n, c] (c = 2) of fixed values through models::batch_norm_layer.
+struct bn_net {
+  graph g;
+  expr x, y;
+  variable_store vars;
+  kernel_registry reg;
+  std::unique_ptr<executor> ex;
+  explicit bn_net(dtype t, shape s = {4, 2}) {
+    x = g.placeholder("x", t, s);
+    y = models::batch_norm_layer(x, "bn/", {.eps = 1e-3, .momentum = 0.25});
+    cpu::register_kernels(reg);
+    ex = std::make_unique<executor>(g, vars, reg);
+  }
+  tensor run(const tensor& xv, bool training) {
+    auto r = ex->run({{x, xv}}, {y}, {}, {.training = training});
+    if (!r.ok()) throw luoshu_error(r.err().message);
+    return (*r)[0];
+  }
+  std::vector<double> stat(const char* which) { return vars.get(std::string("bn/") + which).to_doubles(); }
+};
+
+tensor bn_input(dtype t) {
+  // channel 0: 1, 2, 4, 9 (mean 4, biased var 9.5, unbiased 38/3); channel 1: -1, 1, 3, 5 (mean 2, 5, 20/3)
+  return tensor::from<double>(shape{4, 2}, {1, -1, 2, 1, 4, 3, 9, 5}).cast(t);
+}
+
+TEST(BatchNorm, TrainingUpdatesTheRunningStatisticsWithTheUnbiasedVariance) {
+  for (dtype t : {dtype::f32, dtype::f64}) {
+    bn_net n(t);
+    tensor y = n.run(bn_input(t), true);
+    // running = 0.75 initial + 0.25 batch; initial mean 0, variance 1.
+    std::vector<double> mean = n.stat("running_mean"), var = n.stat("running_var");
+    EXPECT_NEAR(mean[0], 0.25 * 4, 1e-6);
+    EXPECT_NEAR(mean[1], 0.25 * 2, 1e-6);
+    EXPECT_NEAR(var[0], 0.75 + 0.25 * 38.0 / 3, 1e-5);
+    EXPECT_NEAR(var[1], 0.75 + 0.25 * 20.0 / 3, 1e-5);
+    // The output used the batch's biased variance.
+    EXPECT_NEAR(y.to_doubles()[6], (9 - 4) / std::sqrt(9.5 + 1e-3), 1e-5) << name(t);
+    // A second step moves them on from there.
+    n.run(bn_input(t), true);
+    EXPECT_NEAR(n.stat("running_mean")[0], 0.75 * 1 + 0.25 * 4, 1e-6);
+    EXPECT_NEAR(n.stat("running_var")[1], 0.75 * (0.75 + 0.25 * 20.0 / 3) + 0.25 * 20.0 / 3, 1e-5);
+  }
+}
+
+TEST(BatchNorm, InferenceUsesTheRunningStatisticsAndLeavesThemAlone) {
+  for (dtype t : {dtype::f32, dtype::f64}) {
+    for (shape s : {shape{4, 2}, shape{2, 2, 1, 2}}) { // the same values as [N, C] and as NCHW
+      bn_net n(t, s);
+      ASSERT_TRUE(n.vars.initialize(n.g).ok());
+      n.vars.set("bn/running_mean", tensor::from<double>(shape{2}, {0.5, -2}).cast(t));
+      n.vars.set("bn/running_var", tensor::from<double>(shape{2}, {4, 0.25}).cast(t));
+      n.vars.set("bn/gamma", tensor::from<double>(shape{2}, {2, -1}).cast(t));
+      n.vars.set("bn/beta", tensor::from<double>(shape{2}, {0.5, 3}).cast(t));
+      tensor xv = bn_input(t).reshaped(s);
+      std::vector<double> y = n.run(xv, false).to_doubles(), xs = xv.to_doubles();
+      for (size_t i = 0; i < y.size(); ++i) {
+        size_t ch = s.rank() == 2 ? i % 2 : (i / 2) % 2;
+        double want = ch == 0 ? (xs[i] - 0.5) / std::sqrt(4 + 1e-3) * 2 + 0.5
+                              : (xs[i] + 2) / std::sqrt(0.25 + 1e-3) * -1 + 3;
+        EXPECT_NEAR(y[i], want, 1e-5) << name(t) << " " << s.to_string() << " element " << i;
+      }
+      EXPECT_EQ(n.stat("running_mean"), (std::vector<double>{0.5, -2}));
+      EXPECT_EQ(n.stat("running_var"), (std::vector<double>{4, 0.25}));
+    }
+  }
+}
+
+TEST(BatchNorm, InferenceGradientTreatsTheStatisticsAsConstants) {
+  graph g;
+  expr x = g.placeholder("x", dtype::f64, {3, 2, 2, 2});
+  expr y = models::batch_norm_layer(x, "bn/");
+  expr loss = weighted_loss(g, {y}, "bn-inference");
+  auto grads = gradients(loss, {x});
+  variable_store vars;
+  kernel_registry reg;
+  cpu::register_kernels(reg);
+  executor ex(g, vars, reg);
+  ASSERT_TRUE(vars.initialize(g).ok());
+  vars.set("bn/running_mean", tensor::from<double>(shape{2}, {0.3, -0.2}));
+  vars.set("bn/running_var", tensor::from<double>(shape{2}, {0.5, 2}));
+  vars.set("bn/gamma", tensor::from<double>(shape{2}, {1.5, -0.7}));
+  rng r("bn-inference/x");
+  std::vector<double> xs(24);
+  for (double& v : xs) v = r.uniform(-1, 1);
+  feed_map feeds{{x, tensor::from<double>(shape{3, 2, 2, 2}, xs)}};
+  const run_options infer{.training = false};
+  auto got = ex.run(feeds, {grads[0].dense}, {}, infer);
+  ASSERT_TRUE(got.ok()) << got.err().message;
+  std::vector<double> analytic = (*got)[0].to_doubles(), fd;
+  double* p = feeds[0].second.data<double>();
+  for (size_t i = 0; i < xs.size(); ++i) {
+    double v = p[i];
+    p[i] = v + 1e-6;
+    double up = (*ex.run(feeds, {loss}, {}, infer))[0].item(0);
+    p[i] = v - 1e-6;
+    double down = (*ex.run(feeds, {loss}, {}, infer))[0].item(0);
+    p[i] = v;
+    fd.push_back((up - down) / 2e-6);
+  }
+  EXPECT_TRUE(close_by_norm(analytic, fd, 1e-7));
+  EXPECT_EQ(vars.get("bn/running_var").to_doubles(), (std::vector<double>{0.5, 2}));
+}
+
+TEST(BatchNorm, TrainingWithOneValuePerChannelIsAnErrorNamingTheNode) {
+  bn_net n(dtype::f32, shape{-1, 2});
+  try {
+    n.run(tensor::from<float>(shape{1, 2}, {1, 2}), true);
+    FAIL() << "a batch of one trained";
+  } catch (const luoshu_error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("batch_norm_stats"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("more than one value per channel in training mode, got input [1, 2]"), std::string::npos)
+        << msg;
+  }
+  // Inference on one example is fine.
+  EXPECT_EQ(n.run(tensor::from<float>(shape{1, 2}, {0, 0}), false).numel(), 2);
+}
+
+TEST(BatchNorm, OptimizersTrainScaleAndShiftButNeverTheRunningStatistics) {
+  graph g;
+  expr x = g.placeholder("x", dtype::f32, {-1, 3});
+  expr labels = g.placeholder("labels", dtype::i64, {-1});
+  expr h = models::batch_norm_layer(x, "bn/");
+  expr loss = mean(softmax_cross_entropy(h, labels));
+  std::vector<std::string> trainable;
+  for (expr v : g.variables(true)) trainable.push_back(v.name());
+  EXPECT_EQ(trainable, (std::vector<std::string>{"bn/gamma", "bn/beta"}));
+  variable_store vars;
+  kernel_registry reg;
+  cpu::register_kernels(reg);
+  executor ex(g, vars, reg);
+  optimizer_config cfg;
+  cfg.kind = optimizer_config::kind_t::momentum;
+  cfg.lr.base = 0.1;
+  trainer tr(g, loss, cfg, ex);
+  for (expr v : g.variables())
+    EXPECT_EQ(v.name().find("running_mean/"), std::string::npos) << "optimizer slot of a running statistic: " << v.name();
+  tensor xv = tensor::from<float>(shape{4, 3}, {1, 2, 3, 0, -1, 4, 2, 2, 2, 5, 0, 1});
+  tensor yv = tensor::from<int64_t>(shape{4}, {0, 1, 2, 1});
+  auto r = tr.step({{x, xv}, {labels, yv}});
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  // gamma moved by the gradient; the running mean by the batch only.
+  EXPECT_NE(vars.get("bn/gamma").to_doubles(), (std::vector<double>{1, 1, 1}));
+  std::vector<double> rm = vars.get("bn/running_mean").to_doubles();
+  EXPECT_NEAR(rm[0], 0.1 * 2, 1e-6);
+  EXPECT_NEAR(rm[1], 0.1 * 0.75, 1e-6);
+  EXPECT_NEAR(rm[2], 0.1 * 2.5, 1e-6);
+}
+
 struct bad_build {
   std::string name;
   std::function<void(graph&)> build;
@@ -406,6 +559,8 @@ struct bad_build {
 void PrintTo(const bad_build& c, std::ostream* os) { *os << c.name; }
 
 expr ph(graph& g, const std::string& n, shape s, dtype t = dtype::f32) { return g.placeholder(n, t, std::move(s)); }
+/// A running statistic of batch_norm: a non-trainable f32 variable [c].
+expr running(graph& g, const std::string& n, int64_t c) { return g.variable(n, {c}, init::zeros(), dtype::f32, false); }
 
 const std::vector<bad_build>& bad_builds() {
   static const std::vector<bad_build> cases = {
@@ -519,6 +674,45 @@ const std::vector<bad_build>& bad_builds() {
        {"op 'gru'", "hidden size must be at least 1"}},
       {"LastStepNeedsASequence", [](graph& g) { models::last_step(ph(g, "h", {4, 3})); },
        {"last_step needs a sequence [batch, steps, features], got [4, 3]"}},
+      {"BatchNormRank", [](graph& g) { models::batch_norm_layer(ph(g, "x", {2, 3, 4}), "bn/"); },
+       {"batch_norm_layer 'bn/'", "[N, C] or [N, C, H, W]", "[2, 3, 4]"}},
+      {"BatchNormScaleLength",
+       [](graph& g) {
+         batch_norm(ph(g, "x", {2, 3, 4, 4}), ph(g, "gamma", {4}), ph(g, "beta", {3}), running(g, "rm", 3),
+                    running(g, "rv", 3));
+       },
+       {"op 'batch_norm'", "node 'batch_norm'", "'gamma'", "scale (gamma) must be [C] = [3]", "[4]"}},
+      {"BatchNormRunningStatLength",
+       [](graph& g) {
+         batch_norm(ph(g, "x", {2, 3}), ph(g, "gamma", {3}), ph(g, "beta", {3}), running(g, "rm", 2),
+                    running(g, "rv", 3));
+       },
+       {"op 'batch_norm_stats'", "'rm'", "running mean must be [C] = [3]", "[2]"}},
+      {"BatchNormRunningStatDtype",
+       [](graph& g) {
+         batch_norm(ph(g, "x", {2, 3}), ph(g, "gamma", {3}), ph(g, "beta", {3}), running(g, "rm", 3),
+                    g.variable("rv", {3}, init::zeros(), dtype::f64, false));
+       },
+       {"op 'batch_norm_stats'", "running variance is f64 but the input is f32"}},
+      {"BatchNormRunningStatPlaceholder",
+       [](graph& g) {
+         batch_norm(ph(g, "x", {2, 3}), ph(g, "gamma", {3}), ph(g, "beta", {3}), ph(g, "rm", {3}), running(g, "rv", 3));
+       },
+       {"batch_norm: the running mean 'rm' must be a non-trainable variable", "op placeholder"}},
+      {"BatchNormRunningStatTrainable",
+       [](graph& g) {
+         batch_norm(ph(g, "x", {2, 3}), ph(g, "gamma", {3}), ph(g, "beta", {3}), running(g, "rm", 3),
+                    g.variable("rv", {3}, init::zeros()));
+       },
+       {"the running variance 'rv' must be a non-trainable variable", "a trainable variable"}},
+      {"BatchNormEpsilon",
+       [](graph& g) { models::batch_norm_layer(ph(g, "x", {2, 3}), "bn/", {.eps = 0}); },
+       {"op 'batch_norm_stats'", "epsilon must be a positive number, got 0"}},
+      {"BatchNormMomentum",
+       [](graph& g) { models::batch_norm_layer(ph(g, "x", {2, 3}), "bn/", {.momentum = 1.5}); },
+       {"op 'batch_norm_stats'", "momentum must be in [0, 1], got 1.5"}},
+      {"BatchNormIntegerInput", [](graph& g) { models::batch_norm_layer(ph(g, "x", {2, 3}, dtype::i64), "bn/"); },
+       {"op 'batch_norm_stats'", "input must be a float tensor, got i64"}},
       {"NamedNode",
        [](graph& g) {
          expr a = ph(g, "lhs", {3, 4}), b = ph(g, "rhs", {5});

@@ -314,6 +314,11 @@ TEST(WireGraph, EveryOpAttributeSurvives) {
   auto lb = g.placeholder("lb", dtype::f32, {8}), gb = g.placeholder("gb", dtype::f32, {6});
   auto rec = lstm(seq, wx, wh, lb) + gru(seq, gx, gh, gb, gb); // slices of the workspaces: axes, axes2
   gradients(sum(rec), {seq, wx, wh, lb, gx, gh, gb});          // rnn_weight_grad / rnn_bias_grad: flag
+  auto bn = batch_norm(img, g.placeholder("gamma", dtype::f32, {4}), g.placeholder("beta", dtype::f32, {4}),
+                       g.variable("bn_mean", {4}, init::zeros(), dtype::f32, false),
+                       g.variable("bn_var", {4}, init::constant(1), dtype::f32, false),
+                       {.eps = 2.5e-4, .momentum = 0.03}); // eps, alpha (stats and normalization)
+  gradients(sum(bn), {img});                              // batch_norm_param_grad, batch_norm_input_grad
   g.constant(random_tensor(dtype::f64, {2, 3}, rng), "c"); // value
   g.constant(tensor::scalar<uint8_t>(7), "c8");
   g.variable("frozen", {2}, init::constant(3), dtype::f64, false); // flag false
@@ -611,6 +616,29 @@ TEST(WireHostile, GraphUpdateOfANonVariable) {
   ASSERT_TRUE(decode_graph(bytes_of(valid)).ok());
   auto b = edited<w::Graph>(valid, [](w::Graph::Builder gb) { gb.getNodes()[3].getInputs().set(0, 1); });
   EXPECT_TRUE(contains(graph_error(b), "updates node 1, which is not a variable"));
+}
+
+TEST(WireHostile, GraphBatchNormUpdatesOnlyNonTrainableVariables) {
+  // batch_norm_stats writes its running statistics while training: the
+  // decoder refuses one pointed at a fed input or a trainable variable.
+  graph g;
+  auto x = g.placeholder("x", dtype::f32, {4, 3});     // node 0
+  auto fed = g.placeholder("fed", dtype::f32, {3});    // node 1
+  auto weight = g.variable("weight", {3}, init::zeros()); // node 2, trainable
+  auto rm = g.variable("rm", {3}, init::zeros(), dtype::f32, false); // node 3
+  auto rv = g.variable("rv", {3}, init::constant(1), dtype::f32, false); // node 4
+  op_attrs a;
+  a.eps = 1e-5;
+  a.alpha = 0.1;
+  g.add(op_kind::batch_norm_stats, {x.id(), rm.id(), rv.id()}, a, "stats"); // node 5
+  (void)fed;
+  (void)weight;
+  auto valid = encode_graph(g);
+  ASSERT_TRUE(decode_graph(bytes_of(valid)).ok());
+  auto from_feed = edited<w::Graph>(valid, [](w::Graph::Builder gb) { gb.getNodes()[5].getInputs().set(1, 1); });
+  EXPECT_TRUE(contains(graph_error(from_feed), "updates node 1 (its running mean), which is not a non-trainable variable"));
+  auto trainable = edited<w::Graph>(valid, [](w::Graph::Builder gb) { gb.getNodes()[5].getInputs().set(2, 2); });
+  EXPECT_TRUE(contains(graph_error(trainable), "updates node 2 (its running variance), which is not a non-trainable variable"));
 }
 
 TEST(WireHostile, GraphSliceGradRanks) {
