@@ -4,6 +4,7 @@
 #include "graph/autodiff.hpp"
 #include "graph/builder.hpp"
 #include "graph/checkpoint.hpp"
+#include "graph/data/cifar.hpp"
 #include "graph/data/csv.hpp"
 #include "graph/data/dataset.hpp"
 #include "graph/data/idx.hpp"

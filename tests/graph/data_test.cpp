@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "graph/data/cifar.hpp"
 #include "graph/data/criteo.hpp"
 #include "graph/data/csv.hpp"
 #include "graph/data/dataset.hpp"
@@ -707,6 +708,120 @@ std::vector<int64_t> iota(int64_t n) {
 }
 
 } // namespace
+
+// --- CIFAR-10 binary ------------------------------------------------------------
+
+/// CIFAR-10 records: label, then 1024 R, 1024 G, 1024 B bytes; pixel p of
+/// channel c of record r is (r * 7 + c * 50 + p) % 256.
+bytes cifar_records(const std::vector<uint8_t>& labels, int first = 0) {
+  bytes out;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    out.push_back(labels[i]);
+    const int r = first + static_cast<int>(i);
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p) out.push_back(static_cast<uint8_t>((r * 7 + c * 50 + p) % 256));
+  }
+  return out;
+}
+
+double cifar_pixel(int record, int c, int p) { return static_cast<double>((record * 7 + c * 50 + p) % 256); }
+
+TEST(Cifar10Reader, ReadsLabelsAndPlanesScaledToUnit) {
+  scratch_dir dir;
+  write_bytes(dir.file("test_batch.bin"), cifar_records({3, 9, 0}));
+  auto d = read_cifar10(dir.file("test_batch.bin"));
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  EXPECT_EQ(d->features.shape(), (shape{3, 3072}));
+  EXPECT_EQ(d->features.type(), dtype::f32);
+  EXPECT_EQ(d->labels.to_doubles(), (std::vector<double>{3, 9, 0}));
+  const float* f = d->features.data<float>();
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 3; ++c)
+      for (int p : {0, 1, 33, 1023})
+        EXPECT_FLOAT_EQ(f[r * 3072 + c * 1024 + p], static_cast<float>(cifar_pixel(r, c, p) / 255.0))
+            << "record " << r << " channel " << c << " pixel " << p;
+}
+
+TEST(Cifar10Reader, ReadsADirectorysBatchesInOrderAndGzip) {
+  scratch_dir dir;
+  // data_batch_10 sorts after 2 by number, not by name; other files are ignored.
+  write_bytes(dir.file("data_batch_2.bin"), cifar_records({2, 2}, 1));
+  write_gzip(dir.file("data_batch_10.bin"), cifar_records({7}, 3));
+  write_bytes(dir.file("data_batch_1.bin"), cifar_records({1}, 0));
+  write_bytes(dir.file("test_batch.bin"), cifar_records({5, 5, 5, 5}));
+  write_text(dir.file("batches.meta.txt"), "airplane\n");
+  auto d = read_cifar10(dir.file(""));
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  EXPECT_EQ(d->labels.to_doubles(), (std::vector<double>{1, 2, 2, 7}));
+  const float* f = d->features.data<float>();
+  for (int r = 0; r < 4; ++r)
+    EXPECT_FLOAT_EQ(f[r * 3072 + 2 * 1024 + 5], static_cast<float>(cifar_pixel(r, 2, 5) / 255.0)) << r;
+}
+
+TEST(Cifar10Reader, NormalizesPerChannel) {
+  scratch_dir dir;
+  write_bytes(dir.file("b.bin"), cifar_records({4}));
+  auto d = read_cifar10(dir.file("b.bin"), {.mean = {0.5, 0.25, 0}, .stddev = {0.5, 2, 0.25}});
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  const float* f = d->features.data<float>();
+  EXPECT_NEAR(f[10], (cifar_pixel(0, 0, 10) / 255 - 0.5) / 0.5, 1e-6);
+  EXPECT_NEAR(f[1024 + 10], (cifar_pixel(0, 1, 10) / 255 - 0.25) / 2, 1e-6);
+  EXPECT_NEAR(f[2048 + 10], (cifar_pixel(0, 2, 10) / 255) / 0.25, 1e-6);
+  auto raw = read_cifar10(dir.file("b.bin"), {.scale_to_unit = false});
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw->features.data<float>()[1024 + 10], static_cast<float>(cifar_pixel(0, 1, 10)));
+  auto two = read_cifar10(dir.file("b.bin"), {.mean = {0.5, 0.5}, .stddev = {1, 1}});
+  ASSERT_FALSE(two.ok());
+  EXPECT_TRUE(contains(two.err().message, "needs 3 means and 3 standard deviations")) << two.err().message;
+  auto zero = read_cifar10(dir.file("b.bin"), {.mean = {0, 0, 0}, .stddev = {1, 0, 1}});
+  ASSERT_FALSE(zero.ok());
+  EXPECT_TRUE(contains(zero.err().message, "must be > 0")) << zero.err().message;
+}
+
+TEST(Cifar10Reader, TruncatedFilesNameTheFileAndRecord) {
+  scratch_dir dir;
+  bytes b = cifar_records({1, 2, 3});
+  b.resize(b.size() - 100);
+  write_bytes(dir.file("short.bin"), b);
+  auto d = read_cifar10(dir.file("short.bin"));
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(contains(d.err().message, dir.file("short.bin") + ": 9119 bytes is not a whole number of 3073-byte records"))
+      << d.err().message;
+  EXPECT_TRUE(contains(d.err().message, "record 2 (at offset 6146) is truncated to 2973 bytes")) << d.err().message;
+  // The same through gzip, where the size is only known at the end.
+  write_gzip(dir.file("short.bin.gz"), b);
+  auto z = read_cifar10(dir.file("short.bin.gz"));
+  ASSERT_FALSE(z.ok());
+  EXPECT_TRUE(contains(z.err().message, dir.file("short.bin.gz"))) << z.err().message;
+  EXPECT_TRUE(contains(z.err().message, "record 2")) << z.err().message;
+  EXPECT_TRUE(contains(z.err().message, "truncated to 2973 bytes")) << z.err().message;
+}
+
+TEST(Cifar10Reader, LabelAboveNineNamesTheRecord) {
+  scratch_dir dir;
+  bytes b = cifar_records({1, 2, 3});
+  b[2 * 3073] = 10;
+  write_bytes(dir.file("data_batch_1.bin"), b);
+  auto d = read_cifar10(dir.file(""));
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(contains(d.err().message, dir.file("data_batch_1.bin") + ": record 2 (at offset 6146) has label 10"))
+      << d.err().message;
+}
+
+TEST(Cifar10Reader, EmptyFilesMissingFilesAndEmptyDirectoriesAreErrors) {
+  scratch_dir dir;
+  write_bytes(dir.file("empty.bin"), {});
+  auto empty = read_cifar10(dir.file("empty.bin"));
+  ASSERT_FALSE(empty.ok());
+  EXPECT_TRUE(contains(empty.err().message, "holds no records")) << empty.err().message;
+  auto missing = read_cifar10(dir.file("missing.bin"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_TRUE(contains(missing.err().message, dir.file("missing.bin"))) << missing.err().message;
+  fs::create_directories(dir.file("nothing"));
+  auto none = read_cifar10(dir.file("nothing"));
+  ASSERT_FALSE(none.ok());
+  EXPECT_TRUE(contains(none.err().message, "holds no data_batch_N.bin files")) << none.err().message;
+}
 
 TEST(ShuffleRng, MatchesReferenceStreams) {
   uint64_t state = 1234567;
