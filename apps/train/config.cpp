@@ -15,7 +15,8 @@ namespace luoshu::app {
 const std::vector<std::string>& known_layer_ops() {
   static const std::vector<std::string> ops{"linear", "conv2d",  "max_pool2d", "avg_pool2d", "flatten",
                                             "lstm",   "gru",     "relu",       "leaky_relu", "elu",
-                                            "gelu",   "sigmoid", "tanh",       "softplus",   "dropout"};
+                                            "gelu",   "sigmoid", "tanh",       "softplus",   "dropout",
+                                            "batch_norm"};
   return ops;
 }
 
@@ -149,6 +150,7 @@ std::vector<std::string> layer_keys(const std::string& op) {
   if (op == "leaky_relu" || op == "elu") return {"alpha"};
   if (op == "dropout") return {"rate"};
   if (is_recurrent_op(op)) return {"units", "output"};
+  if (op == "batch_norm") return {"eps", "momentum"};
   return {};
 }
 
@@ -166,6 +168,8 @@ void check_layer(const layer_config& lc, const std::vector<std::string>& keys, b
   if (is_recurrent_op(lc.op) && lc.units <= 0) reader::fail(where + ".units", lc.op + " needs units > 0 (hidden size)");
   if (is_recurrent_op(lc.op) && lc.output != "last" && lc.output != "sequence" && lc.output != "mean")
     reader::fail(where + ".output", "unknown output '" + lc.output + "' (known: last, sequence, mean)");
+  if (lc.op == "batch_norm" && !(lc.eps > 0)) reader::fail(where + ".eps", "must be > 0");
+  if (lc.op == "batch_norm" && !(lc.momentum >= 0 && lc.momentum <= 1)) reader::fail(where + ".momentum", "must be in [0, 1]");
   if (!is_window_op(lc.op)) return;
   if (!has_kernel) reader::fail(where + ".kernel", "is missing (" + lc.op + " needs a kernel size, e.g. 5 or [5, 3])");
   auto at_least = [&](const std::array<int64_t, 2>& v, int64_t low, const char* key, const char* what) {
@@ -276,18 +280,27 @@ train_config build(const YAML::Node& root, const std::string& source) {
   m.get("embedding_dim", c.model.embedding_dim);
   m.get("hidden", c.model.hidden);
   m.get("cross_layers", c.model.cross_layers);
+  m.get("channels", c.model.channels);
+  m.get("blocks", c.model.blocks);
+  m.get("classes", c.model.classes);
   // The CTR kinds read Criteo-format data (dense features plus categorical ids).
   const bool wide_deep = c.model.kind == "wide_deep" || c.model.kind == "deepfm" || c.model.kind == "dcn";
-  if (!wide_deep && c.model.kind != "sequential")
-    reader::fail("model.kind", "unknown kind '" + c.model.kind + "' (known: sequential, wide_deep, deepfm, dcn)");
+  const bool resnet = c.model.kind == "resnet";
+  if (!wide_deep && !resnet && c.model.kind != "sequential")
+    reader::fail("model.kind",
+                 "unknown kind '" + c.model.kind + "' (known: sequential, resnet, wide_deep, deepfm, dcn)");
   if (c.model.kind != "dcn" && m.child("cross_layers")) reader::fail("model.cross_layers", "applies to dcn only");
   if (c.model.cross_layers < 0) reader::fail("model.cross_layers", "must be >= 0");
+  // Keys of one kind on another are errors, not ignored.
+  for (const char* key : {"channels", "blocks", "classes"})
+    if (!resnet && m.child(key)) reader::fail(std::string("model.") + key, "applies to model.kind resnet only");
   YAML::Node layers = m.child("layers");
   if (wide_deep && layers)
     reader::fail("model.layers", "does not apply to " + c.model.kind + " (set embedding_dim and hidden)");
-  if (!wide_deep && (!layers || !layers.IsSequence() || layers.size() == 0))
+  if (resnet && layers) reader::fail("model.layers", "does not apply to resnet (set channels, blocks and classes)");
+  if (!wide_deep && !resnet && (!layers || !layers.IsSequence() || layers.size() == 0))
     reader::fail("model.layers", "must be a non-empty list of layers");
-  for (size_t i = 0; !wide_deep && i < layers.size(); ++i) {
+  for (size_t i = 0; !wide_deep && !resnet && i < layers.size(); ++i) {
     std::string where = "model.layers[" + std::to_string(i) + "]";
     reader l(layers[i], where);
     layer_config lc;
@@ -305,6 +318,8 @@ train_config build(const YAML::Node& root, const std::string& source) {
     l.get("groups", lc.groups);
     l.get("count_include_pad", lc.count_include_pad);
     l.get("output", lc.output);
+    l.get("eps", lc.eps);
+    l.get("momentum", lc.momentum);
     l.finish();
     const auto& known = known_layer_ops();
     if (lc.op.empty()) reader::fail(where + ".op", "is missing (known ops: " + join(known) + ")");
@@ -323,6 +338,18 @@ train_config build(const YAML::Node& root, const std::string& source) {
     if (c.model.embedding_dim <= 0) reader::fail("model.embedding_dim", "must be > 0");
     for (auto h : c.model.hidden)
       if (h <= 0) reader::fail("model.hidden", "widths must be positive");
+  }
+  if (resnet) {
+    if (c.model.input.size() != 3)
+      reader::fail("model.input", "is " + shape(c.model.input).to_string() +
+                                      " but resnet needs an image shape [C, H, W], e.g. [3, 32, 32]");
+    if (c.model.channels.empty()) reader::fail("model.channels", "must list at least one stage's width");
+    for (auto ch : c.model.channels)
+      if (ch <= 0) reader::fail("model.channels", "widths must be positive");
+    if (c.model.blocks < 1) reader::fail("model.blocks", "must be >= 1");
+    if (c.model.classes < 2) reader::fail("model.classes", "must be >= 2");
+    if (!c.model.loss.empty() && c.model.loss != "softmax_cross_entropy")
+      reader::fail("model.loss", "resnet trains with softmax_cross_entropy");
   }
   if (c.model.loss.empty()) c.model.loss = "softmax_cross_entropy";
   if (c.model.input.empty()) reader::fail("model.input", "is missing (per-example feature shape, e.g. [784])");
@@ -346,9 +373,26 @@ train_config build(const YAML::Node& root, const std::string& source) {
   d.get("scale", c.data.scale);
   d.get("buckets", c.data.buckets);
   d.get("max_rows", c.data.max_rows);
+  d.get("mean", c.data.mean);
+  d.get("std", c.data.stddev);
   d.finish();
-  if (c.data.format != "idx" && c.data.format != "csv" && c.data.format != "libsvm" && c.data.format != "criteo")
-    reader::fail("data.format", "unknown format '" + c.data.format + "' (known: idx, csv, libsvm, criteo)");
+  if (c.data.format != "idx" && c.data.format != "csv" && c.data.format != "libsvm" && c.data.format != "criteo" &&
+      c.data.format != "cifar10")
+    reader::fail("data.format", "unknown format '" + c.data.format + "' (known: idx, csv, libsvm, criteo, cifar10)");
+  if (c.data.format == "cifar10") {
+    if (c.data.mean.size() != c.data.stddev.size())
+      reader::fail("data.mean", "has " + std::to_string(c.data.mean.size()) + " values but data.std has " +
+                                    std::to_string(c.data.stddev.size()) + " (they go together, 3 each: R, G, B)");
+    if (!c.data.mean.empty() && c.data.mean.size() != 3)
+      reader::fail("data.mean", "needs 3 values (R, G, B), got " + std::to_string(c.data.mean.size()));
+    for (double v : c.data.stddev)
+      if (!(v > 0)) reader::fail("data.std", "values must be > 0");
+    if (!c.data.train_labels.empty() || !c.data.test_labels.empty())
+      reader::fail(c.data.train_labels.empty() ? "data.test_labels" : "data.train_labels",
+                   "does not apply to cifar10 (its records carry their labels)");
+  } else if (!c.data.mean.empty() || !c.data.stddev.empty()) {
+    reader::fail(c.data.mean.empty() ? "data.std" : "data.mean", "applies to format cifar10 only");
+  }
   if ((c.data.format == "criteo") != wide_deep)
     reader::fail(wide_deep ? "data.format" : "model.kind",
                  "the CTR models (wide_deep, deepfm, dcn) and the criteo format (dense features plus categorical ids) go together");

@@ -30,10 +30,12 @@ struct layer_config {
   /// [N, units] ("last"), its mean over the steps ("mean"), or every step
   /// [N, steps, units] ("sequence", e.g. into another recurrent layer).
   std::string output = "last";
+  double eps = 1e-5;                     ///< batch_norm: added to the variance
+  double momentum = 0.1;                 ///< batch_norm: weight of a batch in the running statistics
 };
 
 struct model_config {
-  std::string kind = "sequential"; ///< sequential (input + layers), or a CTR model on criteo data: wide_deep, deepfm, dcn
+  std::string kind = "sequential"; ///< sequential (input + layers), resnet, or a CTR model on criteo data: wide_deep, deepfm, dcn
   /// Per-example feature shape, e.g. [784] (wide_deep: [13]); models with
   /// conv2d or pooling layers take an image shape [C, H, W], e.g. [1, 28, 28],
   /// and reshape the data's flat rows to it; models with lstm or gru layers
@@ -45,17 +47,23 @@ struct model_config {
   int64_t embedding_dim = 16;            ///< wide_deep, deepfm, dcn: embedding width
   std::vector<int64_t> hidden{256, 128}; ///< wide_deep, deepfm, dcn: deep MLP hidden widths
   int64_t cross_layers = 3;              ///< dcn: cross layers
+  std::vector<int64_t> channels{16, 32, 64}; ///< resnet: width of each stage (later stages halve the image)
+  int64_t blocks = 1;   ///< resnet: basic blocks per stage (1: ResNet-8, 3: ResNet-20 with 3 stages)
+  int64_t classes = 10; ///< resnet: outputs of the classifier
   int64_t buckets = 0; ///< wide_deep: embedding rows, set from data.buckets (not a model key)
 };
 
 struct data_config {
-  std::string format = "idx"; ///< idx, csv, libsvm, criteo
-  std::string train_path, train_labels; ///< idx: images + labels; csv/libsvm: train_path only
+  std::string format = "idx"; ///< idx, csv, libsvm, criteo, cifar10
+  /// idx: images + labels; csv/libsvm/criteo: train_path only; cifar10: a
+  /// file or a directory of data_batch_N.bin files
+  std::string train_path, train_labels;
   std::string test_path, test_labels;   ///< optional
   int label_column = -1;     ///< csv
   bool header = false;       ///< csv
   int64_t num_features = 0;  ///< libsvm (0 = infer)
-  bool scale = true;         ///< idx: u8 pixels to [0, 1]
+  bool scale = true;         ///< idx, cifar10: u8 pixels to [0, 1]
+  std::vector<double> mean, stddev; ///< cifar10: optional per-channel (R, G, B) normalization after scaling
   int64_t buckets = 1'000'000; ///< criteo: size of the categorical id space
   int64_t max_rows = 0;        ///< criteo: read at most this many rows per file (0 = all)
 };

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "graph/builder.hpp"
+#include "graph/data/cifar.hpp"
 #include "graph/data/criteo.hpp"
 #include "graph/data/csv.hpp"
 #include "graph/data/idx.hpp"
@@ -77,6 +78,24 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
   m.classification = cfg.loss == "softmax_cross_entropy";
   int64_t features = 1;
   for (auto d : cfg.input) features *= d;
+  if (cfg.kind == "resnet") {
+    m.x = g.placeholder("x", t, shape{-1, features});
+    m.y = g.placeholder("y", dtype::i64, shape{-1});
+    shape in{-1};
+    for (auto d : cfg.input) in.dims().push_back(d);
+    models::resnet_options o;
+    o.channels = cfg.channels;
+    o.blocks = cfg.blocks;
+    o.classes = cfg.classes;
+    try {
+      m.logits = models::resnet(reshape(m.x, in), o).named("logits");
+    } catch (const luoshu_error& e) {
+      throw luoshu_error(std::string("model (resnet): ") + e.what());
+    }
+    m.loss = mean(softmax_cross_entropy(m.logits, m.y)).named("loss");
+    m.accuracy = accuracy(m.logits, m.y).named("accuracy");
+    return m;
+  }
   // The readers give flat rows [N, features]; models with conv2d or
   // pooling layers see them as images [N, C, H, W] (config.cpp checked
   // that the input is [C, H, W] then), others as flat rows.
@@ -94,7 +113,7 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
     for (auto d : cfg.input) in.dims().push_back(d);
     h = reshape(m.x, in);
   }
-  int linear_index = 0, conv_index = 0, rnn_index = 0;
+  int linear_index = 0, conv_index = 0, rnn_index = 0, bn_index = 0;
   for (size_t i = 0; i < cfg.layers.size(); ++i) {
     const layer_config& l = cfg.layers[i];
     std::string where = "model.layers[" + std::to_string(i) + "] (" + l.op + ")";
@@ -165,6 +184,8 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
         h = softplus(h);
       } else if (l.op == "dropout") {
         h = dropout(h, l.rate, 1000 + i);
+      } else if (l.op == "batch_norm") {
+        h = models::batch_norm_layer(h, "bn" + std::to_string(++bn_index) + "/", {l.eps, l.momentum});
       } else {
         throw luoshu_error("unknown op '" + l.op + "'");
       }
@@ -220,6 +241,7 @@ result<datasets> load_datasets(const train_config& cfg) {
   auto read = [&](const std::string& path, const std::string& labels) -> result<data::dataset> {
     if (d.format == "idx") return data::read_idx_dataset(path, labels, d.scale);
     if (d.format == "criteo") return data::read_criteo(path, {d.buckets, d.max_rows});
+    if (d.format == "cifar10") return data::read_cifar10(path, {d.scale, d.mean, d.stddev});
     if (d.format == "csv") {
       data::csv_options o;
       o.label_column = d.label_column;

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <tuple>
+#include <algorithm>
 
 #include "apps/train/config.hpp"
 #include "apps/train/train.hpp"
@@ -46,6 +48,7 @@ public:
     std::filesystem::create_directories(path_);
   }
   ~temp_dir() { std::filesystem::remove_all(path_); }
+  std::string path() const { return path_.string(); }
   std::string file(const std::string& name, const std::string& text) const {
     auto p = path_ / name;
     std::ofstream(p) << text;
@@ -668,4 +671,171 @@ TEST(TrainConfig, RecurrentLayerErrorsNameTheLayer) {
   ASSERT_TRUE(c.ok()) << c.err().message;
   graph g;
   EXPECT_EQ(build_model(g, c->model, 1).logits.shape(), (shape{-1, 2}));
+}
+
+// --- batch normalization, ResNet, CIFAR-10 ------------------------------------
+
+namespace {
+
+/// CIFAR-10 binary records (label byte, R, G, B planes of 32x32): class 0
+/// a vertical bar, class 1 a horizontal one, in the green plane at varying
+/// positions over a faint pattern in every plane.
+std::string cifar_bars(const temp_dir& dir, const std::string& name, int rows, int offset) {
+  std::string bytes;
+  for (int i = 0; i < rows; ++i) {
+    const int r = i + offset, label = r % 2, at = 4 + (r / 2) % 24;
+    bytes.push_back(static_cast<char>(label));
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p) {
+        const int y = p / 32, x = p % 32;
+        const bool on = c == 1 && (label == 0 ? (x == at && y >= 4 && y < 28) : (y == at && x >= 4 && x < 28));
+        bytes.push_back(static_cast<char>(on ? 250 : (r * 7 + p * 13 + c * 5) % 60));
+      }
+  }
+  return dir.file(name, bytes);
+}
+
+std::string resnet_yaml(const std::string& train, const std::string& test) {
+  return R"(
+model:
+  kind: resnet
+  input: [3, 32, 32]
+  channels: [4, 8]
+  blocks: 1
+  classes: 2
+data: {format: cifar10, train: )" + train + ", test: " + test + R"(, mean: [0.1, 0.1, 0.1], std: [0.2, 0.2, 0.2]}
+optimizer: {kind: adam, lr: 0.01}
+run: {epochs: 5, batch_size: 16, threads: 1}
+)";
+}
+
+} // namespace
+
+TEST(TrainConfig, ParsesTheResNetExamples) {
+  for (const char* name : {"resnet_cifar10.yaml", "resnet_fashion_mnist.yaml"}) {
+    auto c = load_train_config(std::string(LUOSHU_SOURCE_DIR) + "/apps/examples/" + name);
+    ASSERT_TRUE(c.ok()) << c.err().message;
+    EXPECT_EQ(c->model.kind, "resnet") << name;
+    EXPECT_EQ(c->model.channels, (std::vector<int64_t>{16, 32, 64})) << name;
+    graph g;
+    model m = build_model(g, c->model, 1);
+    const int64_t features = c->data.format == "cifar10" ? 3072 : 784;
+    EXPECT_EQ(m.x.shape(), (shape{-1, features})) << name;
+    EXPECT_EQ(m.logits.shape(), (shape{-1, 10})) << name;
+    // Batch norm's running statistics are variables, but not trainable ones.
+    expr rm = g.find("stage2/block1/shortcut/bn/running_var"), gamma = g.find("stem/bn/gamma");
+    ASSERT_TRUE(rm.valid() && gamma.valid()) << name;
+    EXPECT_FALSE(rm.get().attrs.flag);
+    EXPECT_TRUE(gamma.get().attrs.flag);
+  }
+  auto c = load_train_config(std::string(LUOSHU_SOURCE_DIR) + "/apps/examples/resnet_cifar10.yaml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->data.format, "cifar10");
+  EXPECT_EQ(c->data.mean.size(), 3u);
+}
+
+TEST(Train, ResNetLearnsCifar10FormatBarsAndResumesWithItsRunningStatistics) {
+  temp_dir dir;
+  cifar_bars(dir, "data_batch_1.bin", 64, 0);
+  cifar_bars(dir, "data_batch_2.bin", 64, 64);
+  const std::string test = cifar_bars(dir, "test_batch.bin", 32, 1000);
+  const std::string yaml = resnet_yaml(dir.path(), test);
+  std::string a = dir.file("a.ck", ""), b = dir.file("b.ck", "");
+
+  auto full = parse_train_config(yaml, "resnet.yaml", {"run.checkpoint=" + a});
+  ASSERT_TRUE(full.ok()) << full.err().message;
+  auto r = train(*full);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  ASSERT_EQ(r->epochs.size(), 5u);
+  EXPECT_EQ(r->steps, 5 * 8); // 128 records from two files, batches of 16
+  EXPECT_LT(r->epochs.back().train_loss, 0.5 * r->epochs.front().train_loss);
+  EXPECT_GE(r->test_accuracy, 0.9); // evaluated with the running statistics
+
+  // Stop in the second epoch and resume: every tensor, the running
+  // statistics included, must match the uninterrupted run bit for bit.
+  auto part = parse_train_config(yaml, "resnet.yaml", {"run.checkpoint=" + b, "run.max_steps=12"});
+  ASSERT_TRUE(part.ok());
+  ASSERT_TRUE(train(*part).ok());
+  auto rest = parse_train_config(yaml, "resnet.yaml", {"run.checkpoint=" + b, "run.resume=" + b});
+  ASSERT_TRUE(rest.ok());
+  auto rr = train(*rest);
+  ASSERT_TRUE(rr.ok()) << rr.err().message;
+  auto ca = load_checkpoint(a), cb = load_checkpoint(b);
+  ASSERT_TRUE(ca.ok() && cb.ok());
+  ASSERT_TRUE(ca->tensors.count("stem/bn/running_mean"));
+  ASSERT_TRUE(ca->tensors.count("stage2/block1/shortcut/bn/running_var"));
+  EXPECT_FALSE(ca->tensors.count("stem/bn/running_mean/m")) << "an optimizer slot for a running statistic";
+  std::vector<double> rm = ca->tensors.at("stem/bn/running_mean").to_doubles();
+  EXPECT_TRUE(std::any_of(rm.begin(), rm.end(), [](double v) { return v != 0; })) << "running mean never updated";
+  ASSERT_EQ(ca->tensors.size(), cb->tensors.size());
+  for (auto& [name, t] : ca->tensors) {
+    ASSERT_TRUE(cb->tensors.count(name)) << name;
+    const tensor& u = cb->tensors.at(name);
+    ASSERT_EQ(t.nbytes(), u.nbytes()) << name;
+    EXPECT_EQ(std::memcmp(t.raw(), u.raw(), t.nbytes()), 0) << name << " differs after resume";
+  }
+}
+
+TEST(Train, BatchNormLayersInASequentialConvNet) {
+  temp_dir dir;
+  const std::string tr = bars_csv(dir, "bars-train.csv", 192, 0), te = bars_csv(dir, "bars-test.csv", 64, 1000);
+  auto c = parse_train_config(
+      conv_yaml(tr, te), "conv.yaml",
+      {"model.layers=[{op: conv2d, units: 4, kernel: 3, padding: 1, bias: false}, {op: batch_norm}, {op: relu}, "
+       "{op: max_pool2d, kernel: 2}, {op: flatten}, {op: batch_norm, momentum: 0.2, eps: 0.001}, "
+       "{op: linear, units: 2}]"});
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  EXPECT_EQ(c->model.layers[5].momentum, 0.2);
+  EXPECT_EQ(c->model.layers[5].eps, 0.001);
+  graph g;
+  build_model(g, c->model, 1);
+  EXPECT_EQ(g.find("bn1/gamma").shape(), (shape{4}));        // over conv maps
+  EXPECT_EQ(g.find("bn2/running_mean").shape(), (shape{64})); // over flat rows
+  auto r = train(*c);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_LT(r->epochs.back().train_loss, 0.5 * r->epochs.front().train_loss);
+  EXPECT_GE(r->test_accuracy, 0.95);
+}
+
+TEST(TrainConfig, ResNetBatchNormAndCifarErrorsNameTheKey) {
+  temp_dir dir;
+  const std::string tr = cifar_bars(dir, "one.bin", 2, 0), yaml = resnet_yaml(tr, tr);
+  const std::string conv = conv_yaml(tr, tr);
+  const std::vector<std::tuple<std::string, std::string, std::string>> bad{
+      {yaml, "model.input=[3072]", "model.input: is [3072] but resnet needs an image shape [C, H, W]"},
+      {yaml, "model.channels=[8, 0]", "model.channels: widths must be positive"},
+      {yaml, "model.channels=[]", "model.channels: must list at least one stage's width"},
+      {yaml, "model.blocks=0", "model.blocks: must be >= 1"},
+      {yaml, "model.classes=1", "model.classes: must be >= 2"},
+      {yaml, "model.loss=mse", "model.loss: resnet trains with softmax_cross_entropy"},
+      {yaml, "model.layers=[{op: relu}]", "model.layers: does not apply to resnet"},
+      {yaml, "data.mean=[0.5, 0.5]", "data.mean: has 2 values but data.std has 3"},
+      {yaml, "data.std=[]", "data.mean: has 3 values but data.std has 0"},
+      {yaml, "data={format: cifar10, train: x, mean: [0, 0], std: [1, 1]}", "data.mean: needs 3 values (R, G, B), got 2"},
+      {yaml, "data.std=[0.5, 0, 0.5]", "data.std: values must be > 0"},
+      {yaml, "data.train_labels=x", "data.train_labels: does not apply to cifar10"},
+      {conv, "model.channels=[4]", "model.channels: applies to model.kind resnet only"},
+      {conv, "data.mean=[0, 0, 0]", "data.mean: applies to format cifar10 only"},
+      {conv, "model.layers=[{op: batch_norm, eps: 0}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0].eps: must be > 0"},
+      {conv, "model.layers=[{op: batch_norm, momentum: 2}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0].momentum: must be in [0, 1]"},
+      {conv, "model.layers=[{op: batch_norm, units: 3}, {op: flatten}, {op: linear, units: 2}]",
+       "model.layers[0].units: does not apply to batch_norm (its keys: eps, momentum)"},
+  };
+  for (const auto& [base, set, want] : bad) {
+    auto e = parse_train_config(base, "x.yaml", {set});
+    ASSERT_FALSE(e.ok()) << set;
+    EXPECT_NE(e.err().message.find(want), std::string::npos) << set << ":\n  " << e.err().message;
+  }
+  // A corrupt data file is named with its record when training starts.
+  std::string bytes(3073, '\0');
+  bytes[0] = 12;
+  const std::string corrupt = dir.file("corrupt.bin", bytes);
+  auto c = parse_train_config(resnet_yaml(corrupt, corrupt), "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  auto r = train(*c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().message.find(corrupt + ": record 0 (at offset 0) has label 12"), std::string::npos)
+      << r.err().message;
 }
