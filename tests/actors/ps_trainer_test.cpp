@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "graph/builder.hpp"
+#include "graph/models.hpp"
 #include "ops/random.hpp"
 #include "actors/runtime.hpp"
 #include "schedulers/allreduce_trainer.hpp"
@@ -226,6 +227,78 @@ INSTANTIATE_TEST_SUITE_P(DataParallel, AllreduceTrainer,
                          ::testing::Values(allreduce_case{2, size_t{4} << 20, true},
                                            allreduce_case{3, 64, true}, // a bucket per gradient
                                            allreduce_case{2, 256, false}));
+
+// Batch norm under all-reduce: each replica normalizes with its own share of
+// the batch and keeps its own running statistics (no cross-replica sync);
+// the trained parameters stay equal on every replica.
+TEST(AllreduceTrainer, BatchNormReplicasShareParametersAndKeepTheirOwnRunningStatistics) {
+  constexpr int W = 2;
+  struct bn_model {
+    graph g;
+    expr x, y, loss;
+    bn_model() {
+      x = g.placeholder("x", dtype::f32, shape{-1, 6});
+      y = g.placeholder("y", dtype::i64, shape{-1});
+      expr h = models::batch_norm_layer(x, "bn/");
+      expr w = g.variable("w", {6, 3}, init::xavier_uniform());
+      expr b = g.variable("b", {3}, init::zeros());
+      loss = mean(softmax_cross_entropy(linear(h, w, b), y));
+    }
+  };
+  struct replica {
+    bn_model m;
+    variable_store vars{9};
+    std::unique_ptr<executor> ex;
+    std::unique_ptr<schedulers::allreduce_trainer> ar;
+  };
+  kernel_registry reg;
+  cpu::register_kernels(reg);
+  actors::runtime_config cfg;
+  caf::actor_system sys{cfg};
+  auto comms = actors::communicator::create_local(sys, W);
+  ASSERT_TRUE(comms.ok()) << comms.err().message;
+  std::vector<std::unique_ptr<replica>> rs;
+  for (int w = 0; w < W; ++w) {
+    auto r = std::make_unique<replica>();
+    r->ex = std::make_unique<executor>(r->m.g, r->vars, reg);
+    r->ar = std::make_unique<schedulers::allreduce_trainer>(r->m.g, r->m.loss, momentum(), *r->ex, r->vars,
+                                                            *(*comms)[static_cast<size_t>(w)]);
+    rs.push_back(std::move(r));
+  }
+  std::vector<std::thread> init;
+  for (int w = 0; w < W; ++w) init.emplace_back([&, w] { EXPECT_TRUE(rs[static_cast<size_t>(w)]->ar->init().ok()); });
+  for (auto& t : init) t.join();
+  auto errors = run_workers(W, [&](int w, int s) -> std::string {
+    auto& r = *rs[static_cast<size_t>(w)];
+    batch b = make_batch(s, w * global / W, global / W);
+    auto res = r.ar->step({{r.m.x, b.x}, {r.m.y, b.y}});
+    return res ? "" : res.err().message;
+  });
+  for (auto& e : errors) ASSERT_EQ(e, "");
+  for (const char* name : {"bn/gamma", "bn/beta", "w", "b"}) {
+    auto a = rs[0]->vars.get(name).to_doubles(), b = rs[1]->vars.get(name).to_doubles();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6) << name << "[" << i << "]";
+  }
+  EXPECT_NE(rs[0]->vars.get("bn/gamma").to_doubles(), (std::vector<double>(6, 1.0))) << "gamma never trained";
+  // Each replica's running mean follows its own shards of x only.
+  for (int w = 0; w < W; ++w) {
+    std::vector<double> want(6, 0.0);
+    for (int s = 0; s < steps; ++s) {
+      batch b = make_batch(s, w * global / W, global / W);
+      const float* x = b.x.data<float>();
+      for (int j = 0; j < 6; ++j) {
+        double m = 0;
+        for (int64_t i = 0; i < global / W; ++i) m += x[i * 6 + j];
+        want[static_cast<size_t>(j)] = 0.9 * want[static_cast<size_t>(j)] + 0.1 * m / static_cast<double>(global / W);
+      }
+    }
+    auto got = rs[static_cast<size_t>(w)]->vars.get("bn/running_mean").to_doubles();
+    for (int j = 0; j < 6; ++j) EXPECT_NEAR(got[static_cast<size_t>(j)], want[static_cast<size_t>(j)], 1e-5) << "replica " << w;
+  }
+  EXPECT_NE(rs[0]->vars.get("bn/running_mean").to_doubles(), rs[1]->vars.get("bn/running_mean").to_doubles());
+  rs.clear();
+}
 
 TEST(HybridTrainer, EmbeddingsThroughThePsDenseThroughAllreduceEqualOneProcess) {
   constexpr int W = 2;
