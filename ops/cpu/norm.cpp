@@ -1,7 +1,7 @@
 // CPU kernels: batch normalization (see ops/norm.cpp for the ops). The f32
 // normalization runs oneDNN's batch_normalization primitive with the
 // statistics given (use_global_stats | use_scale | use_shift, plain nc /
-// nchw memory; oneDNN's primitive cache keeps it between calls); f64 and
+// nchw memory, cached per shape and thread); f64 and
 // the per-channel reductions run the loops below, parallel over channels,
 // with double accumulators for both dtypes.
 //
@@ -12,6 +12,7 @@
 // and compute nothing twice.
 
 #include <cmath>
+#include <cstdio>
 
 #include "ops/cpu/dnnl_util.hpp"
 #include "ops/cpu/register.hpp"
@@ -104,24 +105,34 @@ void k_batch_norm(const kernel_call& c) {
   dispatch_float(c, c.out.type(), [&](auto z) {
     using T = decltype(z);
     if constexpr (std::is_same_v<T, float>) {
+      const shape& xs = c.in[0].shape();
+      // Views of the statistics' two rows.
+      const tensor& stats = c.in[3];
+      const tensor mean(stats.storage(), stats.offset(), dtype::f32, shape{g.c});
+      const tensor var(stats.storage(), stats.offset() + static_cast<size_t>(g.c) * sizeof(float), dtype::f32,
+                       shape{g.c});
       dnnl_guard(c, [&] {
-        dnnl::memory::desc xd = c.in[0].shape().rank() == 2
-                                    ? dnnl::memory::desc({g.n, g.c}, dt::f32, tag::nc)
-                                    : dnnl::memory::desc({g.n, g.c, c.in[0].shape()[2], c.in[0].shape()[3]}, dt::f32,
-                                                         tag::nchw);
-        dnnl::memory::desc cd({g.c}, dt::f32, tag::x);
-        auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
-                     dnnl::normalization_flags::use_shift;
-        dnnl::batch_normalization_forward::primitive_desc pd(
-            {dnnl::prop_kind::forward_inference, xd, static_cast<float>(eps), flags}, dnnl_engine());
-        float* stats = c.in[3].data<float>();
-        dnnl_run(dnnl::batch_normalization_forward(pd),
-                 {{DNNL_ARG_SRC, dnnl_mem(xd, c.in[0])},
-                  {DNNL_ARG_SCALE, dnnl_mem(cd, c.in[1])},
-                  {DNNL_ARG_SHIFT, dnnl_mem(cd, c.in[2])},
-                  {DNNL_ARG_MEAN, dnnl::memory(cd, dnnl_engine(), stats)},
-                  {DNNL_ARG_VARIANCE, dnnl::memory(cd, dnnl_engine(), stats + g.c)},
-                  {DNNL_ARG_DST, dnnl_mem(xd, c.out)}});
+        char eps_text[32];
+        std::snprintf(eps_text, sizeof eps_text, "%.17g", eps); // every bit: the key must tell epsilons apart
+        staged_primitive& p = staged_primitive_cache("batch_norm_fwd " + xs.to_string() + " " + eps_text, [&] {
+          dnnl::memory::desc xd = xs.rank() == 2 ? dnnl::memory::desc({g.n, g.c}, dt::f32, tag::nc)
+                                                 : dnnl::memory::desc({g.n, g.c, xs[2], xs[3]}, dt::f32, tag::nchw);
+          dnnl::memory::desc cd({g.c}, dt::f32, tag::x);
+          auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
+                       dnnl::normalization_flags::use_shift;
+          dnnl::batch_normalization_forward::primitive_desc pd(
+              {dnnl::prop_kind::forward_inference, xd, static_cast<float>(eps), flags}, dnnl_engine());
+          staged_primitive sp;
+          sp.prim = dnnl::batch_normalization_forward(pd);
+          sp.add(DNNL_ARG_SRC, false, xd, pd.src_desc());
+          sp.add(DNNL_ARG_SCALE, false, cd, cd);
+          sp.add(DNNL_ARG_SHIFT, false, cd, cd);
+          sp.add(DNNL_ARG_MEAN, false, cd, pd.mean_desc());
+          sp.add(DNNL_ARG_VARIANCE, false, cd, pd.variance_desc());
+          sp.add(DNNL_ARG_DST, true, xd, pd.dst_desc());
+          return sp;
+        });
+        p.run({&c.in[0], &c.in[1], &c.in[2], &mean, &var, &c.out});
       });
     } else {
       const T *x = c.in[0].data<T>(), *gamma = c.in[1].data<T>(), *beta = c.in[2].data<T>();
