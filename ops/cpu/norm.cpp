@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <utility>
 
 #include "ops/cpu/dnnl_util.hpp"
 #include "ops/cpu/register.hpp"
@@ -58,6 +59,24 @@ double channel_sum(const norm_geom& g, int64_t ch, F f) {
     acc += part;
   }
   return acc;
+}
+
+/// Two sums over the channel's values in one pass: of f(k) and of h(k).
+template <class F, class H>
+std::pair<double, double> channel_sums(const norm_geom& g, int64_t ch, F f, H h) {
+  double a = 0, b = 0;
+  for (int64_t i = 0; i < g.n; ++i) {
+    const int64_t base = (i * g.c + ch) * g.s;
+    double pa = 0, pb = 0;
+#pragma omp simd reduction(+ : pa, pb)
+    for (int64_t j = 0; j < g.s; ++j) {
+      pa += f(base + j);
+      pb += h(base + j);
+    }
+    a += pa;
+    b += pb;
+  }
+  return {a, b};
 }
 
 // batch_norm_stats(x, running_mean, running_var) -> [2, C]
@@ -163,10 +182,9 @@ void k_batch_norm_param_grad(const kernel_call& c) {
     each_channel(g, [&](int64_t ch) {
       const double mu = static_cast<double>(mean[ch]);
       const double inv_std = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
-      double sdy = channel_sum<T>(g, ch, [&](int64_t k) { return static_cast<double>(dy[k]); });
-      double sdyx = channel_sum<T>(g, ch, [&](int64_t k) {
-        return static_cast<double>(dy[k]) * (static_cast<double>(x[k]) - mu);
-      });
+      auto [sdy, sdyx] = channel_sums(
+          g, ch, [&](int64_t k) { return static_cast<double>(dy[k]); },
+          [&](int64_t k) { return static_cast<double>(dy[k]) * (static_cast<double>(x[k]) - mu); });
       dgamma[ch] = static_cast<T>(sdyx * inv_std);
       dbeta[ch] = static_cast<T>(sdy);
     });
