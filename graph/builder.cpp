@@ -1,6 +1,7 @@
 #include "graph/builder.hpp"
 
 #include <climits>
+#include <cmath>
 
 namespace luoshu {
 
@@ -141,6 +142,52 @@ expr conv2d(expr x, expr w, expr b, const conv2d_options& o) {
   if (b.shape().rank() != 1)
     throw luoshu_error("conv2d bias must be [out_channels] (rank 1), got " + b.shape().to_string());
   return y + reshape(b, shape{-1, 1, 1});
+}
+
+expr layer_norm(expr x, expr gamma, expr beta, double eps) {
+  graph& g = same_graph(x, gamma);
+  same_graph(x, beta);
+  op_attrs a;
+  a.eps = eps;
+  return g.add(op_kind::layer_norm, {x.id(), gamma.id(), beta.id()}, std::move(a));
+}
+
+expr attention_probs(expr q, expr k, const attention_options& o) {
+  graph& g = same_graph(q, k);
+  op_attrs a;
+  a.flag = o.causal;
+  a.alpha = o.scale;
+  if (o.scale == 0) {
+    int64_t d = q.shape().rank() == 4 ? q.shape()[3] : -1;
+    if (d <= 0)
+      throw luoshu_error("attention: the default scale 1/sqrt(d) needs q [B, heads, Tq, d] with a known d > 0, got q " +
+                         q.shape().to_string());
+    a.alpha = 1.0 / std::sqrt(static_cast<double>(d));
+  }
+  std::vector<node_id> in{q.id(), k.id()};
+  if (o.mask.valid()) {
+    same_graph(q, o.mask);
+    in.push_back(o.mask.id());
+  }
+  return g.add(op_kind::attention_probs, std::move(in), std::move(a));
+}
+
+expr attention(expr q, expr k, expr v, const attention_options& o) {
+  same_graph(q, v);
+  expr p = attention_probs(q, k, o); // checks q and k
+  const shape &ps = p.shape(), &vs = v.shape();
+  if (v.type() != q.type())
+    throw luoshu_error(std::string("attention: v dtype ") + name(v.type()) + " differs from q's " + name(q.type()));
+  if (vs.rank() != 4 || !(vs[0] < 0 || ps[0] < 0 || vs[0] == ps[0]) || !(vs[1] < 0 || vs[1] == ps[1]) ||
+      !(vs[2] < 0 || vs[2] == ps[3]))
+    throw luoshu_error("attention: v must be [B, heads, Tk, dv] matching k " + k.shape().to_string() + ", got " +
+                       vs.to_string());
+  int64_t h = ps[1], tq = ps[2], tk = ps[3], dv = vs[3];
+  if (h < 0 || tq < 0 || tk < 0 || dv < 0)
+    throw luoshu_error("attention: heads, Tq, Tk and dv must be known, got scores " + ps.to_string() + " and v " +
+                       vs.to_string());
+  expr o3 = batch_matmul(reshape(p, shape{-1, tq, tk}), reshape(v, shape{-1, tk, dv}));
+  return reshape(o3, shape{-1, h, tq, dv});
 }
 
 namespace {
@@ -321,6 +368,12 @@ expr one_hot(expr indices, int64_t depth, dtype t) {
 }
 
 expr embedding(expr table, expr ids) { return binary(op_kind::embedding, table, ids); }
+expr embedding_bag(expr table, expr ids, const embedding_bag_options& o) {
+  op_attrs a;
+  a.flag = o.mean;
+  if (o.padding_id) a.axes = {*o.padding_id};
+  return binary(op_kind::embedding_bag, table, ids, std::move(a));
+}
 expr dropout(expr x, double rate, uint64_t seed) {
   op_attrs a;
   a.alpha = rate;

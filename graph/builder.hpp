@@ -5,6 +5,7 @@
 // luoshu_error naming the op, the node and the input shapes on a mismatch.
 
 #include <array>
+#include <optional>
 #include <vector>
 
 #include "graph/graph.hpp"
@@ -156,6 +157,31 @@ struct batch_norm_options {
 expr batch_norm(expr x, expr gamma, expr beta, expr running_mean, expr running_var,
                 const batch_norm_options& o = {});
 
+// layer normalization and attention
+/// Layer normalization over the last axis of x [..., D]:
+/// (x - mean) / sqrt(var + eps) * gamma + beta with gamma, beta [D] and the
+/// biased variance, as in PyTorch. f32 runs oneDNN's layer normalization.
+expr layer_norm(expr x, expr gamma, expr beta, double eps = 1e-5);
+/// Options of scaled dot-product attention.
+struct attention_options {
+  /// Optional, broadcast (right-aligned) to the scores [B, heads, Tq, Tk]:
+  /// u8 = boolean (nonzero: may attend), or q's float dtype = added to the
+  /// scaled scores (use -inf or a large negative number to block).
+  expr mask = {};
+  /// Query i attends to keys j <= i only (top-left aligned, PyTorch's is_causal).
+  bool causal = false;
+  /// Multiplies q k^T; 0 = 1 / sqrt(d).
+  double scale = 0;
+};
+/// softmax(q k^T * scale + mask) over the keys, fused in one op
+/// (attention_probs) for q [B, heads, Tq, d] and k [B, heads, Tk, d]:
+/// [B, heads, Tq, Tk]. A query with no key left to attend to gets zeros.
+expr attention_probs(expr q, expr k, const attention_options& o = {});
+/// Scaled dot-product attention: attention_probs(q, k) times v [B, heads,
+/// Tk, dv] (a batch_matmul): [B, heads, Tq, dv]. The backward pass reuses
+/// the probabilities. Tq, Tk, heads and dv must be known.
+expr attention(expr q, expr k, expr v, const attention_options& o = {});
+
 // reductions; empty axes = all axes
 expr sum(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);
 expr mean(expr x, std::vector<int64_t> axes = {}, bool keepdims = false);
@@ -194,6 +220,17 @@ expr one_hot(expr indices, int64_t depth, dtype t = dtype::f32);
 /// Rows of table [n, d] picked by integer ids [...]: output [..., d]. Its
 /// gradient w.r.t. the table is sparse (the touched rows only).
 expr embedding(expr table, expr ids);
+/// Options of embedding_bag.
+struct embedding_bag_options {
+  bool mean = false; ///< average the bag's rows (else sum them)
+  /// Ids equal to this one add nothing and are not counted by the mean.
+  std::optional<int64_t> padding_id = {};
+};
+/// Bags of rows of table [n, d]: ids [B, L] (B bags of L ids, i32 or i64)
+/// -> [B, d], each bag's rows summed or averaged; a bag of padding only is
+/// zero. Any other id outside [0, n) is an error naming it. The table's
+/// gradient is sparse like embedding()'s (padding touches no row).
+expr embedding_bag(expr table, expr ids, const embedding_bag_options& o = {});
 /// Zeroes elements with probability `rate` while training and scales the
 /// rest by 1/(1-rate); identity in inference mode. The mask depends on the
 /// seed and the step number only.

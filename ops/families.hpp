@@ -24,6 +24,8 @@ void describe_conv(op_table& t);
 void describe_pool(op_table& t);
 void describe_rnn(op_table& t);
 void describe_norm(op_table& t);
+void describe_layer_norm(op_table& t);
+void describe_attention(op_table& t);
 void describe_reduce(op_table& t);
 void describe_shape(op_table& t);
 void describe_embedding(op_table& t);

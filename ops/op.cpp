@@ -39,6 +39,8 @@ ops::op_table build_table() {
   ops::describe_pool(t);
   ops::describe_rnn(t);
   ops::describe_norm(t);
+  ops::describe_layer_norm(t);
+  ops::describe_attention(t);
   ops::describe_reduce(t);
   ops::describe_shape(t);
   ops::describe_embedding(t);

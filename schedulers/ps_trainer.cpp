@@ -110,7 +110,9 @@ status ps_trainer::pull_into_store(const feed_map* feeds) {
         if (e.id() == p.ids.id()) ids = &t;
     if (ids) {
       std::set<uint64_t> u;
-      for (double v : ids->to_doubles()) u.insert(static_cast<uint64_t>(v));
+      // Negative ids are no rows (embedding_bag's padding id -1): nothing to pull.
+      for (double v : ids->to_doubles())
+        if (v >= 0) u.insert(static_cast<uint64_t>(v));
       k.assign(u.begin(), u.end());
     } else {
       k = iota_keys(p.spec.rows);

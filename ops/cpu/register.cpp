@@ -14,6 +14,8 @@ void register_kernels(kernel_registry& r) {
   register_pool(r);
   register_rnn(r);
   register_norm(r);
+  register_layer_norm(r);
+  register_attention(r);
   register_reduce(r);
   register_shape(r);
   register_embedding(r);

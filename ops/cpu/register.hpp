@@ -13,6 +13,8 @@ void register_conv(kernel_registry& r);
 void register_pool(kernel_registry& r);
 void register_rnn(kernel_registry& r);
 void register_norm(kernel_registry& r);
+void register_layer_norm(kernel_registry& r);
+void register_attention(kernel_registry& r);
 void register_reduce(kernel_registry& r);
 void register_shape(kernel_registry& r);
 void register_embedding(kernel_registry& r);

@@ -96,6 +96,8 @@ void register_families(kernel_registry& r) {
   register_conv(r);
   register_rnn(r);
   register_norm(r);
+  register_layer_norm(r);
+  register_attention(r);
   register_reduce(r);
   register_shape(r);
   register_embedding(r);

@@ -402,6 +402,10 @@ void register_conv(kernel_registry& r);
 void register_rnn(kernel_registry& r);
 /// batch normalization (ops/cuda/norm.cu).
 void register_norm(kernel_registry& r);
+/// layer_norm and its gradients (ops/cuda/layer_norm.cu).
+void register_layer_norm(kernel_registry& r);
+/// attention_probs (ops/cuda/attention.cu).
+void register_attention(kernel_registry& r);
 void register_reduce(kernel_registry& r);
 void register_shape(kernel_registry& r);
 void register_embedding(kernel_registry& r);

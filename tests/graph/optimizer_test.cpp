@@ -365,6 +365,79 @@ TEST(Optimizer, SparseUpdatesMatchDenseOnTouchedRowsOnly) {
   }
 }
 
+/// Mean bags with padding (-1) read through embedding_bag() (sparse
+/// gradient) or as a constant bag-weight matrix times the table (dense).
+embedding_run train_bags(const optimizer_config& cfg, bool use_bag, int steps) {
+  graph g;
+  const std::vector<int64_t> ids_v{2, 5, -1, 7, -1, 2, -1, -1, -1}; // bag 2: padding only
+  auto ids = g.placeholder("ids", dtype::i64, {3, 3});
+  auto table = g.variable("table", {10, 4}, init::zeros(), dtype::f64);
+  expr rows;
+  if (use_bag) {
+    rows = embedding_bag(table, ids, {.mean = true, .padding_id = -1});
+  } else {
+    std::vector<double> w(30, 0.0);
+    for (int b = 0; b < 3; ++b) {
+      int n = 0;
+      for (int j = 0; j < 3; ++j) n += ids_v[static_cast<size_t>(b * 3 + j)] >= 0;
+      for (int j = 0; j < 3; ++j)
+        if (auto v = ids_v[static_cast<size_t>(b * 3 + j)]; v >= 0) w[static_cast<size_t>(b * 10 + v)] += 1.0 / n;
+    }
+    rows = matmul(g.constant(tensor::from<double>({3, 10}, w)), table);
+  }
+  std::vector<double> target(12);
+  for (size_t i = 0; i < target.size(); ++i) target[i] = static_cast<double>(i % 5) * 0.3 - 0.4;
+  auto loss = sum(square(rows - g.constant(tensor::from<double>({3, 4}, target)))) * 0.5;
+  auto kr = cpu_kernels();
+  variable_store vars;
+  vars.set("table", tensor::from<double>({10, 4}, initial_table()));
+  executor ex(g, vars, kr);
+  trainer tr(g, loss, cfg, ex);
+  embedding_run out;
+  out.sparse = tr.ops().grads.at(0).sparse();
+  feed_map feeds{{ids, tensor::from<int64_t>({3, 3}, ids_v)}};
+  for (int s = 0; s < steps; ++s) {
+    auto r = tr.step(feeds);
+    EXPECT_TRUE(r.ok()) << r.err().message;
+  }
+  out.table = values_of(vars, "table");
+  if (cfg.kind == K::momentum) out.slot0 = values_of(vars, "table/velocity");
+  if (cfg.kind == K::adam) {
+    out.slot0 = values_of(vars, "table/m");
+    out.slot1 = values_of(vars, "table/v");
+  }
+  return out;
+}
+
+TEST(Optimizer, EmbeddingBagSparseUpdatesTouchNoRowForPadding) {
+  for (K kind : {K::sgd, K::momentum, K::adagrad, K::adam}) {
+    auto cfg = config(kind, 0.125, 0.05);
+    const std::string what = optimizer_config::name(kind);
+    auto sp = train_bags(cfg, true, 3);
+    auto de = train_bags(cfg, false, 3);
+    EXPECT_TRUE(sp.sparse) << what;
+    EXPECT_FALSE(de.sparse) << what;
+    auto init_table = initial_table();
+    for (size_t row = 0; row < 10; ++row)
+      for (size_t col = 0; col < 4; ++col) {
+        size_t i = row * 4 + col;
+        if (row == 2 || row == 5 || row == 7) {
+          EXPECT_NEAR(sp.table[i], de.table[i], 1e-9) << what << " row " << row;
+          EXPECT_NE(sp.table[i], init_table[i]) << what << " row " << row << " was not trained";
+          if (!sp.slot1.empty()) {
+            EXPECT_NEAR(sp.slot1[i], de.slot1[i], 1e-9) << what << " slot1 row " << row;
+          }
+        } else {
+          // Padding ids touch no row: not even row 0 moves (momentum and adam would).
+          EXPECT_EQ(sp.table[i], init_table[i]) << what << " untouched row " << row << " changed";
+          if (!sp.slot0.empty()) {
+            EXPECT_EQ(sp.slot0[i], 0.0) << what << " slot0 of untouched row " << row;
+          }
+        }
+      }
+  }
+}
+
 TEST(LrSchedule, ConstantAndWarmup) {
   lr_schedule s;
   s.base = 0.1;

@@ -1259,6 +1259,200 @@ void add_norm_cases(std::vector<op_case>& cs) {
                 .f32_tol = 1e-4});
 }
 
+// --- layer norm, embedding bags, attention: references by plain loops -------
+
+nd layer_norm_ref(const nd& x, const nd& g, const nd& b, double eps) {
+  int64_t d = x.dims.back(), rows = numel_of(x.dims) / d;
+  nd y = x;
+  for (int64_t r = 0; r < rows; ++r) {
+    double m = 0, v = 0;
+    for (int64_t j = 0; j < d; ++j) m += x.v[static_cast<size_t>(r * d + j)];
+    m /= static_cast<double>(d);
+    for (int64_t j = 0; j < d; ++j) v += std::pow(x.v[static_cast<size_t>(r * d + j)] - m, 2);
+    v /= static_cast<double>(d);
+    for (int64_t j = 0; j < d; ++j) {
+      auto k = static_cast<size_t>(r * d + j);
+      y.v[k] = (x.v[k] - m) / std::sqrt(v + eps) * g.v[static_cast<size_t>(j)] + b.v[static_cast<size_t>(j)];
+    }
+  }
+  return y;
+}
+
+nd embedding_bag_ref(const nd& table, const nd& ids, bool mean, std::optional<int64_t> pad) {
+  int64_t bags = ids.dims[0], l = ids.dims[1], d = table.dims[1];
+  return make({bags, d}, [&](const dims_t& i) {
+    double s = 0;
+    int n = 0;
+    for (int64_t j = 0; j < l; ++j) {
+      auto id = static_cast<int64_t>(ids.at({i[0], j}));
+      if (pad && id == *pad) continue;
+      s += table.at({id, i[1]});
+      ++n;
+    }
+    return mean && n > 0 ? s / n : s;
+  });
+}
+
+/// softmax(q k^T scale + mask) with masked (u8 0 / causal) keys left out; a
+/// row with no key left is zero. mask_kind: 0 none, 1 boolean, 2 additive.
+nd attention_probs_ref(const nd& q, const nd& k, const nd* mask, int mask_kind, bool causal, double scale) {
+  int64_t b = q.dims[0], h = q.dims[1], tq = q.dims[2], d = q.dims[3], tk = k.dims[2];
+  nd p{{b, h, tq, tk}, {}};
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t hi = 0; hi < h; ++hi)
+      for (int64_t i = 0; i < tq; ++i) {
+        std::vector<double> s(static_cast<size_t>(tk));
+        std::vector<bool> keep(static_cast<size_t>(tk), true);
+        for (int64_t j = 0; j < tk; ++j) {
+          double acc = 0;
+          for (int64_t e = 0; e < d; ++e) acc += q.at({bi, hi, i, e}) * k.at({bi, hi, j, e});
+          s[static_cast<size_t>(j)] = acc * scale;
+          if (causal && j > i) keep[static_cast<size_t>(j)] = false;
+          if (mask_kind > 0) {
+            double mv = at_broadcast(*mask, {bi, hi, i, j});
+            if (mask_kind == 1 && mv == 0) keep[static_cast<size_t>(j)] = false;
+            if (mask_kind == 2) s[static_cast<size_t>(j)] += mv;
+          }
+        }
+        double m = -std::numeric_limits<double>::infinity(), sum = 0;
+        for (int64_t j = 0; j < tk; ++j)
+          if (keep[static_cast<size_t>(j)]) m = std::max(m, s[static_cast<size_t>(j)]);
+        for (int64_t j = 0; j < tk; ++j)
+          if (keep[static_cast<size_t>(j)] && std::isfinite(m)) sum += std::exp(s[static_cast<size_t>(j)] - m);
+        for (int64_t j = 0; j < tk; ++j)
+          p.v.push_back(keep[static_cast<size_t>(j)] && sum > 0 ? std::exp(s[static_cast<size_t>(j)] - m) / sum : 0.0);
+      }
+  return p;
+}
+
+/// p [b, h, tq, tk] times v [b, h, tk, dv].
+nd attend_ref(const nd& p, const nd& v) {
+  int64_t tk = p.dims[3];
+  return make({p.dims[0], p.dims[1], p.dims[2], v.dims[3]}, [&](const dims_t& i) {
+    double acc = 0;
+    for (int64_t j = 0; j < tk; ++j) acc += p.at({i[0], i[1], i[2], j}) * v.at({i[0], i[1], j, i[3]});
+    return acc;
+  });
+}
+
+void add_norm_attention_cases(std::vector<op_case>& cs) {
+  struct ln_spec {
+    const char* name;
+    dims_t x;
+    double eps;
+  };
+  for (const auto& s : {ln_spec{"LayerNormRank3", {2, 3, 5}, 1e-5}, ln_spec{"LayerNormRank2LargeEps", {4, 8}, 0.5},
+                        ln_spec{"LayerNormOneRow", {1, 7}, 1e-5}, ln_spec{"LayerNormVector", {6}, 1e-5}}) {
+    double eps = s.eps;
+    int64_t d = s.x.back();
+    cs.push_back({.name = s.name,
+                  .inputs = {fl(s.x), fl({d}).range(0.5, 1.5), fl({d})},
+                  .build = [eps](const exprs& x) -> exprs { return {layer_norm(x[0], x[1], x[2], eps)}; },
+                  .ref = [eps](const nds& x) -> nds { return {layer_norm_ref(x[0], x[1], x[2], eps)}; }});
+  }
+  // Rows with a large common offset: the variance must not cancel.
+  cs.push_back({.name = "LayerNormLargeMean",
+                .inputs = {fl({3, 16}).range(99, 101), fl({16}), fl({16})},
+                .build = [](const exprs& x) -> exprs { return {layer_norm(x[0], x[1], x[2])}; },
+                .ref = [](const nds& x) -> nds { return {layer_norm_ref(x[0], x[1], x[2], 1e-5)}; },
+                .f32_tol = 1e-4,
+                .fd_eps = 1e-5});
+  cs.push_back({.name = "LayerNormLarge",
+                .inputs = {fl({64, 96}), fl({96}), fl({96})},
+                .build = [](const exprs& x) -> exprs { return {layer_norm(x[0], x[1], x[2])}; },
+                .ref = [](const nds& x) -> nds { return {layer_norm_ref(x[0], x[1], x[2], 1e-5)}; },
+                .fd_eps = 1e-4});
+
+  // Embedding bags: -1 is padding (skipped, not counted); bag 2 is all padding.
+  const std::vector<double> bag_ids = {1, 5, -1, 1, 0, 0, 3, 2, -1, -1, -1, -1};
+  for (bool mean : {false, true}) {
+    cs.push_back({.name = mean ? "EmbeddingBagMeanPadding" : "EmbeddingBagSumPadding",
+                  .inputs = {fl({6, 3}), ints({3, 4}, bag_ids)},
+                  .build = [mean](const exprs& x) -> exprs {
+                    return {embedding_bag(x[0], x[1], {.mean = mean, .padding_id = -1})};
+                  },
+                  .ref = [mean](const nds& x) -> nds { return {embedding_bag_ref(x[0], x[1], mean, -1)}; }});
+  }
+  // PyTorch-style padding row 0 (never read), i32 ids, repeated ids.
+  cs.push_back({.name = "EmbeddingBagMeanPaddingRow0I32",
+                .inputs = {fl({5, 4}), ints({2, 3}, {0, 4, 4, 2, 0, 3}, dtype::i32)},
+                .build = [](const exprs& x) -> exprs {
+                  return {embedding_bag(x[0], x[1], {.mean = true, .padding_id = 0})};
+                },
+                .ref = [](const nds& x) -> nds { return {embedding_bag_ref(x[0], x[1], true, 0)}; }});
+  cs.push_back({.name = "EmbeddingBagSumNoPadding",
+                .inputs = {fl({4, 2}), ints({2, 2}, {3, 3, 0, 1})},
+                .build = [](const exprs& x) -> exprs { return {embedding_bag(x[0], x[1])}; },
+                .ref = [](const nds& x) -> nds { return {embedding_bag_ref(x[0], x[1], false, std::nullopt)}; }});
+
+  // Attention probabilities and attention.
+  struct attn_spec {
+    const char* name;
+    dims_t q, k;
+    bool causal;
+    double scale; // 0: 1 / sqrt(d)
+  };
+  for (const auto& s : {attn_spec{"AttentionProbs", {2, 2, 3, 4}, {2, 2, 5, 4}, false, 0},
+                        attn_spec{"AttentionProbsCausal", {1, 2, 4, 3}, {1, 2, 4, 3}, true, 0},
+                        attn_spec{"AttentionProbsCausalMoreKeys", {1, 1, 3, 2}, {1, 1, 5, 2}, true, 0.7}}) {
+    double scale = s.scale ? s.scale : 1 / std::sqrt(static_cast<double>(s.q[3]));
+    bool causal = s.causal;
+    double given = s.scale;
+    cs.push_back({.name = s.name,
+                  .inputs = {fl(s.q), fl(s.k)},
+                  .build = [causal, given](const exprs& x) -> exprs {
+                    return {attention_probs(x[0], x[1], {.causal = causal, .scale = given})};
+                  },
+                  .ref = [causal, scale](const nds& x) -> nds {
+                    return {attention_probs_ref(x[0], x[1], nullptr, 0, causal, scale)};
+                  }});
+  }
+  // Key padding mask [B, 1, 1, Tk]: batch 1 keeps only its first two keys.
+  cs.push_back({.name = "AttentionProbsBoolKeyMask",
+                .inputs = {fl({2, 2, 3, 4}), fl({2, 2, 5, 4}), mask({2, 1, 1, 5}, {1, 1, 1, 1, 1, 1, 1, 0, 0, 0})},
+                .build = [](const exprs& x) -> exprs { return {attention_probs(x[0], x[1], {.mask = x[2]})}; },
+                .ref = [](const nds& x) -> nds { return {attention_probs_ref(x[0], x[1], &x[2], 1, false, 0.5)}; }});
+  // A [Tq, Tk] boolean mask with a fully masked query row (its output is 0), and causal on top.
+  cs.push_back({.name = "AttentionProbsBoolMaskEmptyRowCausal",
+                .inputs = {fl({1, 2, 3, 2}), fl({1, 2, 3, 2}), mask({3, 3}, {0, 0, 0, 1, 1, 0, 0, 1, 1})},
+                .build = [](const exprs& x) -> exprs {
+                  return {attention_probs(x[0], x[1], {.mask = x[2], .causal = true})};
+                },
+                .ref = [](const nds& x) -> nds {
+                  return {attention_probs_ref(x[0], x[1], &x[2], 1, true, 1 / std::sqrt(2.0))};
+                }});
+  // Additive float mask [Tq, Tk] (differentiable: a learned bias), per-head [h, 1, Tk] too.
+  cs.push_back({.name = "AttentionProbsAdditiveMask",
+                .inputs = {fl({2, 2, 3, 4}), fl({2, 2, 4, 4}), fl({3, 4})},
+                .build = [](const exprs& x) -> exprs { return {attention_probs(x[0], x[1], {.mask = x[2]})}; },
+                .ref = [](const nds& x) -> nds { return {attention_probs_ref(x[0], x[1], &x[2], 2, false, 0.5)}; }});
+  cs.push_back({.name = "AttentionProbsAdditiveMaskPerHead",
+                .inputs = {fl({2, 2, 3, 4}), fl({2, 2, 4, 4}), fl({2, 1, 4})},
+                .build = [](const exprs& x) -> exprs { return {attention_probs(x[0], x[1], {.mask = x[2]})}; },
+                .ref = [](const nds& x) -> nds { return {attention_probs_ref(x[0], x[1], &x[2], 2, false, 0.5)}; }});
+  cs.push_back({.name = "Attention",
+                .inputs = {fl({2, 2, 3, 4}), fl({2, 2, 5, 4}), fl({2, 2, 5, 3})},
+                .build = [](const exprs& x) -> exprs { return {attention(x[0], x[1], x[2])}; },
+                .ref = [](const nds& x) -> nds {
+                  return {attend_ref(attention_probs_ref(x[0], x[1], nullptr, 0, false, 0.5), x[2])};
+                }});
+  cs.push_back({.name = "AttentionCausalKeyMask",
+                .inputs = {fl({2, 1, 4, 2}), fl({2, 1, 4, 2}), fl({2, 1, 4, 3}), mask({2, 1, 1, 4}, {1, 1, 1, 1, 1, 1, 1, 0})},
+                .build = [](const exprs& x) -> exprs {
+                  return {attention(x[0], x[1], x[2], {.mask = x[3], .causal = true})};
+                },
+                .ref = [](const nds& x) -> nds {
+                  return {attend_ref(attention_probs_ref(x[0], x[1], &x[3], 1, true, 1 / std::sqrt(2.0)), x[2])};
+                }});
+  cs.push_back({.name = "AttentionLarge",
+                .inputs = {fl({2, 4, 28, 16}), fl({2, 4, 28, 16}), fl({2, 4, 28, 16})},
+                .build = [](const exprs& x) -> exprs { return {attention(x[0], x[1], x[2])}; },
+                .ref = [](const nds& x) -> nds {
+                  return {attend_ref(attention_probs_ref(x[0], x[1], nullptr, 0, false, 0.25), x[2])};
+                },
+                .fd_eps = 1e-4});
+}
+
 const std::vector<op_case>& all_cases() {
   static const std::vector<op_case> cases = [] {
     std::vector<op_case> cs;
@@ -1271,6 +1465,7 @@ const std::vector<op_case>& all_cases() {
     add_conv_pool_cases(cs);
     add_rnn_cases(cs);
     add_norm_cases(cs);
+    add_norm_attention_cases(cs);
     add_stability_cases(cs);
     add_integer_cases(cs);
     add_large_cases(cs);
@@ -1408,6 +1603,10 @@ const std::vector<bad_run>& bad_runs() {
        {0, 5, 1, 2}, {0, 4, 1, 2}, {"label 5", "'softmax_cross_entropy'"}},
       {"OneHot", [](graph&, expr, expr i) { return one_hot(i, 4); }, {1}, {3}, {0, 4, 1}, {0, 3, 1},
        {"4", "'one_hot'"}},
+      {"EmbeddingBag", [](graph&, expr t, expr i) { return embedding_bag(t, i, {.padding_id = -1}); }, {6, 3}, {2, 2},
+       {0, -1, 7, 2}, {0, -1, 5, 2}, {"7", "'embedding_bag'"}},
+      {"EmbeddingBagNegativeIdWithoutPadding", [](graph&, expr t, expr i) { return embedding_bag(t, i); }, {6, 3},
+       {2, 2}, {0, -1, 3, 2}, {0, 1, 5, 2}, {"-1", "'embedding_bag'"}},
   };
   return cases;
 }

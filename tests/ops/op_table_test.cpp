@@ -127,6 +127,7 @@ TEST(OpTable, OpsWithoutGradientAreFlaggedOrBackwardHelpers) {
                     op_kind::sum_to_like, op_kind::reshape, op_kind::reshape_like, op_kind::transpose,
                     op_kind::concat, op_kind::slice, op_kind::pad, op_kind::broadcast_to,
                     op_kind::broadcast_like, op_kind::gather, op_kind::embedding, op_kind::dropout,
+                    op_kind::layer_norm, op_kind::attention_probs, op_kind::embedding_bag,
                     op_kind::softmax_cross_entropy, op_kind::bce_with_logits}) {
     EXPECT_NE(info(k).grad, nullptr) << name(k);
     EXPECT_FALSE(has(k, op_flag_no_grad)) << name(k);
@@ -134,7 +135,8 @@ TEST(OpTable, OpsWithoutGradientAreFlaggedOrBackwardHelpers) {
   // Outputs that carry no gradient.
   for (op_kind k : {op_kind::equal, op_kind::not_equal, op_kind::less, op_kind::less_equal, op_kind::greater,
                     op_kind::greater_equal, op_kind::sign, op_kind::stop_gradient, op_kind::argmax,
-                    op_kind::one_hot, op_kind::accuracy, op_kind::batch_norm_stats})
+                    op_kind::one_hot, op_kind::accuracy, op_kind::batch_norm_stats,
+                    op_kind::embedding_bag_rows})
     EXPECT_TRUE(has(k, op_flag_no_grad)) << name(k);
 }
 

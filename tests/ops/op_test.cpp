@@ -267,6 +267,59 @@ TEST(EmbeddingGradient, IsSparseAndDensifiesToFiniteDifferencesAndTheDenseGradie
     for (int j = 0; j < 3; ++j) EXPECT_EQ(densified[static_cast<size_t>(row * 3 + j)], 0.0) << row;
 }
 
+// The bag gradient is sparse: one row per id, padding positions pointing at
+// a row the batch touches anyway with zero values, so no other row is touched.
+TEST(EmbeddingBagGradient, IsSparseTouchesNoRowForPaddingAndMatchesFiniteDifferences) {
+  for (bool mean : {false, true}) {
+    graph g;
+    expr table = g.placeholder("table", dtype::f64, shape{6, 3});
+    expr ids = g.placeholder("ids", dtype::i64, shape{3, 3});
+    expr loss = weighted_loss(g, {embedding_bag(table, ids, {.mean = mean, .padding_id = -1})}, "bag");
+    auto sparse = gradients(loss, {table});
+    auto dense = gradients(loss, {table}, /*allow_sparse=*/false);
+    ASSERT_TRUE(sparse[0].sparse());
+    ASSERT_FALSE(dense[0].sparse());
+    rng r("bag table");
+    std::vector<double> tv(18);
+    for (double& v : tv) v = r.uniform(-1, 1);
+    feed_map feeds{{table, tensor::from<double>(shape{6, 3}, tv)},
+                   {ids, tensor::from<int64_t>(shape{3, 3}, {-1, 4, 1, 4, -1, -1, -1, -1, -1})}};
+    variable_store vars;
+    kernel_registry reg;
+    cpu::register_kernels(reg);
+    executor ex(g, vars, reg);
+    auto out = ex.run(feeds, {sparse[0].indices, sparse[0].values, sparse[0].densified(table), dense[0].dense});
+    ASSERT_TRUE(out.ok()) << out.err().message;
+    // Padding positions take the batch's first real id (4) and zero values.
+    EXPECT_EQ((*out)[0].to_doubles(), (std::vector<double>{4, 4, 1, 4, 4, 4, 4, 4, 4}));
+    std::vector<double> vals = (*out)[1].to_doubles();
+    for (int pos : {0, 4, 5, 6, 7, 8})
+      for (int j = 0; j < 3; ++j) EXPECT_EQ(vals[static_cast<size_t>(pos * 3 + j)], 0.0) << pos;
+    std::vector<double> densified = (*out)[2].to_doubles();
+    EXPECT_TRUE(close_by_norm(densified, numeric_gradient(ex, feeds, 0, loss, all_indices(18)), 1e-6));
+    EXPECT_TRUE(close_by_norm((*out)[3].to_doubles(), densified, 1e-15));
+  }
+}
+
+TEST(EmbeddingBagGradient, ABatchOfPaddingOnlyPointsAtRowZeroWithZeroValues) {
+  graph g;
+  expr table = g.placeholder("table", dtype::f64, shape{4, 2});
+  expr ids = g.placeholder("ids", dtype::i32, shape{2, 2});
+  expr y = embedding_bag(table, ids, {.mean = true, .padding_id = 3});
+  auto gr = gradients(weighted_loss(g, {y}, "bag"), {table})[0];
+  variable_store vars;
+  kernel_registry reg;
+  cpu::register_kernels(reg);
+  executor ex(g, vars, reg);
+  auto out = ex.run({{table, tensor::zeros(dtype::f64, shape{4, 2})},
+                     {ids, tensor::from<int32_t>(shape{2, 2}, {3, 3, 3, 3})}},
+                    {y, gr.indices, gr.values});
+  ASSERT_TRUE(out.ok()) << out.err().message;
+  EXPECT_EQ((*out)[0].to_doubles(), std::vector<double>(4, 0.0));
+  EXPECT_EQ((*out)[1].to_doubles(), std::vector<double>(4, 0.0));
+  EXPECT_EQ((*out)[2].to_doubles(), std::vector<double>(8, 0.0));
+}
+
 TEST(StopGradient, PassesValuesButNoGradient) {
   graph g;
   expr x = g.placeholder("x", dtype::f64, shape{3});
@@ -713,6 +766,57 @@ const std::vector<bad_build>& bad_builds() {
        {"op 'batch_norm_stats'", "momentum must be in [0, 1], got 1.5"}},
       {"BatchNormIntegerInput", [](graph& g) { models::batch_norm_layer(ph(g, "x", {2, 3}, dtype::i64), "bn/"); },
        {"op 'batch_norm_stats'", "input must be a float tensor, got i64"}},
+      {"LayerNormGammaLength",
+       [](graph& g) { layer_norm(ph(g, "x", {4, 8}), ph(g, "gamma", {6}), ph(g, "beta", {8})); },
+       {"op 'layer_norm'", "node 'layer_norm'", "gamma must be [8]", "got [6]", "[4, 8]"}},
+      {"LayerNormBetaDtype",
+       [](graph& g) { layer_norm(ph(g, "x", {4, 8}), ph(g, "gamma", {8}), ph(g, "beta", {8}, dtype::f64)); },
+       {"op 'layer_norm'", "beta dtype f64 differs from the input's f32"}},
+      {"LayerNormScalar", [](graph& g) { layer_norm(ph(g, "x", {}), ph(g, "gamma", {1}), ph(g, "beta", {1})); },
+       {"op 'layer_norm'", "rank >= 1"}},
+      {"LayerNormEmptyLastAxis",
+       [](graph& g) { layer_norm(ph(g, "x", {3, 0}), ph(g, "gamma", {0}), ph(g, "beta", {0})); },
+       {"op 'layer_norm'", "empty last axis", "[3, 0]"}},
+      {"LayerNormNegativeEpsilon",
+       [](graph& g) { layer_norm(ph(g, "x", {2, 4}), ph(g, "gamma", {4}), ph(g, "beta", {4}), -1e-5); },
+       {"op 'layer_norm'", "epsilon must be finite and >= 0"}},
+      {"LayerNormIntegerInput",
+       [](graph& g) {
+         layer_norm(ph(g, "x", {2, 4}, dtype::i64), ph(g, "gamma", {4}, dtype::i64), ph(g, "beta", {4}, dtype::i64));
+       },
+       {"op 'layer_norm'", "input must be a float tensor"}},
+      {"AttentionRank", [](graph& g) { attention_probs(ph(g, "q", {2, 3, 4}), ph(g, "k", {2, 3, 4}), {.scale = 1}); },
+       {"op 'attention_probs'", "q must be [B, heads, Tq, d] (rank 4), got [2, 3, 4]"}},
+      {"AttentionHeadSizes", [](graph& g) { attention_probs(ph(g, "q", {2, 2, 3, 4}), ph(g, "k", {2, 2, 5, 8})); },
+       {"op 'attention_probs'", "head sizes (d) differ", "[2, 2, 3, 4]", "[2, 2, 5, 8]"}},
+      {"AttentionHeads", [](graph& g) { attention_probs(ph(g, "q", {2, 2, 3, 4}), ph(g, "k", {2, 4, 5, 4})); },
+       {"op 'attention_probs'", "head counts differ"}},
+      {"AttentionKeyDtype",
+       [](graph& g) { attention_probs(ph(g, "q", {2, 2, 3, 4}), ph(g, "k", {2, 2, 5, 4}, dtype::f64)); },
+       {"op 'attention_probs'", "k dtype f64 differs from q's f32"}},
+      {"AttentionMaskDoesNotBroadcast",
+       [](graph& g) {
+         attention_probs(ph(g, "q", {2, 2, 3, 4}), ph(g, "k", {2, 2, 5, 4}), {.mask = ph(g, "m", {3, 4}, dtype::u8)});
+       },
+       {"op 'attention_probs'", "mask [3, 4] does not broadcast to the scores", "[2, 2, 3, 5]"}},
+      {"AttentionMaskDtype",
+       [](graph& g) {
+         attention_probs(ph(g, "q", {2, 2, 3, 4}), ph(g, "k", {2, 2, 5, 4}), {.mask = ph(g, "m", {5}, dtype::i64)});
+       },
+       {"op 'attention_probs'", "mask must be u8", "got i64"}},
+      {"AttentionNegativeScale",
+       [](graph& g) { attention_probs(ph(g, "q", {2, 2, 3, 4}), ph(g, "k", {2, 2, 5, 4}), {.scale = -1}); },
+       {"op 'attention_probs'", "scale must be finite and > 0"}},
+      {"AttentionValueLength",
+       [](graph& g) { attention(ph(g, "q", {2, 2, 3, 4}), ph(g, "k", {2, 2, 5, 4}), ph(g, "v", {2, 2, 4, 4})); },
+       {"attention: v must be [B, heads, Tk, dv]", "[2, 2, 5, 4]", "[2, 2, 4, 4]"}},
+      {"EmbeddingBagIdsRank", [](graph& g) { embedding_bag(ph(g, "table", {6, 3}), ph(g, "ids", {4}, dtype::i64)); },
+       {"op 'embedding_bag'", "ids must be [B, L]", "got [4]"}},
+      {"EmbeddingBagFloatIds", [](graph& g) { embedding_bag(ph(g, "table", {6, 3}), ph(g, "ids", {2, 4})); },
+       {"op 'embedding_bag'", "ids must be i32 or i64"}},
+      {"EmbeddingBagTableRank",
+       [](graph& g) { embedding_bag(ph(g, "table", {6, 3, 2}), ph(g, "ids", {2, 4}, dtype::i64)); },
+       {"op 'embedding_bag'", "table must be [rows, dim] (rank 2), got [6, 3, 2]"}},
       {"NamedNode",
        [](graph& g) {
          expr a = ph(g, "lhs", {3, 4}), b = ph(g, "rhs", {5});

@@ -319,6 +319,15 @@ TEST(WireGraph, EveryOpAttributeSurvives) {
                        g.variable("bn_var", {4}, init::constant(1), dtype::f32, false),
                        {.eps = 2.5e-4, .momentum = 0.03}); // eps, alpha (stats and normalization)
   gradients(sum(bn), {img});                              // batch_norm_param_grad, batch_norm_input_grad
+  auto tok = g.placeholder("tok", dtype::f32, {shape::unknown, 2, 5, 4});
+  auto gam = g.placeholder("gam", dtype::f32, {4});
+  auto ln = layer_norm(tok, gam, gam, 0.125); // eps
+  auto km = g.placeholder("km", dtype::u8, {shape::unknown, 1, 1, 5});
+  auto at = attention(tok, ln, tok, {.mask = km, .causal = true, .scale = 0.75}); // alpha, flag; 3 inputs
+  auto tab = g.placeholder("tab", dtype::f32, {7, 4});
+  auto bag = embedding_bag(tab, g.placeholder("bag_ids", dtype::i64, {shape::unknown, 3}),
+                           {.mean = true, .padding_id = -1}); // flag, axes
+  gradients(sum(at) + sum(bag), {tok, gam, tab}); // layer_norm, attention and bag gradient ops
   g.constant(random_tensor(dtype::f64, {2, 3}, rng), "c"); // value
   g.constant(tensor::scalar<uint8_t>(7), "c8");
   g.variable("frozen", {2}, init::constant(3), dtype::f64, false); // flag false
