@@ -63,9 +63,25 @@ void k_batch_matmul(const kernel_call& c) {
   int64_t k = ta ? a.dim(1) : a.dim(2);
   dispatch_float(c, a.type(), [&](auto z) {
     using T = decltype(z);
-    for (int64_t i = 0; i < batch; ++i)
-      gemm(c, ta, tb, m, n, k, a.data<T>() + i * m * k, b.data<T>() + i * k * n, T(0),
-           c.out.data<T>() + i * m * n);
+    auto one = [&](int64_t i) {
+      gemm(c, ta, tb, m, n, k, a.data<T>() + i * m * k, b.data<T>() + i * k * n, T(0), c.out.data<T>() + i * m * n);
+    };
+    // Many small products (attention heads): one per task on the pool, each
+    // GEMM single-threaded inside it; large ones: each GEMM uses the pool.
+    if (batch == 1 || m * n * k > 64 * 64 * 64) {
+      for (int64_t i = 0; i < batch; ++i) one(i);
+      return;
+    }
+    std::string failure; // an exception must not leave the OpenMP region
+    parallel_for(batch, m * n * k, [&](int64_t lo, int64_t hi) {
+      try {
+        for (int64_t i = lo; i < hi; ++i) one(i);
+      } catch (const luoshu_error& e) {
+#pragma omp critical(luoshu_batch_matmul_failure)
+        failure = e.what();
+      }
+    });
+    if (!failure.empty()) throw luoshu_error(failure);
   });
 }
 
