@@ -16,5 +16,6 @@
 #include "graph/models.hpp"
 #include "graph/optimizer.hpp"
 #include "graph/tensor.hpp"
+#include "graph/transformer.hpp"
 #include "graph/variables.hpp"
 #include "ops/kernel.hpp"

@@ -8,6 +8,7 @@
 
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
+#include "graph/transformer.hpp" // multi_head_attention, transformer_encoder_layer, transformer_classifier
 
 namespace luoshu::models {
 
