@@ -285,22 +285,38 @@ train_config build(const YAML::Node& root, const std::string& source) {
   m.get("classes", c.model.classes);
   // The CTR kinds read Criteo-format data (dense features plus categorical ids).
   const bool wide_deep = c.model.kind == "wide_deep" || c.model.kind == "deepfm" || c.model.kind == "dcn";
-  const bool resnet = c.model.kind == "resnet";
-  if (!wide_deep && !resnet && c.model.kind != "sequential")
-    reader::fail("model.kind",
-                 "unknown kind '" + c.model.kind + "' (known: sequential, resnet, wide_deep, deepfm, dcn)");
+  const bool resnet = c.model.kind == "resnet", transformer = c.model.kind == "transformer";
+  if (!wide_deep && !resnet && !transformer && c.model.kind != "sequential")
+    reader::fail("model.kind", "unknown kind '" + c.model.kind +
+                                   "' (known: sequential, resnet, wide_deep, deepfm, dcn, transformer)");
   if (c.model.kind != "dcn" && m.child("cross_layers")) reader::fail("model.cross_layers", "applies to dcn only");
   if (c.model.cross_layers < 0) reader::fail("model.cross_layers", "must be >= 0");
   // Keys of one kind on another are errors, not ignored.
-  for (const char* key : {"channels", "blocks", "classes"})
+  for (const char* key : {"channels", "blocks"})
     if (!resnet && m.child(key)) reader::fail(std::string("model.") + key, "applies to model.kind resnet only");
-  YAML::Node layers = m.child("layers");
+  if (!resnet && !transformer && m.child("classes"))
+    reader::fail("model.classes", "applies to model.kind resnet or transformer only");
+  const std::vector<std::string> transformer_keys{"d_model", "heads", "ffn", "dropout", "norm"};
+  for (const auto& k : m.keys())
+    if (!transformer && std::find(transformer_keys.begin(), transformer_keys.end(), k) != transformer_keys.end())
+      reader::fail("model." + k, "applies to model.kind transformer only");
+  if (transformer) {
+    for (const char* k : {"embedding_dim", "hidden"})
+      if (m.child(k)) reader::fail(std::string("model.") + k, "does not apply to transformer");
+    m.get("d_model", c.model.d_model);
+    m.get("heads", c.model.heads);
+    m.get("layers", c.model.encoder_layers);
+    m.get("ffn", c.model.ffn);
+    m.get("dropout", c.model.dropout);
+    m.get("norm", c.model.norm);
+  }
+  YAML::Node layers = transformer ? YAML::Node() : m.child("layers");
   if (wide_deep && layers)
     reader::fail("model.layers", "does not apply to " + c.model.kind + " (set embedding_dim and hidden)");
   if (resnet && layers) reader::fail("model.layers", "does not apply to resnet (set channels, blocks and classes)");
-  if (!wide_deep && !resnet && (!layers || !layers.IsSequence() || layers.size() == 0))
+  if (!wide_deep && !resnet && !transformer && (!layers || !layers.IsSequence() || layers.size() == 0))
     reader::fail("model.layers", "must be a non-empty list of layers");
-  for (size_t i = 0; !wide_deep && !resnet && i < layers.size(); ++i) {
+  for (size_t i = 0; !wide_deep && !resnet && !transformer && i < layers.size(); ++i) {
     std::string where = "model.layers[" + std::to_string(i) + "]";
     reader l(layers[i], where);
     layer_config lc;
@@ -355,6 +371,23 @@ train_config build(const YAML::Node& root, const std::string& source) {
   if (c.model.input.empty()) reader::fail("model.input", "is missing (per-example feature shape, e.g. [784])");
   for (auto d : c.model.input)
     if (d <= 0) reader::fail("model.input", "dims must be positive");
+  if (transformer) {
+    const auto& mc = c.model;
+    if (mc.input.size() != 2)
+      reader::fail("model.input", "is " + shape(mc.input).to_string() +
+                                      " but a transformer takes tokens [T, F] (T tokens of F features, e.g. [28, 28])");
+    if (mc.d_model <= 0) reader::fail("model.d_model", "must be > 0");
+    if (mc.heads <= 0) reader::fail("model.heads", "must be > 0");
+    if (mc.d_model % mc.heads != 0)
+      reader::fail("model.heads", std::to_string(mc.heads) + " heads do not divide d_model " + std::to_string(mc.d_model));
+    if (mc.encoder_layers <= 0) reader::fail("model.layers", "a transformer needs an encoder layer count > 0");
+    if (mc.ffn <= 0) reader::fail("model.ffn", "must be > 0");
+    if (!(mc.dropout >= 0 && mc.dropout < 1)) reader::fail("model.dropout", "must be in [0, 1)");
+    if (mc.norm != "pre" && mc.norm != "post") reader::fail("model.norm", "must be pre or post, got '" + mc.norm + "'");
+    if (mc.classes <= 0)
+      reader::fail("model.classes", "must be > 0 (logits per example: the class count for "
+                                    "softmax_cross_entropy, 1 for bce_with_logits or mse)");
+  }
   check_layer_ranks(c.model);
   if (c.model.loss != "softmax_cross_entropy" && c.model.loss != "bce_with_logits" && c.model.loss != "mse")
     reader::fail("model.loss", "unknown loss '" + c.model.loss + "' (known: softmax_cross_entropy, bce_with_logits, mse)");

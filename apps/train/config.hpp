@@ -35,7 +35,9 @@ struct layer_config {
 };
 
 struct model_config {
-  std::string kind = "sequential"; ///< sequential (input + layers), resnet, or a CTR model on criteo data: wide_deep, deepfm, dcn
+  /// sequential (input + layers), resnet, a CTR model on criteo data
+  /// (wide_deep, deepfm, dcn), or transformer (input [T, F] tokens)
+  std::string kind = "sequential";
   /// Per-example feature shape, e.g. [784] (wide_deep: [13]); models with
   /// conv2d or pooling layers take an image shape [C, H, W], e.g. [1, 28, 28],
   /// and reshape the data's flat rows to it; models with lstm or gru layers
@@ -49,8 +51,16 @@ struct model_config {
   int64_t cross_layers = 3;              ///< dcn: cross layers
   std::vector<int64_t> channels{16, 32, 64}; ///< resnet: width of each stage (later stages halve the image)
   int64_t blocks = 1;   ///< resnet: basic blocks per stage (1: ResNet-8, 3: ResNet-20 with 3 stages)
-  int64_t classes = 10; ///< resnet: outputs of the classifier
+  int64_t classes = 10; ///< resnet, transformer: outputs of the classifier (transformer: 1 for bce_with_logits / mse)
   int64_t buckets = 0; ///< wide_deep: embedding rows, set from data.buckets (not a model key)
+  // transformer (input [T, F]: flat rows seen as T tokens of F features;
+  // models::transformer_classifier); `layers` is the encoder layer count.
+  int64_t d_model = 64;      ///< token width
+  int64_t heads = 4;         ///< attention heads (d_model % heads == 0)
+  int64_t encoder_layers = 2; ///< the `layers` key
+  int64_t ffn = 128;         ///< feed-forward hidden width
+  double dropout = 0.1;      ///< encoder dropout rate
+  std::string norm = "pre";  ///< pre-LN or post-LN
 };
 
 struct data_config {

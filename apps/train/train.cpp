@@ -22,6 +22,7 @@
 #include "graph/metrics.hpp"
 #include "graph/models.hpp"
 #include "graph/optimizer.hpp"
+#include "graph/transformer.hpp"
 #include "ops/kernel.hpp"
 
 namespace luoshu::app {
@@ -57,7 +58,8 @@ size_t max_rss_bytes() {
 } // namespace
 
 model build_model(graph& g, const model_config& cfg, uint64_t seed) {
-  (void)seed; // initial values come from the variable store's seed
+  // Initial values come from the variable store's seed; `seed` seeds the
+  // transformer's dropout masks.
   dtype t = cfg.dtype == "f64" ? dtype::f64 : dtype::f32;
   model m;
   if (cfg.kind == "wide_deep" || cfg.kind == "deepfm" || cfg.kind == "dcn") {
@@ -108,6 +110,18 @@ model build_model(graph& g, const model_config& cfg, uint64_t seed) {
   m.x = g.placeholder("x", t, shape{-1, features});
   m.y = g.placeholder("y", m.classification ? dtype::i64 : t, shape{-1});
   expr h = m.x;
+  if (cfg.kind == "transformer") { // flat rows as [N, T, F] tokens
+    models::transformer_classifier_options o;
+    o.layer = {.d_model = cfg.d_model, .heads = cfg.heads, .ffn = cfg.ffn, .dropout = cfg.dropout,
+               .pre_norm = cfg.norm == "pre", .eps = 1e-5, .seed = seed};
+    o.layers = cfg.encoder_layers;
+    o.outputs = cfg.classes;
+    try {
+      h = models::transformer_classifier(reshape(m.x, shape{-1, cfg.input[0], cfg.input[1]}), o);
+    } catch (const luoshu_error& e) {
+      throw luoshu_error(std::string("model (transformer): ") + e.what());
+    }
+  }
   if (images || sequences) {
     shape in{-1};
     for (auto d : cfg.input) in.dims().push_back(d);

@@ -839,3 +839,87 @@ TEST(TrainConfig, ResNetBatchNormAndCifarErrorsNameTheKey) {
   EXPECT_NE(r.err().message.find(corrupt + ": record 0 (at offset 0) has label 12"), std::string::npos)
       << r.err().message;
 }
+
+namespace {
+
+/// The bar images as 8 tokens (rows) of 8 pixels for a small transformer.
+std::string transformer_yaml(const std::string& train_csv, const std::string& test_csv) {
+  return R"(
+model: {kind: transformer, input: [8, 8], d_model: 16, heads: 2, layers: 1, ffn: 32, dropout: 0, classes: 2}
+data: {format: csv, train: )" + train_csv + ", test: " + test_csv + R"(}
+optimizer: {kind: adam, lr: 0.01}
+run: {epochs: 6, batch_size: 16, threads: 1}
+)";
+}
+
+} // namespace
+
+TEST(TrainConfig, ParsesTheTransformerExample) {
+  auto c = load_train_config(std::string(LUOSHU_SOURCE_DIR) + "/apps/examples/transformer_fashion_mnist.yaml");
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  EXPECT_EQ(c->model.kind, "transformer");
+  EXPECT_EQ(c->model.input, (std::vector<int64_t>{28, 28}));
+  EXPECT_EQ(c->model.d_model, 64);
+  EXPECT_EQ(c->model.heads, 4);
+  EXPECT_EQ(c->model.encoder_layers, 2);
+  EXPECT_EQ(c->model.ffn, 128);
+  EXPECT_EQ(c->model.dropout, 0.1);
+  EXPECT_EQ(c->model.norm, "pre");
+  EXPECT_EQ(c->model.classes, 10);
+
+  // [N, 784] rows in, [N, 10] logits out; the encoder's variables by name.
+  graph g;
+  model m = build_model(g, c->model, 1);
+  EXPECT_EQ(m.x.shape(), (shape{-1, 784}));
+  EXPECT_EQ(m.logits.shape(), (shape{-1, 10}));
+  for (const char* v : {"embed/w", "pos", "layer1/attn/wq", "layer1/attn/wo", "layer1/ln1/gamma", "layer2/ffn/w1",
+                        "layer2/ln2/beta", "final_ln/gamma", "head/w"})
+    EXPECT_TRUE(g.find(v).valid()) << v;
+  EXPECT_EQ(g.find("pos").shape(), (shape{28, 64}));
+  EXPECT_EQ(g.find("layer1/ffn/w1").shape(), (shape{64, 128}));
+}
+
+TEST(Train, TransformerLearnsBarOrientation) {
+  temp_dir dir;
+  const std::string tr = bars_csv(dir, "bars-train.csv", 192, 0), te = bars_csv(dir, "bars-test.csv", 64, 1000);
+  for (const char* norm : {"pre", "post"}) {
+    auto c = parse_train_config(transformer_yaml(tr, te), "transformer.yaml", {std::string("model.norm=") + norm});
+    ASSERT_TRUE(c.ok()) << c.err().message;
+    auto r = train(*c);
+    ASSERT_TRUE(r.ok()) << r.err().message;
+    ASSERT_EQ(r->epochs.size(), 6u);
+    EXPECT_LT(r->epochs.back().train_loss, 0.5 * r->epochs.front().train_loss) << norm;
+    EXPECT_GE(r->test_accuracy, 0.95) << norm;
+  }
+}
+
+TEST(TrainConfig, TransformerErrorsNameTheKey) {
+  temp_dir dir;
+  const std::string tr = bars_csv(dir, "bars.csv", 16, 0), yaml = transformer_yaml(tr, tr);
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {"model.heads=3", "model.heads: 3 heads do not divide d_model 16"},
+      {"model.input=[64]", "model.input: is [64] but a transformer takes tokens [T, F]"},
+      {"model.norm=middle", "model.norm: must be pre or post, got 'middle'"},
+      {"model.classes=0", "model.classes: must be > 0"},
+      {"model.dropout=1", "model.dropout: must be in [0, 1)"},
+      {"model.layers=0", "model.layers: a transformer needs an encoder layer count > 0"},
+      {"model.layers=[{op: relu}]", "model.layers: has the wrong type"},
+      {"model.ffn=-4", "model.ffn: must be > 0"},
+      {"model.hidden=[8]", "model.hidden: does not apply to transformer"},
+      {"model.kind=sequential", "model.classes: applies to model.kind resnet or transformer only"},
+      {"model.kind=resnet", "model.d_model: applies to model.kind transformer only"},
+      {"model.kind=transformers", "model.kind: unknown kind 'transformers' (known: sequential, resnet, wide_deep, deepfm, dcn, transformer)"},
+  };
+  for (const auto& [set, want] : bad) {
+    auto e = parse_train_config(yaml, "transformer.yaml", {set});
+    ASSERT_FALSE(e.ok()) << set;
+    EXPECT_NE(e.err().message.find(want), std::string::npos) << set << ":\n  " << e.err().message;
+  }
+  // The data must hold T x F features per row.
+  auto c = parse_train_config(yaml, "transformer.yaml", {"model.input=[8, 7]"});
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  auto r = train(*c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().message.find("56"), std::string::npos) << r.err().message;
+  EXPECT_NE(r.err().message.find("64"), std::string::npos) << r.err().message;
+}
