@@ -1,10 +1,13 @@
 // CPU kernels: layer_norm and its gradients (ops/layer_norm.hpp). f32 runs
 // oneDNN's layer normalization primitives (forward, and backward with the
-// row statistics recomputed here); f64 runs the one-row loops of
+// row statistics recomputed here; built once per shape and thread, see
+// staged_primitive_cache); f64 runs the one-row loops of
 // ops/layer_norm.hpp. The scale gradient sums dy * xhat over the rows in a
 // fixed number of chunks, so its result does not depend on the thread count.
 
 #include <algorithm>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "ops/cpu/dnnl_util.hpp"
@@ -37,6 +40,13 @@ struct ln_descs {
         fwd({prop, data, stat, static_cast<float>(eps), ln_flags}, dnnl_engine()) {}
 };
 
+/// "which:n:d:eps" (eps exact, in hex), the primitive cache key.
+std::string ln_key(const char* which, int64_t n, int64_t d, double eps) {
+  char e[40];
+  std::snprintf(e, sizeof e, "%a", eps);
+  return std::string(which) + ":" + std::to_string(n) + ":" + std::to_string(d) + ":" + e;
+}
+
 /// f(b, e) over row ranges on the pool.
 template <class F>
 void rows(int64_t n, int64_t d, F f) {
@@ -53,11 +63,17 @@ void k_layer_norm(const kernel_call& c) {
     using T = decltype(z);
     if constexpr (std::is_same_v<T, float>) {
       dnnl_guard(c, [&] {
-        ln_descs ds(r.n, r.d, eps, dnnl::prop_kind::forward_inference);
-        dnnl_run(dnnl::layer_normalization_forward(ds.fwd), {{DNNL_ARG_SRC, dnnl_mem(ds.data, x)},
-                                                            {DNNL_ARG_SCALE, dnnl_mem(ds.param, gamma)},
-                                                            {DNNL_ARG_SHIFT, dnnl_mem(ds.param, beta)},
-                                                            {DNNL_ARG_DST, dnnl_mem(ds.data, c.out)}});
+        staged_primitive& p = staged_primitive_cache(ln_key("ln_fwd", r.n, r.d, eps), [&] {
+          ln_descs ds(r.n, r.d, eps, dnnl::prop_kind::forward_inference);
+          staged_primitive s;
+          s.prim = dnnl::layer_normalization_forward(ds.fwd);
+          s.add(DNNL_ARG_SRC, false, ds.data, ds.fwd.src_desc());
+          s.add(DNNL_ARG_SCALE, false, ds.param, ds.param);
+          s.add(DNNL_ARG_SHIFT, false, ds.param, ds.param);
+          s.add(DNNL_ARG_DST, true, ds.data, ds.fwd.dst_desc());
+          return s;
+        });
+        p.run({&x, &gamma, &beta, &c.out});
       });
     } else {
       const T *xp = x.data<T>(), *g = gamma.data<T>(), *b = beta.data<T>();
@@ -79,11 +95,11 @@ void k_layer_norm_grad(const kernel_call& c) {
     using T = decltype(z);
     if constexpr (std::is_same_v<T, float>) {
       // The statistics oneDNN's backward needs, recomputed (one pass per row).
-      std::vector<float> mean(static_cast<size_t>(r.n)), var(static_cast<size_t>(r.n));
+      tensor mean = tensor::zeros(dtype::f32, shape{r.n}), var = tensor::zeros(dtype::f32, shape{r.n});
       // oneDNN 2.6 has no backward_data with a scale: its diff_scale lands
       // here unused (layer_norm_scale_grad computes the gain's gradient).
-      std::vector<float> dscale(static_cast<size_t>(r.d));
-      float *mp = mean.data(), *vp = var.data();
+      tensor dscale = tensor::zeros(dtype::f32, shape{r.d});
+      float *mp = mean.data<float>(), *vp = var.data<float>();
       const float* xp = x.data<float>();
       rows(r.n, r.d, [&](int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; ++i) {
@@ -94,18 +110,24 @@ void k_layer_norm_grad(const kernel_call& c) {
         }
       });
       dnnl_guard(c, [&] {
-        ln_descs ds(r.n, r.d, eps, dnnl::prop_kind::forward_training);
-        dnnl::layer_normalization_backward::primitive_desc pd(
-            {dnnl::prop_kind::backward, ds.data, ds.data, ds.stat, static_cast<float>(eps),
-             dnnl::normalization_flags::use_scale},
-            dnnl_engine(), ds.fwd);
-        dnnl_run(dnnl::layer_normalization_backward(pd), {{DNNL_ARG_SRC, dnnl_mem(ds.data, x)},
-                                                         {DNNL_ARG_MEAN, dnnl::memory(ds.stat, dnnl_engine(), mp)},
-                                                         {DNNL_ARG_VARIANCE, dnnl::memory(ds.stat, dnnl_engine(), vp)},
-                                                         {DNNL_ARG_DIFF_DST, dnnl_mem(ds.data, dy)},
-                                                         {DNNL_ARG_SCALE, dnnl_mem(ds.param, gamma)},
-                                                         {DNNL_ARG_DIFF_SRC, dnnl_mem(ds.data, c.out)},
-                                                         {DNNL_ARG_DIFF_SCALE, dnnl::memory(ds.param, dnnl_engine(), dscale.data())}});
+        staged_primitive& p = staged_primitive_cache(ln_key("ln_bwd", r.n, r.d, eps), [&] {
+          ln_descs ds(r.n, r.d, eps, dnnl::prop_kind::forward_training);
+          dnnl::layer_normalization_backward::primitive_desc pd(
+              {dnnl::prop_kind::backward, ds.data, ds.data, ds.stat, static_cast<float>(eps),
+               dnnl::normalization_flags::use_scale},
+              dnnl_engine(), ds.fwd);
+          staged_primitive s;
+          s.prim = dnnl::layer_normalization_backward(pd);
+          s.add(DNNL_ARG_SRC, false, ds.data, pd.src_desc());
+          s.add(DNNL_ARG_MEAN, false, ds.stat, pd.mean_desc());
+          s.add(DNNL_ARG_VARIANCE, false, ds.stat, pd.variance_desc());
+          s.add(DNNL_ARG_DIFF_DST, false, ds.data, pd.diff_dst_desc());
+          s.add(DNNL_ARG_SCALE, false, ds.param, ds.param);
+          s.add(DNNL_ARG_DIFF_SRC, true, ds.data, pd.diff_src_desc());
+          s.add(DNNL_ARG_DIFF_SCALE, true, ds.param, ds.param);
+          return s;
+        });
+        p.run({&x, &mean, &var, &dy, &gamma, &c.out, &dscale});
       });
     } else {
       const T *g = dy.data<T>(), *xp = x.data<T>(), *gm = gamma.data<T>();
