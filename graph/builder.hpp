@@ -229,7 +229,9 @@ struct embedding_bag_options {
 /// Bags of rows of table [n, d]: ids [B, L] (B bags of L ids, i32 or i64)
 /// -> [B, d], each bag's rows summed or averaged; a bag of padding only is
 /// zero. Any other id outside [0, n) is an error naming it. The table's
-/// gradient is sparse like embedding()'s (padding touches no row).
+/// gradient is sparse like embedding()'s: one row per id, padding positions
+/// given (with zero values) to a row the batch reads anyway, so padding
+/// touches no other row (a batch of padding only gives zeros for row 0).
 expr embedding_bag(expr table, expr ids, const embedding_bag_options& o = {});
 /// Zeroes elements with probability `rate` while training and scales the
 /// rest by 1/(1-rate); identity in inference mode. The mask depends on the
