@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "apps/examples/fit.hpp"
 #include "graph/luoshu.hpp"
 
 using namespace luoshu;
@@ -65,39 +66,5 @@ int main(int argc, char** argv) {
   opt.lr.total_steps = steps_per_epoch * epochs;
   trainer tr(g, loss, opt, ex);
 
-  auto train_data = std::make_shared<const data::dataset>(std::move(*train_set));
-  auto test_data = std::make_shared<const data::dataset>(std::move(*test_set));
-  data::loader batches(train_data, {.batch_size = batch, .shuffle = true, .seed = 1});
-  data::loader test_batches(test_data, {.batch_size = 1000, .shuffle = false});
-
-  for (int epoch = 0; epoch < epochs; ++epoch) {
-    batches.start_epoch(epoch);
-    double loss_sum = 0;
-    int n = 0;
-    while (auto b = batches.next()) {
-      auto r = tr.step({{x, b->features}, {y, b->labels}});
-      if (!r) {
-        std::fprintf(stderr, "error: %s\n", r.err().message.c_str());
-        return 1;
-      }
-      loss_sum += r->at(0).item();
-      ++n;
-    }
-    test_batches.start_epoch(0);
-    double hits = 0;
-    int64_t seen = 0;
-    while (auto b = test_batches.next()) {
-      auto r = tr.infer({{x, b->features}, {y, b->labels}}, {acc});
-      if (!r) {
-        std::fprintf(stderr, "error: %s\n", r.err().message.c_str());
-        return 1;
-      }
-      hits += r->at(0).item() * static_cast<double>(b->features.dim(0));
-      seen += b->features.dim(0);
-    }
-    std::printf("epoch %d: train loss %.4f, test accuracy %.2f%%\n", epoch + 1, loss_sum / n,
-                100.0 * hits / static_cast<double>(seen));
-    std::fflush(stdout);
-  }
-  return 0;
+  return examples::fit(tr, x, y, acc, std::move(*train_set), std::move(*test_set), batch, epochs);
 }
