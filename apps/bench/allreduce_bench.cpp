@@ -377,9 +377,7 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
                                  {"vs_gloo", gloo_goal},
                                  {"mpi_tcp_met", any_tcp ? nlohmann::json(tcp_met) : nlohmann::json()},
                                  {"gloo_met", any_gloo ? nlohmann::json(gloo_met) : nlohmann::json()}}}};
-      std::ofstream f(o.json_path);
-      f << report.dump(2) << "\n";
-      if (!f) throw bench_failure("cannot write " + o.json_path);
+      if (status st = write_json_report(o.json_path, report); !st) throw bench_failure(st.err().message);
     }
     bool luoshu_failed = false;
     for (const auto& p : problems) luoshu_failed = luoshu_failed || p.rfind("luoshu", 0) == 0;

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 
 #ifndef LUOSHU_SOURCE_DIR
 #define LUOSHU_SOURCE_DIR "."
@@ -51,6 +52,14 @@ nlohmann::json run_json_command(const std::string& cmd, const std::string& frame
   err["framework"] = framework;
   err["error"] = "baseline " + error;
   return err;
+}
+
+status write_json_report(const std::string& path, const nlohmann::json& report) {
+  std::ofstream f(path);
+  if (f) f << report.dump(2) << "\n";
+  f.flush();
+  if (!f) return error{"cannot write " + path};
+  return {};
 }
 
 } // namespace luoshu::bench

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 #include <nlohmann/json.hpp>
 
@@ -243,14 +242,11 @@ int run_gpu_bench(const gpu_bench_options& o) {
     }
     report["cnn"] = row;
   }
-  if (!o.json_path.empty()) {
-    std::ofstream f(o.json_path);
-    if (!f) {
-      spdlog::error("cannot write {}", o.json_path);
+  if (!o.json_path.empty())
+    if (status st = write_json_report(o.json_path, report); !st) {
+      spdlog::error("{}", st.err().message);
       return 1;
     }
-    f << report.dump(2) << "\n";
-  }
   return 0;
 }
 

@@ -1,5 +1,6 @@
 #include "apps/bench/ps_bench.hpp"
 
+#include "apps/bench/baseline_run.hpp"
 #include "graph/data/criteo.hpp"
 
 #include <unistd.h>
@@ -423,9 +424,7 @@ int run_parent(const ps_bench_options& o) {
       report["wide_deep"] = {{"rows", o.wide_deep_rows},
                              {"local_samples_per_sec", wd->first},
                              {"ps_2_servers_2_workers_samples_per_sec", wd->second}};
-    std::ofstream f(o.json_path);
-    if (!f) throw bench_failure("cannot write " + o.json_path);
-    f << report.dump(2) << "\n";
+    if (status st = write_json_report(o.json_path, report); !st) throw bench_failure(st.err().message);
   }
   return peer_status == 0 ? 0 : 1;
 }

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "actors/runtime.hpp"
+#include "apps/bench/baseline_run.hpp"
 #include "apps/bench/loopback.hpp"
 #include "graph/tensor.hpp"
 #include "transport/bulk/frame.hpp"
@@ -526,9 +527,7 @@ int run_parent(const transport_bench_options& o) {
         {"basp_rtt_met", opt_json(basp_rtt_ok)}}},
       {"total_seconds", since(started)},
     };
-    std::ofstream f(o.json_path);
-    if (!f) throw bench_failure("cannot write " + o.json_path);
-    f << report.dump(2) << "\n";
+    if (status st = write_json_report(o.json_path, report); !st) throw bench_failure(st.err().message);
   }
   return peer_status == 0 ? 0 : 1;
 }

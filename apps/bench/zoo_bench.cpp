@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -407,14 +406,11 @@ int run_zoo_bench(const zoo_bench_options& o) {
                 num(sps(*bl[1])).c_str(), ratio, r.contains("goal_met") ? (r["goal_met"].get<bool>() ? "met" : "no") : "-",
                 num(rss(l)).c_str(), num(rss(*bl[0])).c_str(), num(rss(*bl[1])).c_str());
   }
-  if (!o.json_path.empty()) {
-    std::ofstream f(o.json_path);
-    if (!f) {
-      spdlog::error("cannot write {}", o.json_path);
+  if (!o.json_path.empty())
+    if (status st = write_json_report(o.json_path, report); !st) {
+      spdlog::error("{}", st.err().message);
       return 1;
     }
-    f << report.dump(2) << "\n";
-  }
   return any_failed ? 1 : 0;
 }
 

@@ -62,106 +62,85 @@ void each(int64_t n, int64_t cost, F f) {
   });
 }
 
-// conv2d(x, w)
-void k_conv2d(const kernel_call& c) {
-  ops::window_geom g = ops::conv_geom(c.in[0].shape(), c.in[1].shape(), c.out.shape(), c.n.attrs);
+/// One conv kernel (out from in[0], in[1]): zeros when input `operand` is
+/// empty; f32 runs this thread's staged oneDNN primitive `key` for g, built
+/// by make(conv_descs) on first use with its arguments in the order in[0],
+/// in[1], out; f64 computes each output element with at(g, in0, in1, i).
+template <class Make, class At>
+void conv_kernel(const kernel_call& c, const ops::window_geom& g, int64_t cost, size_t operand, const char* key, Make&& make,
+                 At&& at) {
   if (c.out.numel() == 0) return;
-  int64_t cost = g.c / g.groups * g.kh * g.kw;
   dispatch_float(c, c.out.type(), [&](auto z) {
     using T = decltype(z);
     if constexpr (std::is_same_v<T, float>) {
-      if (c.in[0].numel() == 0) {
+      if (c.in[operand].numel() == 0) {
         c.out.fill(0.0);
         return;
       }
       dnnl_guard(c, [&] {
-        staged_primitive& p = staged_primitive_cache(conv_key("fwd", g), [&] {
-          conv_descs d(g);
-          staged_primitive s;
-          s.prim = dnnl::convolution_forward(d.fwd);
-          s.add(DNNL_ARG_SRC, false, d.x, d.fwd.src_desc());
-          s.add(DNNL_ARG_WEIGHTS, false, d.w, d.fwd.weights_desc());
-          s.add(DNNL_ARG_DST, true, d.y, d.fwd.dst_desc());
-          return s;
-        });
+        staged_primitive& p = staged_primitive_cache(conv_key(key, g), [&] { return make(conv_descs(g)); });
         p.run({&c.in[0], &c.in[1], &c.out});
       });
     } else {
-      const T *x = c.in[0].data<T>(), *w = c.in[1].data<T>();
-      T* y = c.out.data<T>();
-      each(c.out.numel(), cost, [&](int64_t i) { y[i] = ops::conv_forward_at(g, x, w, i); });
+      const T *a = c.in[0].data<T>(), *b = c.in[1].data<T>();
+      T* out = c.out.data<T>();
+      each(c.out.numel(), cost, [&](int64_t i) { out[i] = at(g, a, b, i); });
     }
   });
+}
+
+// conv2d(x, w)
+void k_conv2d(const kernel_call& c) {
+  ops::window_geom g = ops::conv_geom(c.in[0].shape(), c.in[1].shape(), c.out.shape(), c.n.attrs);
+  conv_kernel(
+      c, g, g.c / g.groups * g.kh * g.kw, 0, "fwd",
+      [](const conv_descs& d) {
+        staged_primitive s;
+        s.prim = dnnl::convolution_forward(d.fwd);
+        s.add(DNNL_ARG_SRC, false, d.x, d.fwd.src_desc());
+        s.add(DNNL_ARG_WEIGHTS, false, d.w, d.fwd.weights_desc());
+        s.add(DNNL_ARG_DST, true, d.y, d.fwd.dst_desc());
+        return s;
+      },
+      [](const ops::window_geom& geom, const auto* x, const auto* w, int64_t i) { return ops::conv_forward_at(geom, x, w, i); });
 }
 
 // conv2d_input_grad(dy, w, x_like) -> dx
 void k_conv2d_input_grad(const kernel_call& c) {
   ops::window_geom g = ops::conv_geom(c.out.shape(), c.in[1].shape(), c.in[0].shape(), c.n.attrs);
-  if (c.out.numel() == 0) return;
-  int64_t cost = g.o / g.groups * g.kh * g.kw;
-  dispatch_float(c, c.out.type(), [&](auto z) {
-    using T = decltype(z);
-    if constexpr (std::is_same_v<T, float>) {
-      if (c.in[0].numel() == 0) {
-        c.out.fill(0.0);
-        return;
-      }
-      dnnl_guard(c, [&] {
-        staged_primitive& p = staged_primitive_cache(conv_key("bwd_data", g), [&] {
-          conv_descs d(g);
-          dnnl::convolution_backward_data::primitive_desc pd(
-              {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
-              d.fwd);
-          staged_primitive s;
-          s.prim = dnnl::convolution_backward_data(pd);
-          s.add(DNNL_ARG_DIFF_DST, false, d.y, pd.diff_dst_desc());
-          s.add(DNNL_ARG_WEIGHTS, false, d.w, pd.weights_desc());
-          s.add(DNNL_ARG_DIFF_SRC, true, d.x, pd.diff_src_desc());
-          return s;
-        });
-        p.run({&c.in[0], &c.in[1], &c.out});
-      });
-    } else {
-      const T *dy = c.in[0].data<T>(), *w = c.in[1].data<T>();
-      T* dx = c.out.data<T>();
-      each(c.out.numel(), cost, [&](int64_t i) { dx[i] = ops::conv_input_grad_at(g, dy, w, i); });
-    }
-  });
+  conv_kernel(
+      c, g, g.o / g.groups * g.kh * g.kw, 0, "bwd_data",
+      [](const conv_descs& d) {
+        dnnl::convolution_backward_data::primitive_desc pd(
+            {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
+            d.fwd);
+        staged_primitive s;
+        s.prim = dnnl::convolution_backward_data(pd);
+        s.add(DNNL_ARG_DIFF_DST, false, d.y, pd.diff_dst_desc());
+        s.add(DNNL_ARG_WEIGHTS, false, d.w, pd.weights_desc());
+        s.add(DNNL_ARG_DIFF_SRC, true, d.x, pd.diff_src_desc());
+        return s;
+      },
+      [](const ops::window_geom& geom, const auto* dy, const auto* w, int64_t i) { return ops::conv_input_grad_at(geom, dy, w, i); });
 }
 
 // conv2d_filter_grad(x, dy, w_like) -> dw
 void k_conv2d_filter_grad(const kernel_call& c) {
   ops::window_geom g = ops::conv_geom(c.in[0].shape(), c.out.shape(), c.in[1].shape(), c.n.attrs);
-  if (c.out.numel() == 0) return;
-  int64_t cost = g.n * g.oh * g.ow;
-  dispatch_float(c, c.out.type(), [&](auto z) {
-    using T = decltype(z);
-    if constexpr (std::is_same_v<T, float>) {
-      if (c.in[1].numel() == 0) {
-        c.out.fill(0.0);
-        return;
-      }
-      dnnl_guard(c, [&] {
-        staged_primitive& p = staged_primitive_cache(conv_key("bwd_weights", g), [&] {
-          conv_descs d(g);
-          dnnl::convolution_backward_weights::primitive_desc pd(
-              {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
-              d.fwd);
-          staged_primitive s;
-          s.prim = dnnl::convolution_backward_weights(pd);
-          s.add(DNNL_ARG_SRC, false, d.x, pd.src_desc());
-          s.add(DNNL_ARG_DIFF_DST, false, d.y, pd.diff_dst_desc());
-          s.add(DNNL_ARG_DIFF_WEIGHTS, true, d.w, pd.diff_weights_desc());
-          return s;
-        });
-        p.run({&c.in[0], &c.in[1], &c.out});
-      });
-    } else {
-      const T *x = c.in[0].data<T>(), *dy = c.in[1].data<T>();
-      T* dw = c.out.data<T>();
-      each(c.out.numel(), cost, [&](int64_t i) { dw[i] = ops::conv_filter_grad_at(g, x, dy, i); });
-    }
-  });
+  conv_kernel(
+      c, g, g.n * g.oh * g.ow, 1, "bwd_weights",
+      [](const conv_descs& d) {
+        dnnl::convolution_backward_weights::primitive_desc pd(
+            {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
+            d.fwd);
+        staged_primitive s;
+        s.prim = dnnl::convolution_backward_weights(pd);
+        s.add(DNNL_ARG_SRC, false, d.x, pd.src_desc());
+        s.add(DNNL_ARG_DIFF_DST, false, d.y, pd.diff_dst_desc());
+        s.add(DNNL_ARG_DIFF_WEIGHTS, true, d.w, pd.diff_weights_desc());
+        return s;
+      },
+      [](const ops::window_geom& geom, const auto* x, const auto* dy, int64_t i) { return ops::conv_filter_grad_at(geom, x, dy, i); });
 }
 
 } // namespace
