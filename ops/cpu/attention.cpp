@@ -3,10 +3,9 @@
 // f32 (a plain loop in f64), then every query row is scaled, masked and
 // softmaxed in place in the output.
 
-#include <oneapi/dnnl/dnnl.h>
-
 #include "ops/attention.hpp"
 #include "ops/cpu/cpu_util.hpp"
+#include "ops/cpu/gemm.hpp"
 #include "ops/cpu/register.hpp"
 
 namespace luoshu::cpu {
@@ -15,10 +14,7 @@ namespace {
 
 /// s[tq, tk] = q[tq, d] k[tk, d]^T for one (batch, head).
 void scores(const kernel_call& c, const float* q, const float* k, int64_t tq, int64_t tk, int64_t d, float* s) {
-  dnnl_status_t st = dnnl_sgemm('N', 'T', tq, tk, d, 1.0f, q, d, k, d, 0.0f, s, tk);
-  if (st != dnnl_success)
-    throw luoshu_error("oneDNN sgemm failed (status " + std::to_string(static_cast<int>(st)) + ") in node '" +
-                       c.n.name + "'");
+  gemm(c, false, true, tq, tk, d, q, d, k, d, 0.0f, s, tk);
 }
 
 void scores(const kernel_call&, const double* q, const double* k, int64_t tq, int64_t tk, int64_t d, double* s) {

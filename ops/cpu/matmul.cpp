@@ -1,49 +1,13 @@
-// CPU kernels: matmul, batch_matmul, linear. f32 goes to oneDNN's sgemm,
-// which runs on the same OpenMP pool as every other kernel; f64 (used for
-// reference checks) has a plain cache-friendly loop.
-
-#include <oneapi/dnnl/dnnl.h>
+// CPU kernels: matmul, batch_matmul, linear, all through gemm
+// (ops/cpu/gemm.hpp).
 
 #include "ops/cpu/cpu_util.hpp"
+#include "ops/cpu/gemm.hpp"
 #include "ops/cpu/register.hpp"
 
 namespace luoshu::cpu {
 
 namespace {
-
-/// C[m, n] = alpha * op(A) op(B) + beta * C, row-major.
-void gemm(const kernel_call& c, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
-          const float* b, float beta, float* out) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (beta == 0) std::fill(out, out + m * n, 0.0f);
-    return;
-  }
-  dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, ta ? m : k, b,
-                                tb ? k : n, beta, out, n);
-  if (st != dnnl_success)
-    throw luoshu_error("oneDNN sgemm failed (status " + std::to_string(static_cast<int>(st)) +
-                       ") in node '" + c.n.name + "'");
-}
-
-void gemm(const kernel_call&, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a,
-          const double* b, double beta, double* out) {
-  parallel_for(m, n * k, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      double* ci = out + i * n;
-      if (beta == 0) std::fill(ci, ci + n, 0.0);
-      for (int64_t p = 0; p < k; ++p) {
-        double av = ta ? a[p * m + i] : a[i * k + p];
-        if (tb) {
-          for (int64_t j = 0; j < n; ++j) ci[j] += av * b[j * k + p];
-        } else {
-          const double* bp = b + p * n;
-          for (int64_t j = 0; j < n; ++j) ci[j] += av * bp[j];
-        }
-      }
-    }
-  });
-}
 
 void k_matmul(const kernel_call& c) {
   const tensor &a = c.in[0], &b = c.in[1];
