@@ -756,6 +756,14 @@ void add_large_cases(std::vector<op_case>& cs) {
                   .build = [t](const exprs& x) -> exprs { return {matmul(x[0], x[1], t, t)}; },
                   .ref = [t](const nds& x) -> nds { return {matmul_ref(x[0], x[1], t, t)}; },
                   .fd_eps = 1e-4});
+  // Fewer rows than columns with B transposed: the f32 kernel computes the
+  // transposed product and transposes it back (several 32 x 32 tiles, on
+  // the pool).
+  cs.push_back({.name = "MatmulNTWide",
+                .inputs = {fl({100, 50}), fl({400, 50})},
+                .build = [](const exprs& x) -> exprs { return {matmul(x[0], x[1], false, true)}; },
+                .ref = [](const nds& x) -> nds { return {matmul_ref(x[0], x[1], false, true)}; },
+                .differentiable = false});
   cs.push_back({.name = "BatchMatmulNTLarge",
                 .inputs = {fl({4, 32, 48}), fl({4, 40, 48})},
                 .build = [](const exprs& x) -> exprs { return {batch_matmul(x[0], x[1], false, true)}; },
