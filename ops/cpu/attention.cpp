@@ -35,24 +35,13 @@ void run(const kernel_call& c, const ops::attn_geom& g, const M* mask) {
   if (d == 0) { // every raw score is 0
     std::fill(p, p + c.out.numel(), T(0));
   }
-  // An exception must not leave an OpenMP region: keep the first one.
-  std::string failure;
-  parallel_for(g.b * g.h, tq * tk * (d + 8), [&](int64_t lo, int64_t hi) {
+  parallel_for_checked(g.b * g.h, tq * tk * (d + 8), [&](int64_t lo, int64_t hi) {
     for (int64_t bh = lo; bh < hi; ++bh) {
       T* s = p + bh * tq * tk;
-      if (d > 0) {
-        try {
-          scores(c, q + bh * tq * d, k + bh * tk * d, tq, tk, d, s);
-        } catch (const luoshu_error& e) {
-#pragma omp critical(luoshu_attention_failure)
-          failure = e.what();
-          return;
-        }
-      }
+      if (d > 0) scores(c, q + bh * tq * d, k + bh * tk * d, tq, tk, d, s);
       for (int64_t i = 0; i < tq; ++i) ops::attention_softmax_row(g, bh * tq + i, s + i * tk, mask);
     }
   });
-  if (!failure.empty()) throw luoshu_error(failure);
 }
 
 void k_attention_probs(const kernel_call& c) {

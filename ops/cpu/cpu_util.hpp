@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,23 @@ void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
     int64_t b = t * chunk, e = std::min(n, b + chunk);
     if (b < e) f(b, e);
   }
+}
+
+/// parallel_for for bodies that may throw: an exception must not leave an
+/// OpenMP region, so each part's is caught and the first one rethrown once
+/// every part has finished.
+template <class F>
+void parallel_for_checked(int64_t n, int64_t cost_per_item, F&& f) {
+  std::exception_ptr failure;
+  parallel_for(n, cost_per_item, [&](int64_t b, int64_t e) {
+    try {
+      f(b, e);
+    } catch (...) {
+#pragma omp critical(luoshu_parallel_for_failure)
+      if (!failure) failure = std::current_exception();
+    }
+  });
+  if (failure) std::rethrow_exception(failure);
 }
 
 [[noreturn]] inline void unsupported(const kernel_call& c, dtype t) {

@@ -36,16 +36,9 @@ void k_batch_matmul(const kernel_call& c) {
       for (int64_t i = 0; i < batch; ++i) one(i);
       return;
     }
-    std::string failure; // an exception must not leave the OpenMP region
-    parallel_for(batch, m * n * k, [&](int64_t lo, int64_t hi) {
-      try {
-        for (int64_t i = lo; i < hi; ++i) one(i);
-      } catch (const luoshu_error& e) {
-#pragma omp critical(luoshu_batch_matmul_failure)
-        failure = e.what();
-      }
+    parallel_for_checked(batch, m * n * k, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) one(i);
     });
-    if (!failure.empty()) throw luoshu_error(failure);
   });
 }
 

@@ -66,20 +66,6 @@ inline float tanh_(float x) {
 }
 inline double tanh_(double x) { return std::tanh(x); }
 
-/// parallel_for's cost of one hidden unit in a vectorized gate loop: a few
-/// simple operations. A step of batch 32 and 128 units stays on one thread
-/// (about 10 us of work, less than waking the pool costs); large batches
-/// and hidden sizes are split across the pool.
-constexpr int64_t gate_cost = 6;
-
-/// f(b) for every batch row on the pool.
-template <class F>
-void rows(int64_t batch, int64_t cost, F f) {
-  parallel_for(batch, cost, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) f(b);
-  });
-}
-
 /// w [rows, cols] transposed: [cols, rows]. Backward's per-step product
 /// dG_t w_h^T then runs as a plain product on it, which oneDNN's sgemm does
 /// in about a third less time than the transposed form at RNN sizes
@@ -91,6 +77,23 @@ std::vector<T> transposed(const T* w, int64_t rows, int64_t cols) {
     for (int64_t q = 0; q < cols; ++q) t[static_cast<size_t>(q * rows + r)] = w[r * cols + q];
   return t;
 }
+
+/// The recurrence split by batch rows: a row's recurrence never reads
+/// another row's, so each thread of the pool walks every step for its own
+/// rows [b0, b1) with single-threaded GEMMs (oneDNN runs sgemm on one thread
+/// inside a parallel region) and never waits for another thread between
+/// steps. Per step, a whole-pool GEMM of batch 32 and the gate loop after
+/// it cost two synchronizations of the pool, which took about a third of
+/// the LSTM benchmark's step on 2 threads. `cost`: one row's work over the
+/// whole sequence. (A batch smaller than the pool leaves threads idle.)
+template <class F>
+void batch_split(int64_t batch, int64_t cost, F f) {
+  parallel_for_checked(batch, cost, f);
+}
+
+/// One row's work per step for batch_split: its share of the recurrent GEMM
+/// (hidden x gates multiply-adds) plus the gate loop.
+inline int64_t step_cost(int64_t hidden, int64_t gates) { return hidden * gates + 8 * gates; }
 
 // --- lstm -------------------------------------------------------------------------
 
@@ -106,31 +109,34 @@ void k_lstm(const kernel_call& c) {
     const std::vector<T> zeros(static_cast<size_t>(g4), T(0)); // c_{-1} and h_{-1} w_h
     // The gate blocks get x_t w_x here; per step, h_{t-1} (kept contiguous
     // in hp) times w_h goes to rec, and the gate loop adds both and the bias.
-    std::vector<T> hp(static_cast<size_t>(bs * hd)), rec(static_cast<size_t>(bs * g4));
     gemm(c, false, false, bs * steps, g4, in, x, in, wx, g4, T(0), ws + 2 * hd, w);
-    for (int64_t t = 0; t < steps; ++t) {
-      if (t > 0) gemm(c, false, false, bs, g4, hd, hp.data(), hd, wh, g4, T(0), rec.data(), g4);
-      rows(bs, hd * gate_cost, [&](int64_t b) {
-        T* row = ws + (b * steps + t) * w;
-        const T* cp = t > 0 ? row - w + hd : zeros.data();
-        const T* rr = t > 0 ? rec.data() + b * g4 : zeros.data();
-        T *h = row, *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
-        T* hn = hp.data() + b * hd;
+    batch_split(bs, steps * step_cost(hd, g4), [&](int64_t b0, int64_t b1) {
+      const int64_t nb = b1 - b0;
+      std::vector<T> hp(static_cast<size_t>(nb * hd)), rec(static_cast<size_t>(nb * g4));
+      for (int64_t t = 0; t < steps; ++t) {
+        if (t > 0) gemm(c, false, false, nb, g4, hd, hp.data(), hd, wh, g4, T(0), rec.data(), g4);
+        for (int64_t b = b0; b < b1; ++b) {
+          T* row = ws + (b * steps + t) * w;
+          const T* cp = t > 0 ? row - w + hd : zeros.data();
+          const T* rr = t > 0 ? rec.data() + (b - b0) * g4 : zeros.data();
+          T *h = row, *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
+          T* hn = hp.data() + (b - b0) * hd;
 #pragma omp simd
-        for (int64_t j = 0; j < hd; ++j) {
-          T i = sigm(gi[j] + rr[j] + bias[j]), f = sigm(gf[j] + rr[hd + j] + bias[hd + j]);
-          T g = tanh_(gg[j] + rr[2 * hd + j] + bias[2 * hd + j]);
-          T o = sigm(go[j] + rr[3 * hd + j] + bias[3 * hd + j]);
-          T cv = i * g + f * cp[j];
-          gi[j] = i;
-          gf[j] = f;
-          gg[j] = g;
-          go[j] = o;
-          cc[j] = cv;
-          h[j] = hn[j] = o * tanh_(cv);
+          for (int64_t j = 0; j < hd; ++j) {
+            T i = sigm(gi[j] + rr[j] + bias[j]), f = sigm(gf[j] + rr[hd + j] + bias[hd + j]);
+            T g = tanh_(gg[j] + rr[2 * hd + j] + bias[2 * hd + j]);
+            T o = sigm(go[j] + rr[3 * hd + j] + bias[3 * hd + j]);
+            T cv = i * g + f * cp[j];
+            gi[j] = i;
+            gf[j] = f;
+            gg[j] = g;
+            go[j] = o;
+            cc[j] = cv;
+            h[j] = hn[j] = o * tanh_(cv);
+          }
         }
-      });
-    }
+      }
+    });
   });
 }
 
@@ -145,56 +151,59 @@ void k_lstm_grad(const kernel_call& c) {
     const T *dy = c.in[0].data<T>(), *ws = c.in[1].data<T>(), *wh = c.in[2].data<T>();
     const std::vector<T> wht = transposed(wh, hd, g4);
     T* dgate = c.out.data<T>();
-    std::vector<T> dh_rec(static_cast<size_t>(bs * hd), T(0)), dc_rec(static_cast<size_t>(bs * hd), T(0));
-    std::vector<T> dg_t(static_cast<size_t>(bs * g4)); // this step's dG, contiguous for the GEMM
     const std::vector<T> zeros(static_cast<size_t>(hd), T(0));
-    // Full: dy covers the whole workspace (c and the gate activations get
-    // gradients too), else h alone.
-    auto step = [&](int64_t t, auto full_tag) {
-      constexpr bool full_dy = decltype(full_tag)::value;
-      rows(bs, hd * gate_cost, [&](int64_t b) {
-        const int64_t r = b * steps + t;
-        const T* row = ws + r * w;
-        const T *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
-        const T* cp = t > 0 ? row - w + hd : zeros.data();
-        const T* dyr = dy + r * dw;
-        T* dr = dh_rec.data() + b * hd;
-        T* dcr = dc_rec.data() + b * hd;
-        T* d = dgate + r * g4;
-        T* dc = dg_t.data() + b * g4;
+    batch_split(bs, steps * step_cost(hd, g4), [&](int64_t b0, int64_t b1) {
+      const int64_t nb = b1 - b0;
+      std::vector<T> dh_rec(static_cast<size_t>(nb * hd), T(0)), dc_rec(static_cast<size_t>(nb * hd), T(0));
+      std::vector<T> dg_t(static_cast<size_t>(nb * g4)); // this step's dG, contiguous for the GEMM
+      // Full: dy covers the whole workspace (c and the gate activations get
+      // gradients too), else h alone.
+      auto step = [&](int64_t t, auto full_tag) {
+        constexpr bool full_dy = decltype(full_tag)::value;
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t r = b * steps + t;
+          const T* row = ws + r * w;
+          const T *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
+          const T* cp = t > 0 ? row - w + hd : zeros.data();
+          const T* dyr = dy + r * dw;
+          T* dr = dh_rec.data() + (b - b0) * hd;
+          T* dcr = dc_rec.data() + (b - b0) * hd;
+          T* d = dgate + r * g4;
+          T* dc = dg_t.data() + (b - b0) * g4;
 #pragma omp simd
-        for (int64_t j = 0; j < hd; ++j) {
-          T i = gi[j], f = gf[j], g = gg[j], o = go[j];
-          T tc = tanh_(cc[j]);
-          T dh = dyr[j] + dr[j];
-          T dcv = dcr[j] + dh * o * (T(1) - tc * tc);
-          T di = 0, df = 0, dgv = 0, dov = 0;
-          if constexpr (full_dy) {
-            dcv += dyr[hd + j];
-            di = dyr[2 * hd + j];
-            df = dyr[3 * hd + j];
-            dgv = dyr[4 * hd + j];
-            dov = dyr[5 * hd + j];
+          for (int64_t j = 0; j < hd; ++j) {
+            T i = gi[j], f = gf[j], g = gg[j], o = go[j];
+            T tc = tanh_(cc[j]);
+            T dh = dyr[j] + dr[j];
+            T dcv = dcr[j] + dh * o * (T(1) - tc * tc);
+            T di = 0, df = 0, dgv = 0, dov = 0;
+            if constexpr (full_dy) {
+              dcv += dyr[hd + j];
+              di = dyr[2 * hd + j];
+              df = dyr[3 * hd + j];
+              dgv = dyr[4 * hd + j];
+              dov = dyr[5 * hd + j];
+            }
+            di += dcv * g;
+            df += dcv * cp[j];
+            dgv += dcv * i;
+            dov += dh * tc;
+            d[j] = dc[j] = di * i * (T(1) - i);
+            d[hd + j] = dc[hd + j] = df * f * (T(1) - f);
+            d[2 * hd + j] = dc[2 * hd + j] = dgv * (T(1) - g * g);
+            d[3 * hd + j] = dc[3 * hd + j] = dov * o * (T(1) - o);
+            dcr[j] = dcv * f;
           }
-          di += dcv * g;
-          df += dcv * cp[j];
-          dgv += dcv * i;
-          dov += dh * tc;
-          d[j] = dc[j] = di * i * (T(1) - i);
-          d[hd + j] = dc[hd + j] = df * f * (T(1) - f);
-          d[2 * hd + j] = dc[2 * hd + j] = dgv * (T(1) - g * g);
-          d[3 * hd + j] = dc[3 * hd + j] = dov * o * (T(1) - o);
-          dcr[j] = dcv * f;
         }
-      });
-    };
-    for (int64_t t = steps; t-- > 0;) {
-      if (full)
-        step(t, std::true_type{});
-      else
-        step(t, std::false_type{});
-      if (t > 0) gemm(c, false, false, bs, hd, g4, dg_t.data(), g4, wht.data(), hd, T(0), dh_rec.data(), hd);
-    }
+      };
+      for (int64_t t = steps; t-- > 0;) {
+        if (full)
+          step(t, std::true_type{});
+        else
+          step(t, std::false_type{});
+        if (t > 0) gemm(c, false, false, nb, hd, g4, dg_t.data(), g4, wht.data(), hd, T(0), dh_rec.data(), hd);
+      }
+    });
   });
 }
 
@@ -214,29 +223,32 @@ void k_gru(const kernel_call& c) {
     // The r z n blocks get x_t w_x here; per step, h_{t-1} (kept contiguous
     // in hc) times w_h goes to q, and the gate loop adds both biases.
     gemm(c, false, false, bs * steps, g3, in, x, in, wx, g3, T(0), ws + hd, w);
-    std::vector<T> q(static_cast<size_t>(bs * g3)), hc(static_cast<size_t>(bs * hd));
-    for (int64_t t = 0; t < steps; ++t) {
-      if (t > 0) gemm(c, false, false, bs, g3, hd, hc.data(), hd, wh, g3, T(0), q.data(), g3);
-      rows(bs, hd * gate_cost, [&](int64_t b) {
-        T* row = ws + (b * steps + t) * w;
-        const T* hp = t > 0 ? row - w : zeros.data();
-        const T* qr = t > 0 ? q.data() + b * g3 : zeros.data();
-        T *h = row, *gr = row + hd, *gz = gr + hd, *gn = gz + hd, *hn = gn + hd;
-        T* hnext = hc.data() + b * hd;
+    batch_split(bs, steps * step_cost(hd, g3), [&](int64_t b0, int64_t b1) {
+      const int64_t nb = b1 - b0;
+      std::vector<T> q(static_cast<size_t>(nb * g3)), hc(static_cast<size_t>(nb * hd));
+      for (int64_t t = 0; t < steps; ++t) {
+        if (t > 0) gemm(c, false, false, nb, g3, hd, hc.data(), hd, wh, g3, T(0), q.data(), g3);
+        for (int64_t b = b0; b < b1; ++b) {
+          T* row = ws + (b * steps + t) * w;
+          const T* hp = t > 0 ? row - w : zeros.data();
+          const T* qr = t > 0 ? q.data() + (b - b0) * g3 : zeros.data();
+          T *h = row, *gr = row + hd, *gz = gr + hd, *gn = gz + hd, *hn = gn + hd;
+          T* hnext = hc.data() + (b - b0) * hd;
 #pragma omp simd
-        for (int64_t j = 0; j < hd; ++j) {
-          T r = sigm(gr[j] + bx[j] + (qr[j] + bh[j]));
-          T zz = sigm(gz[j] + bx[hd + j] + (qr[hd + j] + bh[hd + j]));
-          T m = qr[2 * hd + j] + bh[2 * hd + j];
-          T n = tanh_(gn[j] + bx[2 * hd + j] + r * m);
-          gr[j] = r;
-          gz[j] = zz;
-          gn[j] = n;
-          hn[j] = m;
-          h[j] = hnext[j] = (T(1) - zz) * n + zz * hp[j];
+          for (int64_t j = 0; j < hd; ++j) {
+            T r = sigm(gr[j] + bx[j] + (qr[j] + bh[j]));
+            T zz = sigm(gz[j] + bx[hd + j] + (qr[hd + j] + bh[hd + j]));
+            T m = qr[2 * hd + j] + bh[2 * hd + j];
+            T n = tanh_(gn[j] + bx[2 * hd + j] + r * m);
+            gr[j] = r;
+            gz[j] = zz;
+            gn[j] = n;
+            hn[j] = m;
+            h[j] = hnext[j] = (T(1) - zz) * n + zz * hp[j];
+          }
         }
-      });
-    }
+      }
+    });
   });
 }
 
@@ -251,55 +263,58 @@ void k_gru_grad(const kernel_call& c) {
     const T *dy = c.in[0].data<T>(), *ws = c.in[1].data<T>(), *wh = c.in[2].data<T>();
     const std::vector<T> wht = transposed(wh, hd, g3);
     T* dgate = c.out.data<T>();
-    std::vector<T> dh_rec(static_cast<size_t>(bs * hd), T(0));
-    std::vector<T> dgh_t(static_cast<size_t>(bs * g3)); // this step's dGh, contiguous for the GEMM
     const std::vector<T> zeros(static_cast<size_t>(hd), T(0));
-    auto step = [&](int64_t t, auto full_tag) {
-      constexpr bool full_dy = decltype(full_tag)::value;
-      rows(bs, hd * gate_cost, [&](int64_t b) {
-        const int64_t ri = b * steps + t;
-        const T* row = ws + ri * w;
-        const T *gr = row + hd, *gz = gr + hd, *gn = gz + hd, *hn = gn + hd;
-        const T* hp = t > 0 ? row - w : zeros.data();
-        const T* dyr = dy + ri * dw;
-        T* dr = dh_rec.data() + b * hd;
-        T* d = dgate + ri * g6;
-        T* dc = dgh_t.data() + b * g3;
+    batch_split(bs, steps * step_cost(hd, g3), [&](int64_t b0, int64_t b1) {
+      const int64_t nb = b1 - b0;
+      std::vector<T> dh_rec(static_cast<size_t>(nb * hd), T(0));
+      std::vector<T> dgh_t(static_cast<size_t>(nb * g3)); // this step's dGh, contiguous for the GEMM
+      auto step = [&](int64_t t, auto full_tag) {
+        constexpr bool full_dy = decltype(full_tag)::value;
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t ri = b * steps + t;
+          const T* row = ws + ri * w;
+          const T *gr = row + hd, *gz = gr + hd, *gn = gz + hd, *hn = gn + hd;
+          const T* hp = t > 0 ? row - w : zeros.data();
+          const T* dyr = dy + ri * dw;
+          T* dr = dh_rec.data() + (b - b0) * hd;
+          T* d = dgate + ri * g6;
+          T* dc = dgh_t.data() + (b - b0) * g3;
 #pragma omp simd
-        for (int64_t j = 0; j < hd; ++j) {
-          T r = gr[j], zz = gz[j], n = gn[j], m = hn[j], h_prev = hp[j];
-          T dh = dyr[j] + dr[j];
-          T drv = 0, dzv = 0, dnv = 0, dm = 0;
-          if constexpr (full_dy) {
-            drv = dyr[hd + j];
-            dzv = dyr[2 * hd + j];
-            dnv = dyr[3 * hd + j];
-            dm = dyr[4 * hd + j];
+          for (int64_t j = 0; j < hd; ++j) {
+            T r = gr[j], zz = gz[j], n = gn[j], m = hn[j], h_prev = hp[j];
+            T dh = dyr[j] + dr[j];
+            T drv = 0, dzv = 0, dnv = 0, dm = 0;
+            if constexpr (full_dy) {
+              drv = dyr[hd + j];
+              dzv = dyr[2 * hd + j];
+              dnv = dyr[3 * hd + j];
+              dm = dyr[4 * hd + j];
+            }
+            dnv += dh * (T(1) - zz);
+            dzv += dh * (h_prev - n);
+            T dn_pre = dnv * (T(1) - n * n);
+            drv += dn_pre * m;
+            dm += dn_pre * r;
+            T dr_pre = drv * r * (T(1) - r), dz_pre = dzv * zz * (T(1) - zz);
+            d[j] = dr_pre;
+            d[hd + j] = dz_pre;
+            d[2 * hd + j] = dn_pre;
+            d[3 * hd + j] = dc[j] = dr_pre;
+            d[4 * hd + j] = dc[hd + j] = dz_pre;
+            d[5 * hd + j] = dc[2 * hd + j] = dm;
+            dr[j] = dh * zz; // the direct path; the GEMM below adds dGh w_h^T
           }
-          dnv += dh * (T(1) - zz);
-          dzv += dh * (h_prev - n);
-          T dn_pre = dnv * (T(1) - n * n);
-          drv += dn_pre * m;
-          dm += dn_pre * r;
-          T dr_pre = drv * r * (T(1) - r), dz_pre = dzv * zz * (T(1) - zz);
-          d[j] = dr_pre;
-          d[hd + j] = dz_pre;
-          d[2 * hd + j] = dn_pre;
-          d[3 * hd + j] = dc[j] = dr_pre;
-          d[4 * hd + j] = dc[hd + j] = dz_pre;
-          d[5 * hd + j] = dc[2 * hd + j] = dm;
-          dr[j] = dh * zz; // the direct path; the GEMM below adds dGh w_h^T
         }
-      });
-    };
-    for (int64_t t = steps; t-- > 0;) {
-      if (full)
-        step(t, std::true_type{});
-      else
-        step(t, std::false_type{});
-      if (t > 0)
-        gemm(c, false, false, bs, hd, g3, dgh_t.data(), g3, wht.data(), hd, T(1), dh_rec.data(), hd);
-    }
+      };
+      for (int64_t t = steps; t-- > 0;) {
+        if (full)
+          step(t, std::true_type{});
+        else
+          step(t, std::false_type{});
+        if (t > 0)
+          gemm(c, false, false, nb, hd, g3, dgh_t.data(), g3, wht.data(), hd, T(1), dh_rec.data(), hd);
+      }
+    });
   });
 }
 
@@ -331,12 +346,14 @@ void k_rnn_weight_grad(const kernel_call& c) {
     // t = 0), so that the sum over batch and steps is one GEMM.
     auto hp = std::make_unique_for_overwrite<T[]>(static_cast<size_t>(bs * steps * k));
     const T* ws = a.data<T>();
-    rows(bs, steps * k, [&](int64_t b) {
-      T* dst = hp.get() + b * steps * k;
-      std::fill(dst, dst + k, T(0));
-      for (int64_t t = 1; t < steps; ++t) {
-        const T* src = ws + (b * steps + t - 1) * aw;
-        std::copy(src, src + k, dst + t * k);
+    parallel_for(bs, steps * k, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        T* dst = hp.get() + b * steps * k;
+        std::fill(dst, dst + k, T(0));
+        for (int64_t t = 1; t < steps; ++t) {
+          const T* src = ws + (b * steps + t - 1) * aw;
+          std::copy(src, src + k, dst + t * k);
+        }
       }
     });
     gemm(c, true, false, k, g, bs * steps, hp.get(), k, dg.data<T>() + (ld - g), ld, T(0), out, g);
