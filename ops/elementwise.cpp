@@ -60,40 +60,40 @@ type_shape infer_cast(const node& n, std::span<const type_shape> in) {
 }
 
 void grad_add(grad_ctx& c) {
-  if (c.needs[0]) c.dense(0, reduce_like(c.dy, c.in(0)));
-  if (c.needs[1]) c.dense(1, reduce_like(c.dy, c.in(1)));
+  if (c.needs[0]) c.dense(0, reduce_like(c, c.dy, 0));
+  if (c.needs[1]) c.dense(1, reduce_like(c, c.dy, 1));
 }
 void grad_sub(grad_ctx& c) {
-  if (c.needs[0]) c.dense(0, reduce_like(c.dy, c.in(0)));
-  if (c.needs[1]) c.dense(1, reduce_like(-c.dy, c.in(1)));
+  if (c.needs[0]) c.dense(0, reduce_like(c, c.dy, 0));
+  if (c.needs[1]) c.dense(1, reduce_like(c, -c.dy, 1));
 }
 void grad_mul(grad_ctx& c) {
-  if (c.needs[0]) c.dense(0, reduce_like(c.dy * c.in(1), c.in(0)));
-  if (c.needs[1]) c.dense(1, reduce_like(c.dy * c.in(0), c.in(1)));
+  if (c.needs[0]) c.dense(0, reduce_like(c, c.dy * c.in(1), 0));
+  if (c.needs[1]) c.dense(1, reduce_like(c, c.dy * c.in(0), 1));
 }
 void grad_div(grad_ctx& c) {
-  if (c.needs[0]) c.dense(0, reduce_like(c.dy / c.in(1), c.in(0)));
-  if (c.needs[1]) c.dense(1, reduce_like(-(c.dy * c.y() / c.in(1)), c.in(1)));
+  if (c.needs[0]) c.dense(0, reduce_like(c, c.dy / c.in(1), 0));
+  if (c.needs[1]) c.dense(1, reduce_like(c, -(c.dy * c.y() / c.in(1)), 1));
 }
 void grad_pow(grad_ctx& c) {
   expr a = c.in(0), b = c.in(1);
-  if (c.needs[0]) c.dense(0, reduce_like(c.dy * b * pow(a, b - 1.0), a));
-  if (c.needs[1]) c.dense(1, reduce_like(c.dy * c.y() * log(a), b));
+  if (c.needs[0]) c.dense(0, reduce_like(c, c.dy * b * pow(a, b - 1.0), 0));
+  if (c.needs[1]) c.dense(1, reduce_like(c, c.dy * c.y() * log(a), 1));
 }
 void grad_maximum(grad_ctx& c) {
   expr a = c.in(0), b = c.in(1);
-  if (c.needs[0]) c.dense(0, reduce_like(c.dy * mask_like(greater_equal(a, b), c.dy), a));
-  if (c.needs[1]) c.dense(1, reduce_like(c.dy * mask_like(less(a, b), c.dy), b));
+  if (c.needs[0]) c.dense(0, reduce_like(c, c.dy * mask_like(greater_equal(a, b), c.dy), 0));
+  if (c.needs[1]) c.dense(1, reduce_like(c, c.dy * mask_like(less(a, b), c.dy), 1));
 }
 void grad_minimum(grad_ctx& c) {
   expr a = c.in(0), b = c.in(1);
-  if (c.needs[0]) c.dense(0, reduce_like(c.dy * mask_like(less_equal(a, b), c.dy), a));
-  if (c.needs[1]) c.dense(1, reduce_like(c.dy * mask_like(greater(a, b), c.dy), b));
+  if (c.needs[0]) c.dense(0, reduce_like(c, c.dy * mask_like(less_equal(a, b), c.dy), 0));
+  if (c.needs[1]) c.dense(1, reduce_like(c, c.dy * mask_like(greater(a, b), c.dy), 1));
 }
 void grad_where(grad_ctx& c) {
   expr zero = scalar_like(c.dy, 0);
-  if (c.needs[1]) c.dense(1, reduce_like(where(c.in(0), c.dy, zero), c.in(1)));
-  if (c.needs[2]) c.dense(2, reduce_like(where(c.in(0), zero, c.dy), c.in(2)));
+  if (c.needs[1]) c.dense(1, reduce_like(c, where(c.in(0), c.dy, zero), 1));
+  if (c.needs[2]) c.dense(2, reduce_like(c, where(c.in(0), zero, c.dy), 2));
 }
 void grad_neg(grad_ctx& c) { c.dense(0, -c.dy); }
 void grad_abs(grad_ctx& c) { c.dense(0, c.dy * sign(c.in(0))); }

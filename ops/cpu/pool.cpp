@@ -1,7 +1,10 @@
-// CPU kernels: max_pool2d, avg_pool2d and their gradients. f32 forwards and
-// the f32 average gradient run oneDNN's pooling primitives on plain NCHW
-// memory; the max gradient recomputes each window's argmax (no workspace to
-// carry between nodes) with the loops of ops/window.hpp, as does f64.
+// CPU kernels: max_pool2d, avg_pool2d and their gradients. Max pooling over
+// 2 x 2 windows at stride 2 (no padding: LeNet's, VGG's, the benchmark
+// CNN's) is one vectorized pass per plane in both directions; otherwise f32
+// forwards and the f32 average gradient run oneDNN's pooling primitives on
+// plain NCHW memory, and the max gradient recomputes each window's argmax
+// (no workspace to carry between nodes) with the loops of ops/window.hpp,
+// as does f64.
 
 #include <algorithm>
 
@@ -36,6 +39,81 @@ void each(int64_t n, int64_t cost, F f) {
   });
 }
 
+/// 2 x 2 windows at stride 2 without padding or dilation. Output sizes
+/// round down, so an odd last row or column is in no window.
+bool is_2x2(const ops::window_geom& g) {
+  return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1 &&
+         2 * g.oh <= g.h && 2 * g.ow <= g.w;
+}
+
+/// Which of a window's four elements (row by row: 0 to 3) is its first
+/// largest, as ops::max_pool_argmax picks it, and its value in m. Selects,
+/// not branches, and the index as a T so that the loops around it vectorize.
+template <class T>
+inline T first_largest(T a, T b, T c, T d, T& m) {
+  T k = 0;
+  m = a;
+  bool more = m < b;
+  k = more ? T(1) : k;
+  m = more ? b : m;
+  more = m < c;
+  k = more ? T(2) : k;
+  m = more ? c : m;
+  more = m < d;
+  k = more ? T(3) : k;
+  m = more ? d : m;
+  return k;
+}
+
+template <class T>
+void max_pool_2x2(const ops::window_geom& g, const T* x, T* y) {
+  const int64_t plane = g.h * g.w, oplane = g.oh * g.ow;
+  parallel_for(g.n * g.c, plane, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p)
+      for (int64_t i = 0; i < g.oh; ++i) {
+        const T* r0 = x + p * plane + 2 * i * g.w;
+        const T* r1 = r0 + g.w;
+        T* o = y + p * oplane + i * g.ow;
+#pragma omp simd
+        for (int64_t j = 0; j < g.ow; ++j) {
+          T m;
+          first_largest(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], m);
+          o[j] = m;
+        }
+      }
+  });
+}
+
+/// Each window's dy goes to its first largest element, zeros to the other
+/// three (and to rows and columns in no window): dx written once.
+template <class T>
+void max_pool_grad_2x2(const ops::window_geom& g, const T* dy, const T* x, T* dx) {
+  const int64_t plane = g.h * g.w, oplane = g.oh * g.ow;
+  const bool uncovered = 2 * g.oh < g.h || 2 * g.ow < g.w;
+  parallel_for(g.n * g.c, 2 * plane, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      if (uncovered) std::fill(dx + p * plane, dx + (p + 1) * plane, T(0));
+      for (int64_t i = 0; i < g.oh; ++i) {
+        const T* r0 = x + p * plane + 2 * i * g.w;
+        const T* r1 = r0 + g.w;
+        T* d0 = dx + p * plane + 2 * i * g.w;
+        T* d1 = d0 + g.w;
+        const T* dr = dy + p * oplane + i * g.ow;
+#pragma omp simd
+        for (int64_t j = 0; j < g.ow; ++j) {
+          T m;
+          const T k = first_largest(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], m);
+          const T v = dr[j];
+          d0[2 * j] = k == T(0) ? v : T(0);
+          d0[2 * j + 1] = k == T(1) ? v : T(0);
+          d1[2 * j] = k == T(2) ? v : T(0);
+          d1[2 * j + 1] = k == T(3) ? v : T(0);
+        }
+      }
+    }
+  });
+}
+
 // max_pool2d(x), avg_pool2d(x)
 void k_pool(const kernel_call& c) {
   ops::window_geom g = ops::pool_geom(c.in[0].shape(), c.out.shape(), c.n.attrs);
@@ -43,7 +121,9 @@ void k_pool(const kernel_call& c) {
   bool is_max = c.n.op == op_kind::max_pool2d;
   dispatch_float(c, c.out.type(), [&](auto z) {
     using T = decltype(z);
-    if constexpr (std::is_same_v<T, float>) {
+    if (is_max && is_2x2(g)) {
+      max_pool_2x2(g, c.in[0].data<T>(), c.out.data<T>());
+    } else if constexpr (std::is_same_v<T, float>) {
       dnnl_guard(c, [&] {
         pool_descs d(g);
         dnnl::pooling_forward::primitive_desc pd(
@@ -70,6 +150,7 @@ void k_max_pool_grad(const kernel_call& c) {
     using T = decltype(z);
     const T *dy = c.in[0].data<T>(), *x = c.in[1].data<T>();
     T* dx = c.out.data<T>();
+    if (is_2x2(g)) return max_pool_grad_2x2(g, dy, x, dx);
     // One pass per (n, c) plane: each output adds its dy to its window's
     // first largest element (ops::max_pool_argmax, as the forward picks).
     const int64_t plane = g.h * g.w, oplane = g.oh * g.ow;

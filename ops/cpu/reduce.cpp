@@ -1,5 +1,6 @@
 // CPU kernels: reductions over any set of axes.
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -50,9 +51,13 @@ void reduce_into(const T* in, const shape& s, const std::vector<int>& axes, rop 
   int64_t total_out = 1;
   for (int i = 0; i < rank; ++i)
     if (!red[static_cast<size_t>(i)]) total_out *= s[i];
-  if (first < 0) {  // nothing to reduce
-    int64_t n = s.numel();
-    for (int64_t i = 0; i < n; ++i) out[i] = rstep(op, rinit<T>(op), in[i]);
+  if (first < 0) { // nothing to reduce (sum_to_like of equal shapes at run time): a copy
+    parallel_for(s.numel(), 1, [&](int64_t b, int64_t e) {
+      if (op == rop::sumsq)
+        for (int64_t i = b; i < e; ++i) out[i] = in[i] * in[i];
+      else
+        std::copy(in + b, in + e, out + b);
+    });
     return;
   }
   if (contiguous) {

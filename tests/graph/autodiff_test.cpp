@@ -148,6 +148,46 @@ TEST(Autodiff, BroadcastGradientIsReducedToBiasShape) {
   expect_near_all(out2[0].to_doubles(), {-1, 9, 5}, 1e-12); // column sums of a + 1
 }
 
+// An operand whose shape alone fixes a broadcast's output (a batch of -1
+// plus a per-channel bias) gets the output's gradient as it is: no
+// sum_to_like over a tensor of its own size. One that may be broadcast at
+// run time (-1 against -1, or a known 1) still gets summed down.
+TEST(Autodiff, OperandThatFixesTheBroadcastGetsTheGradientUnreduced) {
+  graph g;
+  auto y = g.placeholder("y", dtype::f64, {shape::unknown, 2, 3});
+  auto b = g.variable("b", {2, 1}, init::constant(0.5), dtype::f64);
+  auto u = g.placeholder("u", dtype::f64, {shape::unknown, 3});
+  auto v = g.placeholder("v", dtype::f64, {shape::unknown, 3});
+  auto w = g.placeholder("w", dtype::f64, {1, 3});
+  auto loss = sum(square(y + b)) + sum(u * v) + sum(u * w);
+  auto grads = gradients(loss, {y, b, u, w});
+  auto op_of = [&](const expr& e) { return g.at(e.id()).op; };
+  // y + b: y's gradient is 2 (y + b) itself; b's is summed down.
+  EXPECT_NE(op_of(grads[0].dense), op_kind::sum_to_like);
+  EXPECT_EQ(op_of(grads[1].dense), op_kind::sum_to_like);
+  // u * v with both batches unknown (either could be 1 at run time), and
+  // w's known 1 against u's batch: both need the reduction.
+  EXPECT_EQ(op_of(grads[3].dense), op_kind::sum_to_like);
+
+  auto kr = cpu_kernels();
+  variable_store vars;
+  executor ex(g, vars, kr);
+  auto out = run_ok(ex,
+                    {{y, tensor::from<double>({2, 2, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})},
+                     {u, tensor::from<double>({2, 3}, {1, 2, 3, 4, 5, 6})},
+                     {v, tensor::from<double>({1, 3}, {1, -1, 2})},
+                     {w, tensor::zeros(dtype::f64, {1, 3})}},
+                    {grads[0].dense, grads[1].dense, grads[2].dense, grads[3].dense});
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0].shape(), shape({2, 2, 3}));
+  expect_near_all(out[0].to_doubles(), {3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25}, 1e-12);
+  expect_near_all(out[1].to_doubles(), {2 * (1 + 2 + 3 + 7 + 8 + 9 + 3), 2 * (4 + 5 + 6 + 10 + 11 + 12 + 3)}, 1e-12);
+  // d/du = v (fed with batch 1, broadcast over u's) + w (zeros).
+  EXPECT_EQ(out[2].shape(), shape({2, 3}));
+  expect_near_all(out[2].to_doubles(), {1, -1, 2, 1, -1, 2}, 1e-12);
+  expect_near_all(out[3].to_doubles(), {5, 7, 9}, 1e-12);
+}
+
 TEST(Autodiff, IntegerWrtThrowsAndIntegerPathsCarryNoGradient) {
   graph g;
   auto ids = g.placeholder("ids", dtype::i64, {3});

@@ -1011,6 +1011,8 @@ void add_conv_pool_cases(std::vector<op_case>& cs) {
   };
   const pool_spec pools[] = {
       {"MaxPool2dK2", {2, 3, 6, 6}, {}, true},
+      {"MaxPool2dK2OddSizes", {2, 3, 7, 9}, {}, true}, // the last row and column are in no window
+      {"MaxPool2dK2Large", {4, 16, 12, 12}, {}, true}, // planes split across the pool
       {"MaxPool2dK3S2Pad1", {1, 2, 7, 5}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}, true},
       {"MaxPool2dNonSquareOverlapping", {2, 2, 5, 6}, {.kernel = {3, 2}, .stride = {1, 2}, .padding = {1, 1}}, true},
       {"AvgPool2dK2", {2, 3, 6, 6}, {}, false},

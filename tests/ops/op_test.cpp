@@ -335,6 +335,39 @@ TEST(StopGradient, PassesValuesButNoGradient) {
   EXPECT_EQ((*r)[1].to_doubles(), (std::vector<double>{1.5, -2, 3}));
 }
 
+// Max pooling sends each window's gradient to its first largest element
+// (row by row), in the 2 x 2 stride-2 fast path and in the general one, on
+// ties too; an odd last row or column gets none.
+TEST(MaxPoolGradient, GoesToTheFirstLargestElementOfEachWindow) {
+  // One 3 x 5 plane; the last row is in no window.
+  const std::vector<double> xv = {1, 1, 0, 5, 9,  //
+                                  1, 0, 5, 5, 9,  //
+                                  9, 9, 9, 9, 9};
+  for (dtype t : {dtype::f32, dtype::f64})
+    for (bool fast : {true, false}) {
+      graph g;
+      expr x = g.placeholder("x", t, shape{1, 1, 3, 5});
+      // 2 x 2 windows at stride 2 take the fast path (columns 0-1, 2-3),
+      // at stride (2, 3) the general loop (columns 0-1, 3-4).
+      expr y = max_pool2d(x, {.kernel = {2, 2}, .stride = {2, fast ? 2 : 3}});
+      expr loss = sum(y * g.constant(tensor::from<double>(shape{1, 1, 1, 2}, {10, 20}).cast(t)));
+      auto grads = gradients(loss, {x});
+      variable_store vars;
+      kernel_registry reg;
+      cpu::register_kernels(reg);
+      executor ex(g, vars, reg);
+      auto r = ex.run({{x, tensor::from<double>(shape{1, 1, 3, 5}, xv).cast(t)}}, {y, grads[0].dense});
+      ASSERT_TRUE(r.ok()) << r.err().message;
+      // Window 1 (both): 1 1 / 1 0 -> the first 1. Window 2: fast 0 5 / 5 5
+      // -> the first 5; general 5 9 / 5 9 -> the first 9.
+      EXPECT_EQ((*r)[0].to_doubles(), (std::vector<double>{1, fast ? 5.0 : 9.0})) << name(t) << " fast " << fast;
+      std::vector<double> want(15, 0.0);
+      want[0] = 10;
+      want[fast ? 3 : 4] = 20;
+      EXPECT_EQ((*r)[1].to_doubles(), want) << name(t) << " fast " << fast;
+    }
+}
+
 TEST(Cast, ToItsOwnTypeIsTheSameExpression) {
   graph g;
   expr x = g.placeholder("x", dtype::f64, shape{3});
