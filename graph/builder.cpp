@@ -129,19 +129,22 @@ expr linear(expr x, expr w, expr b) {
   return g.add(op_kind::linear, {x.id(), w.id(), b.id()});
 }
 
-expr conv2d(expr x, expr w, const conv2d_options& o) {
-  graph& g = same_graph(x, w);
+namespace {
+op_attrs conv_attrs(const conv2d_options& o) {
   op_attrs a;
   a.axes = {o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1]};
   a.axis = o.groups;
-  return g.add(op_kind::conv2d, {x.id(), w.id()}, std::move(a));
+  return a;
+}
+} // namespace
+
+expr conv2d(expr x, expr w, const conv2d_options& o) {
+  return same_graph(x, w).add(op_kind::conv2d, {x.id(), w.id()}, conv_attrs(o));
 }
 expr conv2d(expr x, expr w, expr b, const conv2d_options& o) {
+  graph& g = same_graph(x, w);
   same_graph(x, b);
-  expr y = conv2d(x, w, o);
-  if (b.shape().rank() != 1)
-    throw luoshu_error("conv2d bias must be [out_channels] (rank 1), got " + b.shape().to_string());
-  return y + reshape(b, shape{-1, 1, 1});
+  return g.add(op_kind::conv2d, {x.id(), w.id(), b.id()}, conv_attrs(o));
 }
 
 expr layer_norm(expr x, expr gamma, expr beta, double eps) {

@@ -107,7 +107,8 @@ struct conv2d_options {
 /// w [o, c / groups, kh, kw]: [n, o, oh, ow], oh = (h + 2 pad - dilation (kh - 1) - 1) / stride + 1.
 /// f32 runs oneDNN; f64 plain loops.
 expr conv2d(expr x, expr w, const conv2d_options& o = {});
-/// conv2d plus a per-channel bias b [o], added by broadcasting (an `add` node).
+/// conv2d plus a per-output-channel bias b [o], added inside the convolution
+/// (one node; its gradient is conv2d_bias_grad).
 expr conv2d(expr x, expr w, expr b, const conv2d_options& o = {});
 /// Options of max_pool2d and avg_pool2d (floor mode; padding at most half the kernel).
 struct pool2d_options {

@@ -1,8 +1,11 @@
 // 2-d convolution over NCHW inputs and OIHW filters (attributes: see
-// ops/window.hpp). Backward helpers:
+// ops/window.hpp): conv2d(x, w) or conv2d(x, w, b) with a per-output-channel
+// bias b [O] added inside the convolution (oneDNN's bias on the CPU: no
+// separate broadcast add over the activation, forward or backward).
+// Backward helpers:
 //   conv2d_input_grad(dy, w, x_like): the gradient w.r.t. x (x read for its shape);
-//   conv2d_filter_grad(x, dy, w_like): the gradient w.r.t. w (w read for its shape).
-// A bias is not part of the op: the builder adds it by broadcasting.
+//   conv2d_filter_grad(x, dy, w_like): the gradient w.r.t. w (w read for its shape);
+//   conv2d_bias_grad(dy): the gradient w.r.t. b, dy summed over N, H and W.
 
 #include "graph/graph.hpp"
 #include "ops/families.hpp"
@@ -56,7 +59,25 @@ void require_like(const shape& got, const shape& want, const char* what) {
 }
 
 type_shape infer_conv2d(const node& n, std::span<const type_shape> in) {
-  return {in[0].type, conv_out_shape(n, in[0], in[1])};
+  if (in.size() != 2 && in.size() != 3)
+    throw luoshu_error("takes x, w and an optional bias (2 or 3 inputs), got " + std::to_string(in.size()));
+  shape y = conv_out_shape(n, in[0], in[1]);
+  if (in.size() == 3) {
+    require_same_type(in[0], in[2]);
+    const shape& b = in[2].shape;
+    if (b.rank() != 1 || !dims_agree(b[0], y[1]))
+      throw luoshu_error("bias must be [" + dim_str(y[1]) + "] (one per output channel of filter " +
+                         in[1].shape.to_string() + "), got " + b.to_string());
+  }
+  return {in[0].type, y};
+}
+
+// conv2d_bias_grad(dy)
+type_shape infer_conv2d_bias_grad(const node&, std::span<const type_shape> in) {
+  require_float(in[0], "output gradient");
+  if (in[0].shape.rank() != 4)
+    throw luoshu_error("output gradient must be [N, O, H, W] (rank 4), got " + in[0].shape.to_string());
+  return {in[0].type, shape{in[0].shape[1]}};
 }
 
 // conv2d_input_grad(dy, w, x_like)
@@ -78,6 +99,7 @@ void grad_conv2d(grad_ctx& c) {
   expr x = c.in(0), w = c.in(1), dy = c.dy;
   if (c.needs[0]) c.dense(0, c.g.add(op_kind::conv2d_input_grad, {dy.id(), w.id(), x.id()}, a));
   if (c.needs[1]) c.dense(1, c.g.add(op_kind::conv2d_filter_grad, {x.id(), dy.id(), w.id()}, a));
+  if (c.n().inputs.size() == 3 && c.needs[2]) c.dense(2, c.g.add(op_kind::conv2d_bias_grad, {dy.id()}));
 }
 
 } // namespace
@@ -86,6 +108,7 @@ void describe_conv(op_table& t) {
   t.set(op_kind::conv2d, 0, infer_conv2d, grad_conv2d);
   t.set(op_kind::conv2d_input_grad, op_flag_shape_only_last, infer_conv2d_input_grad, nullptr);
   t.set(op_kind::conv2d_filter_grad, op_flag_shape_only_last, infer_conv2d_filter_grad, nullptr);
+  t.set(op_kind::conv2d_bias_grad, 0, infer_conv2d_bias_grad, nullptr);
 }
 
 } // namespace luoshu::ops

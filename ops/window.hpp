@@ -170,6 +170,19 @@ LUOSHU_WINDOW_HD T conv_filter_grad_at(const window_geom& g, const T* x, const T
   return acc;
 }
 
+/// The gradient of conv2d's bias for output channel o: dy summed over the
+/// batch and both output axes.
+template <class T>
+LUOSHU_WINDOW_HD T conv_bias_grad_at(const window_geom& g, const T* dy, int64_t o) {
+  T acc = T(0);
+  const int64_t plane = g.oh * g.ow;
+  for (int64_t n = 0; n < g.n; ++n) {
+    const T* dp = dy + (n * g.o + o) * plane;
+    for (int64_t k = 0; k < plane; ++k) acc += dp[k];
+  }
+  return acc;
+}
+
 /// Flat offset (within its [h, w] plane) of the first largest element of
 /// output (i, j)'s window; padding never wins.
 template <class T>

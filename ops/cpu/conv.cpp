@@ -62,13 +62,14 @@ void each(int64_t n, int64_t cost, F f) {
   });
 }
 
-/// One conv kernel (out from in[0], in[1]): zeros when input `operand` is
-/// empty; f32 runs this thread's staged oneDNN primitive `key` for g, built
-/// by make(conv_descs) on first use with its arguments in the order in[0],
-/// in[1], out; f64 computes each output element with at(g, in0, in1, i).
+/// One conv kernel (out from in[0], in[1] and, with `args` 3, in[2]): zeros
+/// when input `operand` is empty; f32 runs this thread's staged oneDNN
+/// primitive `key` for g, built by make(conv_descs) on first use with its
+/// arguments in the order in[0], in[1] (, in[2]), out; f64 computes each
+/// output element with at(g, in0, in1, i).
 template <class Make, class At>
-void conv_kernel(const kernel_call& c, const ops::window_geom& g, int64_t cost, size_t operand, const char* key, Make&& make,
-                 At&& at) {
+void conv_kernel(const kernel_call& c, const ops::window_geom& g, int64_t cost, size_t operand, const char* key,
+                 size_t args, Make&& make, At&& at) {
   if (c.out.numel() == 0) return;
   dispatch_float(c, c.out.type(), [&](auto z) {
     using T = decltype(z);
@@ -79,7 +80,10 @@ void conv_kernel(const kernel_call& c, const ops::window_geom& g, int64_t cost, 
       }
       dnnl_guard(c, [&] {
         staged_primitive& p = staged_primitive_cache(conv_key(key, g), [&] { return make(conv_descs(g)); });
-        p.run({&c.in[0], &c.in[1], &c.out});
+        if (args == 3)
+          p.run({&c.in[0], &c.in[1], &c.in[2], &c.out});
+        else
+          p.run({&c.in[0], &c.in[1], &c.out});
       });
     } else {
       const T *a = c.in[0].data<T>(), *b = c.in[1].data<T>();
@@ -89,27 +93,40 @@ void conv_kernel(const kernel_call& c, const ops::window_geom& g, int64_t cost, 
   });
 }
 
-// conv2d(x, w)
+// conv2d(x, w), conv2d(x, w, b)
 void k_conv2d(const kernel_call& c) {
   ops::window_geom g = ops::conv_geom(c.in[0].shape(), c.in[1].shape(), c.out.shape(), c.n.attrs);
+  const bool bias = c.in.size() == 3;
   conv_kernel(
-      c, g, g.c / g.groups * g.kh * g.kw, 0, "fwd",
-      [](const conv_descs& d) {
+      c, g, g.c / g.groups * g.kh * g.kw, 0, bias ? "fwd_bias" : "fwd", c.in.size(),
+      [&](const conv_descs& d) {
         staged_primitive s;
-        s.prim = dnnl::convolution_forward(d.fwd);
-        s.add(DNNL_ARG_SRC, false, d.x, d.fwd.src_desc());
-        s.add(DNNL_ARG_WEIGHTS, false, d.w, d.fwd.weights_desc());
-        s.add(DNNL_ARG_DST, true, d.y, d.fwd.dst_desc());
+        dnnl::memory::desc b({g.o}, dt::f32, tag::x);
+        auto pd = bias ? dnnl::convolution_forward::primitive_desc(
+                             {dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.xa, d.wa, b,
+                              d.ya, d.strides, d.dilates, d.pad, d.pad},
+                             dnnl_engine())
+                       : d.fwd;
+        s.prim = dnnl::convolution_forward(pd);
+        s.add(DNNL_ARG_SRC, false, d.x, pd.src_desc());
+        s.add(DNNL_ARG_WEIGHTS, false, d.w, pd.weights_desc());
+        if (bias) s.add(DNNL_ARG_BIAS, false, b, pd.bias_desc());
+        s.add(DNNL_ARG_DST, true, d.y, pd.dst_desc());
         return s;
       },
-      [](const ops::window_geom& geom, const auto* x, const auto* w, int64_t i) { return ops::conv_forward_at(geom, x, w, i); });
+      [&](const ops::window_geom& geom, const auto* x, const auto* w, int64_t i) {
+        using T = std::remove_cv_t<std::remove_pointer_t<decltype(x)>>;
+        T v = ops::conv_forward_at(geom, x, w, i);
+        if (bias) v += c.in[2].data<T>()[(i / (geom.oh * geom.ow)) % geom.o];
+        return v;
+      });
 }
 
 // conv2d_input_grad(dy, w, x_like) -> dx
 void k_conv2d_input_grad(const kernel_call& c) {
   ops::window_geom g = ops::conv_geom(c.out.shape(), c.in[1].shape(), c.in[0].shape(), c.n.attrs);
   conv_kernel(
-      c, g, g.o / g.groups * g.kh * g.kw, 0, "bwd_data",
+      c, g, g.o / g.groups * g.kh * g.kw, 0, "bwd_data", 2,
       [](const conv_descs& d) {
         dnnl::convolution_backward_data::primitive_desc pd(
             {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
@@ -128,7 +145,7 @@ void k_conv2d_input_grad(const kernel_call& c) {
 void k_conv2d_filter_grad(const kernel_call& c) {
   ops::window_geom g = ops::conv_geom(c.in[0].shape(), c.out.shape(), c.in[1].shape(), c.n.attrs);
   conv_kernel(
-      c, g, g.n * g.oh * g.ow, 1, "bwd_weights",
+      c, g, g.n * g.oh * g.ow, 1, "bwd_weights", 2,
       [](const conv_descs& d) {
         dnnl::convolution_backward_weights::primitive_desc pd(
             {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad, d.pad}, dnnl_engine(),
@@ -143,6 +160,30 @@ void k_conv2d_filter_grad(const kernel_call& c) {
       [](const ops::window_geom& geom, const auto* x, const auto* dy, int64_t i) { return ops::conv_filter_grad_at(geom, x, dy, i); });
 }
 
+// conv2d_bias_grad(dy) -> db: one channel's planes summed per task.
+void k_conv2d_bias_grad(const kernel_call& c) {
+  const tensor& dy = c.in[0];
+  const int64_t n = dy.dim(0), o = dy.dim(1), plane = dy.dim(2) * dy.dim(3);
+  dispatch_float(c, c.out.type(), [&](auto z) {
+    using T = decltype(z);
+    const T* d = dy.data<T>();
+    T* out = c.out.data<T>();
+    parallel_for(o, n * plane, [&](int64_t b, int64_t e) {
+      for (int64_t q = b; q < e; ++q) {
+        T acc = T(0);
+        for (int64_t i = 0; i < n; ++i) {
+          const T* p = d + (i * o + q) * plane;
+          T part = T(0);
+#pragma omp simd reduction(+ : part)
+          for (int64_t k = 0; k < plane; ++k) part += p[k];
+          acc += part;
+        }
+        out[q] = acc;
+      }
+    });
+  });
+}
+
 } // namespace
 
 void register_conv(kernel_registry& r) {
@@ -150,6 +191,7 @@ void register_conv(kernel_registry& r) {
   r.add(op_kind::conv2d, cpu, k_conv2d);
   r.add(op_kind::conv2d_input_grad, cpu, k_conv2d_input_grad);
   r.add(op_kind::conv2d_filter_grad, cpu, k_conv2d_filter_grad);
+  r.add(op_kind::conv2d_bias_grad, cpu, k_conv2d_bias_grad);
 }
 
 } // namespace luoshu::cpu

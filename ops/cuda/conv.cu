@@ -12,14 +12,18 @@ namespace luoshu::LUOSHU_GPU_NS {
 
 namespace {
 
-// conv2d(x, w)
+// conv2d(x, w), conv2d(x, w, b)
 struct conv_k {
   template <class T>
   static void run(const kernel_call& c) {
     ops::window_geom g = ops::conv_geom(c.in[0].shape(), c.in[1].shape(), c.out.shape(), c.n.attrs);
     const T *x = ptr<T>(c.in[0]), *w = ptr<T>(c.in[1]);
+    const T* b = c.in.size() == 3 ? ptr<T>(c.in[2]) : nullptr;
     T* y = ptr<T>(c.out);
-    parallel_for(c, c.out.numel(), [=] LUOSHU_HD(int64_t i) { y[i] = ops::conv_forward_at(g, x, w, i); });
+    parallel_for(c, c.out.numel(), [=] LUOSHU_HD(int64_t i) {
+      T v = ops::conv_forward_at(g, x, w, i);
+      y[i] = b ? v + b[(i / (g.oh * g.ow)) % g.o] : v;
+    });
   }
 };
 
@@ -42,6 +46,21 @@ struct conv_filter_grad_k {
     const T *x = ptr<T>(c.in[0]), *dy = ptr<T>(c.in[1]);
     T* dw = ptr<T>(c.out);
     parallel_for(c, c.out.numel(), [=] LUOSHU_HD(int64_t i) { dw[i] = ops::conv_filter_grad_at(g, x, dy, i); });
+  }
+};
+
+// conv2d_bias_grad(dy): one thread per output channel.
+struct conv_bias_grad_k {
+  template <class T>
+  static void run(const kernel_call& c) {
+    ops::window_geom g{};
+    g.n = c.in[0].dim(0);
+    g.o = c.in[0].dim(1);
+    g.oh = c.in[0].dim(2);
+    g.ow = c.in[0].dim(3);
+    const T* dy = ptr<T>(c.in[0]);
+    T* db = ptr<T>(c.out);
+    parallel_for(c, c.out.numel(), [=] LUOSHU_HD(int64_t o) { db[o] = ops::conv_bias_grad_at(g, dy, o); });
   }
 };
 
@@ -90,6 +109,7 @@ struct avg_pool_grad_k {
 void k_conv2d(const kernel_call& c) { dispatch_float<conv_k>(c, c.out.type()); }
 void k_conv2d_input_grad(const kernel_call& c) { dispatch_float<conv_input_grad_k>(c, c.out.type()); }
 void k_conv2d_filter_grad(const kernel_call& c) { dispatch_float<conv_filter_grad_k>(c, c.out.type()); }
+void k_conv2d_bias_grad(const kernel_call& c) { dispatch_float<conv_bias_grad_k>(c, c.out.type()); }
 void k_max_pool2d(const kernel_call& c) { dispatch_float<max_pool_k>(c, c.out.type()); }
 void k_avg_pool2d(const kernel_call& c) { dispatch_float<avg_pool_k>(c, c.out.type()); }
 void k_max_pool2d_grad(const kernel_call& c) { dispatch_float<max_pool_grad_k>(c, c.out.type()); }
@@ -102,6 +122,7 @@ void register_conv(kernel_registry& r) {
   r.add(op_kind::conv2d, cuda, k_conv2d);
   r.add(op_kind::conv2d_input_grad, cuda, k_conv2d_input_grad);
   r.add(op_kind::conv2d_filter_grad, cuda, k_conv2d_filter_grad);
+  r.add(op_kind::conv2d_bias_grad, cuda, k_conv2d_bias_grad);
   r.add(op_kind::max_pool2d, cuda, k_max_pool2d);
   r.add(op_kind::avg_pool2d, cuda, k_avg_pool2d);
   r.add(op_kind::max_pool2d_grad, cuda, k_max_pool2d_grad);
