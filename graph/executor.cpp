@@ -28,6 +28,7 @@ struct executor::plan {
     type_shape ts;            ///< concrete dtype and shape
     std::vector<int> inputs;  ///< positions of the inputs in `steps` (-1 for shape-only)
     std::vector<int> free_after; ///< slots released once this step ran
+    uint32_t blocked = 0;     ///< kernel_call::blocked: channel-blocked inputs and output
   };
   std::vector<step> steps;
   std::vector<int> position; ///< node id -> step position (-1 if not in plan)
@@ -68,6 +69,74 @@ executor::~executor() = default;
 
 std::vector<executor::lifetime> executor::last_lifetimes() const {
   return last_ ? last_->lifetimes : std::vector<lifetime>{};
+}
+
+std::vector<node_id> executor::last_blocked() const {
+  std::vector<node_id> out;
+  if (last_)
+    for (const auto& s : last_->steps)
+      if (s.blocked & kernel_call::output_blocked) out.push_back(s.id);
+  return out;
+}
+
+// Which values stay channel-blocked (ops/kernel.hpp, layout_caps): every
+// pooled f32 [N, C, H, W] output (C a multiple of the block) of a kernel
+// that may write it blocked starts as a candidate; then, until nothing
+// changes, a value goes plain when a reader does not accept it blocked or
+// when an elementwise reader's operands and output cannot all be blocked.
+// Fetched values are plain. Only ever blocked -> plain, so it ends.
+void executor::assign_layouts(plan& p) const {
+  const int64_t b = kernels_.channel_block();
+  const size_t m = p.steps.size();
+  std::vector<layout_caps> caps(m);
+  std::vector<char> blk(m, 0);
+  std::vector<type_shape> in;
+  for (size_t i = 0; i < m; ++i) {
+    const auto& s = p.steps[i];
+    if (!s.kernel) continue;
+    const node& nd = g_.at(s.id);
+    layout_fn f = kernels_.layout(nd.op);
+    if (!f) continue;
+    in.clear();
+    for (int q : s.inputs) in.push_back(q >= 0 ? p.steps[static_cast<size_t>(q)].ts : type_shape{});
+    caps[i] = f(nd, in, s.ts);
+    const shape& sh = s.ts.shape;
+    blk[i] = caps[i].output && s.where == where_t::pooled && s.ts.type == dtype::f32 && sh.rank() == 4 &&
+             sh[1] > 0 && sh[1] % b == 0 && sh.numel() > 0;
+  }
+  for (int pos : p.fetch_pos) blk[static_cast<size_t>(pos)] = 0;
+  for (bool changed = true; changed;) {
+    changed = false;
+    auto drop = [&](size_t k) {
+      if (blk[k]) {
+        blk[k] = 0;
+        changed = true;
+      }
+    };
+    for (size_t i = 0; i < m; ++i) {
+      const auto& s = p.steps[i];
+      bool mixed = caps[i].uniform && !blk[i];
+      for (size_t j = 0; j < s.inputs.size(); ++j) {
+        const int q = s.inputs[j];
+        if (q < 0) continue;
+        if (!((caps[i].inputs >> j) & 1u)) {
+          drop(static_cast<size_t>(q));
+          continue;
+        }
+        mixed = mixed || (caps[i].uniform && !blk[static_cast<size_t>(q)]);
+      }
+      if (!mixed) continue;
+      drop(i);
+      for (size_t j = 0; j < s.inputs.size(); ++j)
+        if (s.inputs[j] >= 0 && ((caps[i].inputs >> j) & 1u)) drop(static_cast<size_t>(s.inputs[j]));
+    }
+  }
+  for (size_t i = 0; i < m; ++i) {
+    auto& s = p.steps[i];
+    s.blocked = blk[i] ? kernel_call::output_blocked : 0;
+    for (size_t j = 0; j < s.inputs.size() && j < 31; ++j)
+      if (s.inputs[j] >= 0 && blk[static_cast<size_t>(s.inputs[j])]) s.blocked |= uint32_t{1} << j;
+  }
 }
 
 result<executor::plan*> executor::plan_for(const feed_map& feeds, const std::vector<expr>& fetches,
@@ -168,6 +237,10 @@ result<executor::plan*> executor::plan_for(const feed_map& feeds, const std::vec
     p->steps.push_back(std::move(s));
   }
 
+  for (auto& f : fetches) p->fetch_pos.push_back(p->position[static_cast<size_t>(f.id())]);
+  if (opts_.blocked_layouts && opts_.device.kind == device::kind_t::cpu && kernels_.channel_block() > 0)
+    assign_layouts(*p);
+
   p->first_stateful = p->steps.size();
   for (size_t i = 0; i < p->steps.size(); ++i)
     if (info(g_.at(p->steps[i].id).op).flags & op_flag_stateful) {
@@ -187,11 +260,7 @@ result<executor::plan*> executor::plan_for(const feed_map& feeds, const std::vec
     for (int in : p->steps[static_cast<size_t>(i)].inputs)
       if (in >= 0) last[static_cast<size_t>(root(in))] = std::max(last[static_cast<size_t>(root(in))], i);
   }
-  for (auto& f : fetches) {
-    int pos = p->position[static_cast<size_t>(f.id())];
-    p->fetch_pos.push_back(pos);
-    last[static_cast<size_t>(root(pos))] = m; // fetched values live to the end
-  }
+  for (int pos : p->fetch_pos) last[static_cast<size_t>(root(pos))] = m; // fetched values live to the end
 
   // Slot assignment: best fit among free slots, else a new one.
   std::vector<int> free_slots;
@@ -396,7 +465,7 @@ result<std::vector<tensor>> executor::run_impl(const feed_map& feeds, const std:
     auto p0 = opts_.profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     try {
       if (on_device) stream_->set_current_node(nd.name, name(nd.op));
-      s.kernel(kernel_call{nd, ins, values[i], ctx});
+      s.kernel(kernel_call{nd, ins, values[i], ctx, s.blocked});
     } catch (const luoshu_error& e) {
       std::string msg = e.what();
       if (msg.find("'" + nd.name + "'") == std::string::npos)

@@ -51,6 +51,11 @@ struct executor_options {
   /// Add every kernel call's host time to this profile (null: off; on a
   /// device that is the time to queue the kernel).
   op_profile* profile = nullptr;
+  /// CPU: keep f32 images channel-blocked between the kernels that accept
+  /// it (convolutions, 2 x 2 max pooling, activations) instead of
+  /// reordering to and from NCHW around each (see ops/kernel.hpp,
+  /// layout_caps). Off: every value is plain, as on a device.
+  bool blocked_layouts = true;
 };
 
 struct run_options {
@@ -102,6 +107,8 @@ public:
     int end;
   };
   std::vector<lifetime> last_lifetimes() const;
+  /// For tests: the nodes whose values the last plan keeps channel-blocked.
+  std::vector<node_id> last_blocked() const;
 
 private:
   struct plan;
@@ -109,6 +116,7 @@ private:
                                        const std::vector<expr>& targets, const run_options& ro);
   result<plan*> plan_for(const feed_map& feeds, const std::vector<expr>& fetches,
                          const std::vector<expr>& targets);
+  void assign_layouts(plan& p) const;
 
   const graph& g_;
   variable_store& vars_;

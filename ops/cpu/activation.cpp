@@ -169,8 +169,20 @@ void softmax_grad_impl(const kernel_call& c) {
 
 } // namespace
 
+namespace {
+// Layouts: the pointwise activations and their gradients map element i of
+// each same-shaped operand to element i of the output, in any layout.
+layout_caps pointwise_layout(const node&, std::span<const type_shape> in, const type_shape&) {
+  return {.inputs = in.size() == 2 ? 3u : 1u, .output = true, .uniform = true};
+}
+} // namespace
+
 void register_activation(kernel_registry& r) {
   auto cpu = device::kind_t::cpu;
+  for (op_kind k : {op_kind::relu, op_kind::leaky_relu, op_kind::elu, op_kind::gelu, op_kind::sigmoid, op_kind::tanh,
+                    op_kind::softplus, op_kind::relu_grad, op_kind::leaky_relu_grad, op_kind::elu_grad,
+                    op_kind::gelu_grad, op_kind::sigmoid_grad, op_kind::tanh_grad})
+    r.add_layout(k, pointwise_layout);
   r.add(op_kind::relu, cpu, k_relu);
   r.add(op_kind::leaky_relu, cpu, k_leaky);
   r.add(op_kind::elu, cpu, k_elu);

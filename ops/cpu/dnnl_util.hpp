@@ -20,7 +20,28 @@ inline const dnnl::engine& dnnl_engine() {
   return e;
 }
 
-/// A plain f32 memory over a tensor's bytes (not owned).
+/// The CPU kernels' channel block (kernel_registry::channel_block; layout
+/// of a blocked image: [N, C/B, H, W, B]): 16 where oneDNN runs AVX-512
+/// (its direct convolutions read and write nChw16c), 8 with AVX2 (nChw8c),
+/// else 0 (no blocked layouts).
+inline int64_t dnnl_channel_block() {
+  static const int64_t b = [] {
+    const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+    if ((isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core) return int64_t{16};
+    if ((isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2) return int64_t{8};
+    return int64_t{0};
+  }();
+  return b;
+}
+
+/// An f32 image [n, c, h, w]: plain NCHW or channel-blocked.
+inline dnnl::memory::desc image_desc(const dnnl::memory::dims& nchw, bool blocked) {
+  using tag = dnnl::memory::format_tag;
+  return {nchw, dnnl::memory::data_type::f32,
+          !blocked ? tag::nchw : dnnl_channel_block() == 16 ? tag::aBcd16b : tag::aBcd8b};
+}
+
+/// An f32 memory over a tensor's bytes (not owned), in layout md.
 inline dnnl::memory dnnl_mem(const dnnl::memory::desc& md, const tensor& t) {
   return dnnl::memory(md, dnnl_engine(), t.raw());
 }
@@ -34,9 +55,11 @@ inline void dnnl_run(const dnnl::primitive& p, const std::unordered_map<int, dnn
 
 /// A oneDNN primitive that runs on the layouts oneDNN prefers for it
 /// (blocked formats picked through format_tag::any: direct JIT kernels
-/// instead of im2col + GEMM), with the tensors' plain layouts reordered into
-/// scratch buffers on the way in and back on the way out. Build one per
-/// shape with staged_primitive_cache(); not shared between threads.
+/// instead of im2col + GEMM), with each tensor's own layout (plain, or
+/// channel-blocked where the executor keeps it so) reordered into scratch
+/// buffers on the way in and back on the way out where it differs. Build
+/// one per shape and layouts with staged_primitive_cache(); not shared
+/// between threads.
 struct staged_primitive {
   struct arg {
     int id = 0;                 ///< DNNL_ARG_*
@@ -49,7 +72,8 @@ struct staged_primitive {
   dnnl::primitive prim;
   std::vector<arg> args;
 
-  /// Adds an argument whose tensor is `plain` and which the primitive wants as `want`.
+  /// Adds an argument whose tensor is laid out as `plain` and which the
+  /// primitive wants as `want`.
   void add(int id, bool output, const dnnl::memory::desc& plain, const dnnl::memory::desc& want) {
     arg a;
     a.id = id;

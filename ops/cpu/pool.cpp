@@ -1,6 +1,8 @@
 // CPU kernels: max_pool2d, avg_pool2d and their gradients. Max pooling over
 // 2 x 2 windows at stride 2 (no padding: LeNet's, VGG's, the benchmark
-// CNN's) is one vectorized pass per plane in both directions; otherwise f32
+// CNN's) is one vectorized pass per plane in both directions, on plain NCHW
+// or on images the executor keeps channel-blocked (ops/kernel.hpp,
+// layout_caps: then B channels at a time); otherwise f32
 // forwards and the f32 average gradient run oneDNN's pooling primitives on
 // plain NCHW memory, and the max gradient recomputes each window's argmax
 // (no workspace to carry between nodes) with the loops of ops/window.hpp,
@@ -114,6 +116,98 @@ void max_pool_grad_2x2(const ops::window_geom& g, const T* dy, const T* x, T* dx
   });
 }
 
+/// Channel-blocked 2 x 2 max pooling: per block plane (one image's bs
+/// channels, [h, w, bs]) the same windows, bs channels at a time. Each
+/// operand is blocked or plain on its own (the executor keeps some images
+/// blocked, hands others plain): a plain one is staged through a tile of
+/// its bs channel planes (gathered for an input, scattered for the
+/// output), which stays in cache. A block plane p = (image n, channel block
+/// cb) starts at p h w bs in both layouts.
+
+/// tile [hw, bs] <- bs plain channel planes of hw elements each.
+template <class T>
+void gather_tile(const T* planes, int64_t hw, int64_t bs, T* tile) {
+  for (int64_t l = 0; l < bs; ++l)
+    for (int64_t k = 0; k < hw; ++k) tile[k * bs + l] = planes[l * hw + k];
+}
+
+/// bs plain channel planes <- tile [hw, bs].
+template <class T>
+void scatter_tile(const T* tile, int64_t hw, int64_t bs, T* planes) {
+  for (int64_t l = 0; l < bs; ++l)
+    for (int64_t k = 0; k < hw; ++k) planes[l * hw + k] = tile[k * bs + l];
+}
+
+/// An operand's block plane: in place when blocked, else staged in `tile`.
+template <class T>
+const T* in_tile(const T* base, bool blocked, int64_t at, int64_t hw, int64_t bs, std::vector<T>& tile) {
+  if (blocked) return base + at;
+  tile.resize(static_cast<size_t>(hw * bs));
+  gather_tile(base + at, hw, bs, tile.data());
+  return tile.data();
+}
+
+template <class T>
+void max_pool_2x2_blocked(const ops::window_geom& g, int64_t bs, const T* x, bool xb, T* y, bool yb) {
+  const int64_t hw = g.h * g.w, ohw = g.oh * g.ow, row = g.w * bs;
+  parallel_for(g.n * (g.c / bs), hw * bs, [&](int64_t b, int64_t e) {
+    std::vector<T> xt, yt(yb ? 0 : static_cast<size_t>(ohw * bs));
+    for (int64_t p = b; p < e; ++p) {
+      const T* xp = in_tile(x, xb, p * hw * bs, hw, bs, xt);
+      T* yp = yb ? y + p * ohw * bs : yt.data();
+      for (int64_t i = 0; i < g.oh; ++i)
+        for (int64_t j = 0; j < g.ow; ++j) {
+          const T* a = xp + 2 * i * row + 2 * j * bs;
+          const T* c = a + row;
+          T* o = yp + (i * g.ow + j) * bs;
+#pragma omp simd
+          for (int64_t l = 0; l < bs; ++l) {
+            T m;
+            first_largest(a[l], a[bs + l], c[l], c[bs + l], m);
+            o[l] = m;
+          }
+        }
+      if (!yb) scatter_tile(yt.data(), ohw, bs, y + p * ohw * bs);
+    }
+  });
+}
+
+template <class T>
+void max_pool_grad_2x2_blocked(const ops::window_geom& g, int64_t bs, const T* dy, bool dyb, const T* x, bool xb,
+                               T* dx, bool dxb) {
+  const int64_t hw = g.h * g.w, ohw = g.oh * g.ow, row = g.w * bs;
+  const bool uncovered = 2 * g.oh < g.h || 2 * g.ow < g.w;
+  parallel_for(g.n * (g.c / bs), 2 * hw * bs, [&](int64_t b, int64_t e) {
+    std::vector<T> dyt, xt, dxt(dxb ? 0 : static_cast<size_t>(hw * bs));
+    for (int64_t p = b; p < e; ++p) {
+      const T* dp = in_tile(dy, dyb, p * ohw * bs, ohw, bs, dyt);
+      const T* xp = in_tile(x, xb, p * hw * bs, hw, bs, xt);
+      T* dxp = dxb ? dx + p * hw * bs : dxt.data();
+      if (uncovered) std::fill(dxp, dxp + hw * bs, T(0));
+      for (int64_t i = 0; i < g.oh; ++i)
+        for (int64_t j = 0; j < g.ow; ++j) {
+          const int64_t at = 2 * i * row + 2 * j * bs;
+          const T* a = xp + at;
+          const T* c = a + row;
+          T* da = dxp + at;
+          T* dc = da + row;
+          const T* d = dp + (i * g.ow + j) * bs;
+#pragma omp simd
+          for (int64_t l = 0; l < bs; ++l) {
+            T m;
+            const T k = first_largest(a[l], a[bs + l], c[l], c[bs + l], m);
+            const T v = d[l];
+            da[l] = k == T(0) ? v : T(0);
+            da[bs + l] = k == T(1) ? v : T(0);
+            dc[l] = k == T(2) ? v : T(0);
+            dc[bs + l] = k == T(3) ? v : T(0);
+          }
+        }
+      if (!dxb) scatter_tile(dxt.data(), hw, bs, dx + p * hw * bs);
+    }
+  });
+}
+
 // max_pool2d(x), avg_pool2d(x)
 void k_pool(const kernel_call& c) {
   ops::window_geom g = ops::pool_geom(c.in[0].shape(), c.out.shape(), c.n.attrs);
@@ -122,7 +216,11 @@ void k_pool(const kernel_call& c) {
   dispatch_float(c, c.out.type(), [&](auto z) {
     using T = decltype(z);
     if (is_max && is_2x2(g)) {
-      max_pool_2x2(g, c.in[0].data<T>(), c.out.data<T>());
+      if (c.in_blocked(0) || c.out_blocked())
+        max_pool_2x2_blocked(g, dnnl_channel_block(), c.in[0].data<T>(), c.in_blocked(0), c.out.data<T>(),
+                             c.out_blocked());
+      else
+        max_pool_2x2(g, c.in[0].data<T>(), c.out.data<T>());
     } else if constexpr (std::is_same_v<T, float>) {
       dnnl_guard(c, [&] {
         pool_descs d(g);
@@ -150,7 +248,12 @@ void k_max_pool_grad(const kernel_call& c) {
     using T = decltype(z);
     const T *dy = c.in[0].data<T>(), *x = c.in[1].data<T>();
     T* dx = c.out.data<T>();
-    if (is_2x2(g)) return max_pool_grad_2x2(g, dy, x, dx);
+    if (is_2x2(g)) {
+      if (c.blocked)
+        return max_pool_grad_2x2_blocked(g, dnnl_channel_block(), dy, c.in_blocked(0), x, c.in_blocked(1), dx,
+                                         c.out_blocked());
+      return max_pool_grad_2x2(g, dy, x, dx);
+    }
     // One pass per (n, c) plane: each output adds its dy to its window's
     // first largest element (ops::max_pool_argmax, as the forward picks).
     const int64_t plane = g.h * g.w, oplane = g.oh * g.ow;
@@ -214,10 +317,22 @@ void k_avg_pool_grad(const kernel_call& c) {
   });
 }
 
+// Layouts: 2 x 2 max pooling (forward and gradient) takes and gives
+// channel-blocked images, each operand blocked or plain on its own.
+layout_caps pool_layout(const node& n, std::span<const type_shape> in, const type_shape& out) {
+  const bool fwd = n.op == op_kind::max_pool2d;
+  const ops::window_geom g =
+      fwd ? ops::pool_geom(in[0].shape, out.shape, n.attrs) : ops::pool_geom(out.shape, in[0].shape, n.attrs);
+  if (!is_2x2(g)) return {};
+  return {.inputs = fwd ? 1u : 3u, .output = true};
+}
+
 } // namespace
 
 void register_pool(kernel_registry& r) {
   auto cpu = device::kind_t::cpu;
+  r.add_layout(op_kind::max_pool2d, pool_layout);
+  r.add_layout(op_kind::max_pool2d_grad, pool_layout);
   r.add(op_kind::max_pool2d, cpu, k_pool);
   r.add(op_kind::avg_pool2d, cpu, k_pool);
   r.add(op_kind::max_pool2d_grad, cpu, k_max_pool_grad);

@@ -1,5 +1,7 @@
 #include "ops/cpu/register.hpp"
 
+#include "ops/cpu/dnnl_util.hpp"
+
 #include <omp.h>
 
 #include <cstdlib>
@@ -7,6 +9,7 @@
 namespace luoshu::cpu {
 
 void register_kernels(kernel_registry& r) {
+  r.set_channel_block(dnnl_channel_block());
   register_elementwise(r);
   register_activation(r);
   register_matmul(r);

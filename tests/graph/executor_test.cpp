@@ -281,6 +281,67 @@ TEST(Executor, ReuseAndPoisonModesAgreeBitwise) {
   }
 }
 
+// Two conv + relu + 2 x 2 max-pool blocks with 16 channels, trained one
+// step: with channel-blocked layouts (where the CPU has them) the images
+// between the convolutions stay blocked, and every fetch (the loss, an
+// intermediate image, the gradients) equals the plain run's; with reuse and
+// poisoning on too.
+TEST(Executor, ChannelBlockedLayoutsGiveThePlainResults) {
+  graph g;
+  expr x = g.placeholder("x", dtype::f32, {U, 3, 8, 8});
+  expr labels = g.placeholder("labels", dtype::i64, {U});
+  auto var = [&](const char* name, shape s) { return g.variable(name, std::move(s), init::uniform(-0.3, 0.3)); };
+  expr w1 = var("w1", {16, 3, 3, 3}), b1 = var("b1", {16}), w2 = var("w2", {16, 16, 3, 3}), b2 = var("b2", {16});
+  expr fc = var("fc", {64, 5});
+  conv2d_options same{.padding = {1, 1}};
+  expr a1 = relu(conv2d(x, w1, b1, same));
+  expr h = max_pool2d(relu(conv2d(max_pool2d(a1, {.kernel = {2, 2}}), w2, b2, same)), {.kernel = {2, 2}});
+  expr loss = mean(softmax_cross_entropy(matmul(reshape(h, shape{U, 64}), fc), labels));
+  std::vector<expr> wrt = {w1, b1, w2, b2, fc};
+  auto grads = gradients(loss, wrt);
+  std::vector<expr> with_image = {loss, a1}, without_image = {loss};
+  for (auto& gr : grads) {
+    with_image.push_back(gr.dense);
+    without_image.push_back(gr.dense);
+  }
+  tensor xv(dtype::f32, {4, 3, 8, 8});
+  for (int64_t i = 0; i < xv.numel(); ++i) xv.data<float>()[i] = static_cast<float>(std::sin(0.37 * i));
+  tensor lv = tensor::from<int64_t>({4}, {0, 3, 1, 4});
+  auto kr = cpu_kernels();
+  std::vector<std::vector<tensor>> results;
+  std::vector<size_t> blocked;
+  for (int mode = 0; mode < 4; ++mode) {
+    executor_options o;
+    o.blocked_layouts = mode != 0;
+    o.poison_freed = mode == 2;
+    variable_store vars(5);
+    executor ex(g, vars, kr, o);
+    results.push_back(run_ok(ex, {{x, xv}, {labels, lv}}, mode == 3 ? without_image : with_image));
+    blocked.push_back(ex.last_blocked().size());
+  }
+  EXPECT_EQ(blocked[0], 0u);
+  if (kr.channel_block() > 0) {
+    // Fetched a1 stays plain; the second block's conv output, relu and
+    // pooling (and their gradients) are blocked.
+    EXPECT_GE(blocked[1], 6u);
+    EXPECT_GT(blocked[3], blocked[1]); // a1 and its pooling too, when not fetched
+  } else {
+    EXPECT_EQ(blocked[1], 0u);
+  }
+  for (int mode = 1; mode < 4; ++mode) {
+    const auto& got = results[static_cast<size_t>(mode)];
+    for (size_t k = 0, r = 0; k < results[0].size(); ++k) {
+      if (mode == 3 && k == 1) continue; // not fetched
+      ASSERT_LT(r, got.size());
+      const tensor &want = results[0][k], &have = got[r++];
+      ASSERT_EQ(have.shape(), want.shape()) << "mode " << mode << " fetch " << k;
+      auto w = want.to_doubles(), h2 = have.to_doubles();
+      for (size_t i = 0; i < w.size(); ++i)
+        ASSERT_NEAR(h2[i], w[i], 1e-5 * (1 + std::fabs(w[i]))) << "mode " << mode << " fetch " << k << " at " << i;
+    }
+  }
+}
+
 TEST(Executor, InferenceModeMakesDropoutIdentity) {
   graph g;
   auto x = g.placeholder("x", dtype::f32, {1000});

@@ -1053,6 +1053,33 @@ void add_conv_pool_cases(std::vector<op_case>& cs) {
                   p.dims = {2, 36};
                   return {linear_ref(p, x[3], x[4])};
                 }});
+  // Two such blocks with 16 channels (a multiple of every channel block):
+  // on a CPU with AVX2 or AVX-512 the executor keeps the images between the
+  // convolutions channel-blocked (conv, relu, 2 x 2 pooling and their
+  // gradients on the blocked layout), so f32 against f64 and the
+  // gradients check those kernels.
+  cs.push_back({.name = "TwoConvBlocksChannelBlocked",
+                .inputs = {fl({2, 3, 8, 8}), fl({16, 3, 3, 3}).range(-0.5, 0.5), fl({16}),
+                           fl({16, 16, 3, 3}).range(-0.3, 0.3), fl({16}), fl({64, 3}).range(-0.5, 0.5), fl({3})},
+                .build = [](const exprs& x) -> exprs {
+                  conv2d_options same{.padding = {1, 1}};
+                  expr h = max_pool2d(relu(conv2d(x[0], x[1], x[2], same)), {.kernel = {2, 2}});
+                  h = max_pool2d(relu(conv2d(h, x[3], x[4], same)), {.kernel = {2, 2}});
+                  return {linear(reshape(h, shape{2, 64}), x[5], x[6])};
+                },
+                .ref = [](const nds& x) -> nds {
+                  auto block = [](const nd& in, const nd& w, const nd& b) {
+                    nd c = conv_ref(in, w, {1, 1}, {1, 1}, {1, 1}, 1);
+                    for (int64_t i = 0; i < numel_of(c.dims); ++i)
+                      c.v[static_cast<size_t>(i)] = std::max(
+                          0.0, c.v[static_cast<size_t>(i)] + b.v[static_cast<size_t>(unravel(i, c.dims)[1])]);
+                    return pool_ref(c, {2, 2}, {2, 2}, {0, 0}, true, true);
+                  };
+                  nd p = block(block(x[0], x[1], x[2]), x[3], x[4]);
+                  p.dims = {2, 64};
+                  return {linear_ref(p, x[5], x[6])};
+                },
+                .fd_eps = 1e-4});
 }
 
 // --- recurrent layers ------------------------------------------------------------
