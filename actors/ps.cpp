@@ -352,14 +352,15 @@ ps_client::ps_client(caf::actor_system& sys, std::vector<caf::actor> shards, int
 
 ps_client::~ps_client() { caf::anon_send_exit(impl_->actor, caf::exit_reason::user_shutdown); }
 
-void ps_client::send(std::vector<std::pair<size_t, std::vector<char>>> msgs, std::function<void(replies)> done) {
+void ps_client::send(std::vector<std::pair<size_t, std::vector<char>>> msgs, std::function<void(replies)> done,
+                     std::chrono::milliseconds timeout) {
   auto b = std::make_shared<client_batch>();
   std::vector<size_t> which;
   for (auto& [shard, bytes] : msgs) {
     b->msgs.emplace_back(shards_[shard], std::move(bytes));
     which.push_back(shard);
   }
-  b->timeout = timeout_;
+  b->timeout = timeout.count() > 0 ? timeout : timeout_;
   b->done = [which, done = std::move(done)](std::vector<result<wire_bytes>> got) {
     // Errors from the transport name the position; name the shard instead.
     for (size_t i = 0; i < got.size(); ++i)
@@ -534,7 +535,8 @@ ps_future<tensor> ps_client::push_pull(uint32_t table, const std::vector<uint64_
   });
 }
 
-status ps_client::everywhere(std::function<void(ps_request&)> fill, const std::string& what) {
+status ps_client::everywhere(std::function<void(ps_request&)> fill, const std::string& what,
+                             std::chrono::milliseconds timeout) {
   std::vector<std::pair<size_t, std::vector<char>>> msgs;
   for (size_t s = 0; s < shards_.size(); ++s) {
     ps_request r;
@@ -544,11 +546,14 @@ status ps_client::everywhere(std::function<void(ps_request&)> fill, const std::s
     msgs.emplace_back(s, transport::encode(r));
   }
   auto f = future_of<bool>([&](auto done) {
-    send(std::move(msgs), [done](replies got) {
-      for (size_t i = 0; i < got.size(); ++i)
-        if (auto rep = open_reply(got[i], i); !rep) return done(rep.err());
-      done(true);
-    });
+    send(
+        std::move(msgs),
+        [done](replies got) {
+          for (size_t i = 0; i < got.size(); ++i)
+            if (auto rep = open_reply(got[i], i); !rep) return done(rep.err());
+          done(true);
+        },
+        timeout);
   });
   auto r = f.get();
   if (!r) return error{what + ": " + r.err().message};
@@ -577,12 +582,27 @@ status ps_client::connect(std::chrono::milliseconds limit) {
 }
 
 status ps_client::create(const ps_table_spec& spec) {
-  status st = everywhere([&](ps_request& r) {
-    r.op = ps_op::create;
-    r.spec = spec;
-  }, "creating table '" + spec.name + "'");
-  if (st) specs_[spec.id] = spec;
-  return st;
+  // Creating is idempotent, and it is the first request on connections
+  // that may be fresh (the replies can come back on one the server opens),
+  // where CAF 0.17 can lose a message: ask in short attempts until the
+  // client's timeout has passed.
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  const auto attempt = std::clamp<std::chrono::milliseconds>(timeout_ / 4, std::chrono::milliseconds(100),
+                                                             std::chrono::seconds(5));
+  for (;;) {
+    status st = everywhere([&](ps_request& r) {
+      r.op = ps_op::create;
+      r.spec = spec;
+    }, "creating table '" + spec.name + "'", attempt);
+    if (st) {
+      specs_[spec.id] = spec;
+      return st;
+    }
+    if (st.err().message.find(request_timeout_text) == std::string::npos ||
+        std::chrono::steady_clock::now() + attempt > deadline)
+      return st;
+    spdlog::warn("creating table '{}': {}; asking again", spec.name, st.err().message);
+  }
 }
 
 status ps_client::assign(uint32_t table, const std::vector<uint64_t>& keys, const tensor& values) {

@@ -121,13 +121,16 @@ public:
 private:
   struct impl;
   using replies = std::vector<result<std::vector<char>>>;
-  void send(std::vector<std::pair<size_t, std::vector<char>>> msgs, std::function<void(replies)> done);
+  /// `timeout` 0: the client's.
+  void send(std::vector<std::pair<size_t, std::vector<char>>> msgs, std::function<void(replies)> done,
+            std::chrono::milliseconds timeout = {});
   /// push / assign: rows [keys, width] (duplicates summed) to their shards.
   void send_rows(transport::ps_op op, uint32_t table, const std::vector<uint64_t>& keys, const tensor& rows,
                  int64_t clock, std::function<void(result<bool>)> done);
   result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> split(uint32_t table, const std::vector<uint64_t>& keys,
                                                                       std::vector<size_t>& slot_of) const;
-  status everywhere(std::function<void(transport::ps_request&)> fill, const std::string& what);
+  status everywhere(std::function<void(transport::ps_request&)> fill, const std::string& what,
+                    std::chrono::milliseconds timeout = {});
 
   caf::actor_system& sys_;
   std::vector<caf::actor> shards_;

@@ -18,7 +18,7 @@ runtime_config::runtime_config() {
 }
 
 std::string describe(caf::actor_system& sys, const caf::error& e) {
-  if (e == caf::sec::request_timeout) return "no answer in time (request timed out)";
+  if (e == caf::sec::request_timeout) return request_timeout_text;
   if (e == caf::sec::request_receiver_down) return "the peer is gone (it exited or the connection was lost)";
   // Our own errors: a runtime_error whose context is the sentence.
   if (e == caf::sec::runtime_error && e.context().match_elements<std::string>())

@@ -15,6 +15,9 @@ public:
   runtime_config();
 };
 
+/// What describe() says for a request that timed out.
+inline constexpr const char* request_timeout_text = "no answer in time (request timed out)";
+
 /// A CAF error as a sentence.
 std::string describe(caf::actor_system& sys, const caf::error& e);
 

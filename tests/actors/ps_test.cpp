@@ -235,6 +235,35 @@ TEST(ParameterServer, ADeadShardIsNamedNotWaitedFor) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }
 
+/// Forwards requests to `shard` but swallows the first one (never answers
+/// it), like a message CAF 0.17 loses on a fresh connection.
+caf::behavior loses_first(caf::event_based_actor* self, caf::actor shard,
+                          std::shared_ptr<std::vector<caf::response_promise>> swallowed) {
+  return {[=](ps_atom, transport::wire_bytes& b) {
+    if (swallowed->empty())
+      swallowed->push_back(self->make_response_promise()); // held, never kept
+    else
+      self->delegate(shard, ps_atom::value, std::move(b));
+  }};
+}
+
+TEST(ParameterServer, CreateAsksAgainWhenARequestIsLost) {
+  cluster c(1, 1, "asp");
+  auto swallowed = std::make_shared<std::vector<caf::response_promise>>();
+  caf::actor front = c.sys.spawn(loses_first, c.shards[0], swallowed);
+  ps_client cl(c.sys, {front}, 0, std::chrono::seconds(4)); // attempts of 1 s
+  auto spec = table_spec(6, false, 4, 2, ps_optimizer::rule_t::sgd);
+  auto t0 = std::chrono::steady_clock::now();
+  status st = cl.create(spec);
+  ASSERT_TRUE(st.ok()) << st.err().message;
+  EXPECT_EQ(swallowed->size(), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  auto rows = cl.pull(6, {0, 3}, 0).get();
+  ASSERT_TRUE(rows.ok()) << rows.err().message;
+  EXPECT_EQ(rows->shape(), shape({2, 2}));
+  caf::anon_send_exit(front, caf::exit_reason::user_shutdown);
+}
+
 TEST(ParameterServer, MalformedRequestsAreErrors) {
   cluster c(2, 1, "asp");
   ps_client cl(c.sys, c.shards, 0);
