@@ -164,6 +164,7 @@ std::vector<nlohmann::json> measure_luoshu(const allreduce_bench_options& o, con
   if (o.iters > 0) plan.command.insert(plan.command.end(), {"--iters", std::to_string(o.iters)});
   if (o.chunk_bytes > 0) plan.command.insert(plan.command.end(), {"--chunk-bytes", std::to_string(o.chunk_bytes)});
   plan.timeout_s = 900;
+  plan.bind_cores = o.bind_cores;
   if (int rc = app::launch(plan); rc != 0) {
     err = "the job failed (exit status " + std::to_string(rc) + ")";
     return {};

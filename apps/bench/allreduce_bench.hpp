@@ -24,6 +24,9 @@ struct allreduce_bench_options {
   std::string json_path;
   std::string python;      ///< for gloo (default: .venv-bench)
   bool baselines = true;
+  /// Pin each rank to its share of the cores (luoshu launch --bind-cores),
+  /// as mpirun binds its ranks to cores by default up to 2 ranks.
+  bool bind_cores = true;
   /// Gradient overlap: Wide&Deep with two 1024-wide hidden layers trained
   /// by 2 all-reduce workers on this many generated Criteo rows, buckets
   /// reduced during backward vs after it (0: skip).

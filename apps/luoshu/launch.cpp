@@ -1,6 +1,7 @@
 #include "apps/luoshu/launch.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -81,6 +82,16 @@ std::string exit_text(int status) {
   return "ended";
 }
 
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> out;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) out.push_back(c);
+  return out;
+}
+
 /// Starts one node process; its output comes back through a pipe.
 result<child> spawn_node(const launch_plan& plan, size_t rank, const std::string& coord, const std::string& token) {
   const launch_node& n = plan.nodes[rank];
@@ -100,6 +111,16 @@ result<child> spawn_node(const launch_plan& plan, size_t rank, const std::string
     long local = 0;
     for (auto& m : plan.nodes) local += is_local(m.host) ? 1 : 0;
     env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1L, cores / std::max(1L, local))));
+  }
+  std::vector<int> cpus;
+  if (plan.bind_cores && is_local(n.host)) {
+    size_t index = 0, count = 0;
+    for (size_t r = 0; r < plan.nodes.size(); ++r)
+      if (is_local(plan.nodes[r].host)) {
+        if (r < rank) ++index;
+        ++count;
+      }
+    cpus = core_share(allowed_cpus(), index, count);
   }
   std::vector<std::string> argv;
   if (is_local(n.host)) {
@@ -126,6 +147,13 @@ result<child> spawn_node(const launch_plan& plan, size_t rank, const std::string
     dup2(fds[1], STDERR_FILENO);
     if (is_local(n.host))
       for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    if (!cpus.empty()) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      for (int cpu : cpus) CPU_SET(cpu, &set);
+      if (sched_setaffinity(0, sizeof set, &set) != 0)
+        std::fprintf(stderr, "warning: cannot bind to CPUs: %s\n", std::strerror(errno));
+    }
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -187,6 +215,14 @@ launch_plan local_plan(int n) {
   return p;
 }
 
+std::vector<int> core_share(const std::vector<int>& allowed, size_t index, size_t count) {
+  if (allowed.empty() || count == 0) return {};
+  const size_t k = std::max<size_t>(1, allowed.size() / count);
+  std::vector<int> out;
+  for (size_t j = 0; j < k; ++j) out.push_back(allowed[(index * k + j) % allowed.size()]);
+  return out;
+}
+
 result<launch_plan> load_cluster(const std::string& path) {
   launch_plan p;
   try {
@@ -194,8 +230,10 @@ result<launch_plan> load_cluster(const std::string& path) {
     if (!root.IsMap()) return error{path + ": a cluster file is a YAML mapping"};
     for (auto it = root.begin(); it != root.end(); ++it) {
       auto k = it->first.as<std::string>();
-      if (k != "coordinator" && k != "nodes" && k != "timeout" && k != "heartbeat_timeout" && k != "join_timeout")
-        return error{path + ": " + k + ": is not a known key (coordinator, nodes, timeout, heartbeat_timeout, join_timeout)"};
+      if (k != "coordinator" && k != "nodes" && k != "timeout" && k != "heartbeat_timeout" && k != "join_timeout" &&
+          k != "bind_cores")
+        return error{path + ": " + k +
+                     ": is not a known key (coordinator, nodes, timeout, heartbeat_timeout, join_timeout, bind_cores)"};
     }
     if (auto c = root["coordinator"]) {
       if (c["host"]) p.coordinator_host = c["host"].as<std::string>();
@@ -209,6 +247,7 @@ result<launch_plan> load_cluster(const std::string& path) {
     if (root["timeout"]) p.timeout_s = root["timeout"].as<double>();
     if (root["heartbeat_timeout"]) p.heartbeat_timeout_s = root["heartbeat_timeout"].as<double>();
     if (root["join_timeout"]) p.join_timeout_s = root["join_timeout"].as<double>();
+    if (root["bind_cores"]) p.bind_cores = root["bind_cores"].as<bool>();
     YAML::Node nodes = root["nodes"];
     if (!nodes || !nodes.IsSequence() || nodes.size() == 0)
       return error{path + ": nodes: must be a non-empty list of {host, role, device, count, ssh}"};

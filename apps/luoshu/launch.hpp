@@ -27,7 +27,15 @@ struct launch_plan {
   double heartbeat_timeout_s = 10;
   double join_timeout_s = 120;
   std::string trace;                    ///< merged Chrome/Perfetto timeline of every node (empty: off)
+  /// Pin each local node to its share of this host's CPUs (as mpirun's
+  /// --bind-to core): with L local nodes on C allowed CPUs, node i gets
+  /// CPUs [i k, i k + k), k = max(1, C / L), wrapping when L > C.
+  bool bind_cores = false;
 };
+
+/// The CPUs local node `index` of `count` gets under bind_cores, out of
+/// `allowed` (the launcher's own affinity, in order).
+std::vector<int> core_share(const std::vector<int>& allowed, size_t index, size_t count);
 
 /// Reads a cluster YAML file (see README "Launching a job").
 result<launch_plan> load_cluster(const std::string& path);

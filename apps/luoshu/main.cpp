@@ -189,6 +189,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{8}, size_t{1} << 30));
   ar_cmd->add_option("--python", ao.python, "Python with torch for gloo (default: $LUOSHU_BENCH_PYTHON or .venv-bench)");
   ar_cmd->add_flag("--no-baselines", ar_no_baselines, "Measure Luoshu only");
+  bool ar_no_bind = false;
+  ar_cmd->add_flag("--no-bind-cores", ar_no_bind, "Do not pin Luoshu's ranks to cores (luoshu launch --bind-cores)");
   ar_cmd->add_option("--overlap-rows", ao.overlap_rows,
                      "Generated Criteo rows for the training overlap comparison (0: skip)")
       ->check(CLI::NonNegativeNumber);
@@ -236,6 +238,9 @@ int main(int argc, char** argv) {
   launch->add_option("--join-timeout", join_timeout, "Seconds for every node to join");
   std::string launch_trace;
   launch->add_option("--trace", launch_trace, "Write one Chrome/Perfetto timeline of every node's actors to FILE");
+  bool bind_cores = false;
+  launch->add_flag("--bind-cores", bind_cores,
+                   "Pin each local node to its share of this host's CPUs (as mpirun --bind-to core)");
   launch->footer("Everything after -- is the application and its arguments, run once per node.");
 
   auto* nodecmd = app.add_subcommand("node", "Run one node of a job (settings from LUOSHU_* environment variables)");
@@ -301,6 +306,7 @@ int main(int argc, char** argv) {
       }
       plan.command = command;
       plan.trace = launch_trace;
+      if (bind_cores) plan.bind_cores = true;
       if (timeout > 0) plan.timeout_s = timeout;
       if (launch->count("--heartbeat-timeout")) plan.heartbeat_timeout_s = hb_timeout;
       if (launch->count("--join-timeout")) plan.join_timeout_s = join_timeout;
@@ -313,6 +319,7 @@ int main(int argc, char** argv) {
     if (ps_cmd->parsed()) return luoshu::bench::run_ps_bench(po);
     if (ar_cmd->parsed()) {
       ao.baselines = !ar_no_baselines;
+      ao.bind_cores = !ar_no_bind;
       return luoshu::bench::run_allreduce_bench(ao);
     }
     if (gpu_cmd->parsed()) {

@@ -146,5 +146,22 @@ timeout 20 "$luoshu" launch "$tmp/bad.yaml" -- true >"$tmp/t8b.log" 2>&1; rc=$?
 if [ $rc -eq 2 ] && grep -q "nodes\[0\].rol: is not a known key" "$tmp/t8b.log"; then ok "bad cluster file named"
 else fail "bad cluster file: rc=$rc"; cat "$tmp/t8b.log"; fi
 
+# 9. --bind-cores: each local node runs on its own share of the launcher's
+# CPUs (as printed by the node's shell before it becomes the node).
+ncpu=$(nproc)
+timeout 60 "$luoshu" launch --local 2 --bind-cores --timeout 50 -- \
+  sh -c 'echo "cpus $(grep Cpus_allowed_list /proc/self/status | cut -f2)"; exec "$0" node --barriers 1' "$luoshu" \
+  >"$tmp/t9.log" 2>&1
+rc=$?
+c0=$(grep -oE "\[worker-0\] cpus [0-9,-]+" "$tmp/t9.log" | awk '{print $3}')
+c1=$(grep -oE "\[worker-1\] cpus [0-9,-]+" "$tmp/t9.log" | awk '{print $3}')
+if [ "$ncpu" -ge 2 ]; then
+  if [ $rc -eq 0 ] && [ -n "$c0" ] && [ -n "$c1" ] && [ "$c0" != "$c1" ]; then ok "--bind-cores: worker-0 on $c0, worker-1 on $c1"
+  else fail "--bind-cores: rc=$rc cpus '$c0' '$c1'"; tail -10 "$tmp/t9.log" | sed 's/^/    /'; fi
+else
+  if [ $rc -eq 0 ] && [ "$c0" = "$c1" ]; then ok "--bind-cores on one CPU: both nodes share it"
+  else fail "--bind-cores on one CPU: rc=$rc cpus '$c0' '$c1'"; fi
+fi
+
 if [ $fails -ne 0 ]; then echo "$fails cluster check(s) failed"; exit 1; fi
 echo "all cluster checks passed"
