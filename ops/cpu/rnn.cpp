@@ -18,6 +18,7 @@
 #include "ops/cpu/cpu_util.hpp"
 #include "ops/cpu/gemm.hpp"
 #include "ops/cpu/register.hpp"
+#include "ops/rnn_cell.hpp"
 
 namespace luoshu::cpu {
 
@@ -290,18 +291,13 @@ void k_gru_grad(const kernel_call& c) {
               dnv = dyr[3 * hd + j];
               dm = dyr[4 * hd + j];
             }
-            dnv += dh * (T(1) - zz);
-            dzv += dh * (h_prev - n);
-            T dn_pre = dnv * (T(1) - n * n);
-            drv += dn_pre * m;
-            dm += dn_pre * r;
-            T dr_pre = drv * r * (T(1) - r), dz_pre = dzv * zz * (T(1) - zz);
-            d[j] = dr_pre;
-            d[hd + j] = dz_pre;
-            d[2 * hd + j] = dn_pre;
-            d[3 * hd + j] = dc[j] = dr_pre;
-            d[4 * hd + j] = dc[hd + j] = dz_pre;
-            d[5 * hd + j] = dc[2 * hd + j] = dm;
+            const auto gg = ops::gru_unit_backward(r, zz, n, m, h_prev, dh, drv, dzv, dnv, dm);
+            d[j] = gg.r;
+            d[hd + j] = gg.z;
+            d[2 * hd + j] = gg.n;
+            d[3 * hd + j] = dc[j] = gg.r;
+            d[4 * hd + j] = dc[hd + j] = gg.z;
+            d[5 * hd + j] = dc[2 * hd + j] = gg.hn;
             dr[j] = dh * zz; // the direct path; the GEMM below adds dGh w_h^T
           }
         }

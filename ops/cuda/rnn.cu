@@ -7,6 +7,7 @@
 // per-step launches on long sequences.
 
 #include "ops/cuda/gpu.cuh"
+#include "ops/rnn_cell.hpp"
 
 namespace luoshu::LUOSHU_GPU_NS {
 
@@ -169,19 +170,14 @@ struct gru_grad_k {
           dnv = dyr[3 * hd + j];
           dm = dyr[4 * hd + j];
         }
-        dnv += dh * (T(1) - z);
-        dzv += dh * (h_prev - n);
-        T dn_pre = dnv * (T(1) - n * n);
-        drv += dn_pre * m;
-        dm += dn_pre * r;
-        T dr_pre = drv * r * (T(1) - r), dz_pre = dzv * z * (T(1) - z);
+        const auto gg = ops::gru_unit_backward(r, z, n, m, h_prev, dh, drv, dzv, dnv, dm);
         T* d = dgate + ri * g6;
-        d[j] = dr_pre;
-        d[hd + j] = dz_pre;
-        d[2 * hd + j] = dn_pre;
-        d[3 * hd + j] = dr_pre;
-        d[4 * hd + j] = dz_pre;
-        d[5 * hd + j] = dm;
+        d[j] = gg.r;
+        d[hd + j] = gg.z;
+        d[2 * hd + j] = gg.n;
+        d[3 * hd + j] = gg.r;
+        d[4 * hd + j] = gg.z;
+        d[5 * hd + j] = gg.hn;
         dh_rec[e] = dh * z; // the direct path; the GEMM below adds dGh w_h^T
       });
       if (t > 0) gemm<T>(c, false, true, bs, hd, g3, dgate + t * g6 + g3, steps * g6, wh, g3, dh_rec, hd, T(1));
