@@ -11,6 +11,28 @@
 
 namespace luoshu::ops {
 
+/// The gradients of one LSTM unit's gate pre-activations, and of c_{t-1}.
+template <class T>
+struct lstm_unit_grads {
+  T i, f, g, o, c_prev;
+};
+
+/// One LSTM unit's backward: from its gate activations i, f, g, o, tanh(c_t)
+/// tc and c_{t-1}, the gradients dh and dc reaching h_t and c_t (from step
+/// t + 1, plus any direct one), and those reaching the activations
+/// directly (di, df, dg, d_o: zero unless the whole workspace has a
+/// gradient). c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
+template <class T>
+LUOSHU_RNN_HD inline lstm_unit_grads<T> lstm_unit_backward(T i, T f, T g, T o, T tc, T c_prev, T dh, T dc, T di,
+                                                           T df, T dg, T d_o) {
+  dc += dh * o * (T(1) - tc * tc);
+  di += dc * g;
+  df += dc * c_prev;
+  dg += dc * i;
+  d_o += dh * tc;
+  return {di * i * (T(1) - i), df * f * (T(1) - f), dg * (T(1) - g * g), d_o * o * (T(1) - o), dc * f};
+}
+
 /// The gradients of one GRU unit's pre-activations.
 template <class T>
 struct gru_unit_grads {

@@ -173,11 +173,7 @@ void k_lstm_grad(const kernel_call& c) {
           T* dc = dg_t.data() + (b - b0) * g4;
 #pragma omp simd
           for (int64_t j = 0; j < hd; ++j) {
-            T i = gi[j], f = gf[j], g = gg[j], o = go[j];
-            T tc = tanh_(cc[j]);
-            T dh = dyr[j] + dr[j];
-            T dcv = dcr[j] + dh * o * (T(1) - tc * tc);
-            T di = 0, df = 0, dgv = 0, dov = 0;
+            T dcv = dcr[j], di = 0, df = 0, dgv = 0, dov = 0;
             if constexpr (full_dy) {
               dcv += dyr[hd + j];
               di = dyr[2 * hd + j];
@@ -185,15 +181,13 @@ void k_lstm_grad(const kernel_call& c) {
               dgv = dyr[4 * hd + j];
               dov = dyr[5 * hd + j];
             }
-            di += dcv * g;
-            df += dcv * cp[j];
-            dgv += dcv * i;
-            dov += dh * tc;
-            d[j] = dc[j] = di * i * (T(1) - i);
-            d[hd + j] = dc[hd + j] = df * f * (T(1) - f);
-            d[2 * hd + j] = dc[2 * hd + j] = dgv * (T(1) - g * g);
-            d[3 * hd + j] = dc[3 * hd + j] = dov * o * (T(1) - o);
-            dcr[j] = dcv * f;
+            const auto u = ops::lstm_unit_backward(gi[j], gf[j], gg[j], go[j], tanh_(cc[j]), cp[j], dyr[j] + dr[j], dcv,
+                                                   di, df, dgv, dov);
+            d[j] = dc[j] = u.i;
+            d[hd + j] = dc[hd + j] = u.f;
+            d[2 * hd + j] = dc[2 * hd + j] = u.g;
+            d[3 * hd + j] = dc[3 * hd + j] = u.o;
+            dcr[j] = u.c_prev;
           }
         }
       };

@@ -82,11 +82,7 @@ struct lstm_grad_k {
         const int64_t b = e / hd, j = e % hd, r = b * steps + t;
         const T* row = ws + r * w;
         const T* dyr = dy + r * dw;
-        T i = row[2 * hd + j], f = row[3 * hd + j], g = row[4 * hd + j], o = row[5 * hd + j];
-        T tc = g_tanh(row[hd + j]);
-        T dh = dyr[j] + dh_rec[e];
-        T dcv = dc_rec[e] + dh * o * (T(1) - tc * tc);
-        T di = 0, df = 0, dgv = 0, dov = 0;
+        T dcv = dc_rec[e], di = 0, df = 0, dgv = 0, dov = 0;
         if (full) {
           dcv += dyr[hd + j];
           di = dyr[2 * hd + j];
@@ -94,16 +90,15 @@ struct lstm_grad_k {
           dgv = dyr[4 * hd + j];
           dov = dyr[5 * hd + j];
         }
-        di += dcv * g;
-        df += dcv * (t > 0 ? row[hd + j - w] : T(0));
-        dgv += dcv * i;
-        dov += dh * tc;
+        const auto u = ops::lstm_unit_backward(row[2 * hd + j], row[3 * hd + j], row[4 * hd + j], row[5 * hd + j],
+                                               g_tanh(row[hd + j]), t > 0 ? row[hd + j - w] : T(0),
+                                               dyr[j] + dh_rec[e], dcv, di, df, dgv, dov);
         T* d = dgate + r * g4;
-        d[j] = di * i * (T(1) - i);
-        d[hd + j] = df * f * (T(1) - f);
-        d[2 * hd + j] = dgv * (T(1) - g * g);
-        d[3 * hd + j] = dov * o * (T(1) - o);
-        dc_rec[e] = dcv * f;
+        d[j] = u.i;
+        d[hd + j] = u.f;
+        d[2 * hd + j] = u.g;
+        d[3 * hd + j] = u.o;
+        dc_rec[e] = u.c_prev;
       });
       if (t > 0) gemm<T>(c, false, true, bs, hd, g4, dgate + t * g4, steps * g4, wh, g4, dh_rec, hd, T(0));
     }
