@@ -98,6 +98,91 @@ inline int64_t step_cost(int64_t hidden, int64_t gates) { return hidden * gates 
 
 // --- lstm -------------------------------------------------------------------------
 
+/// One row's LSTM gates for step t: the blocks gi..go hold x_t w_x and get
+/// the activations; rr = h_{t-1} w_h, cp = c_{t-1}; writes c_t to cc and
+/// h_t to h and hn.
+template <class T>
+[[gnu::always_inline]] inline void lstm_gate_row(int64_t hd, const T* rr, const T* bias, const T* cp, T* gi, T* cc,
+                                                 T* h, T* hn) {
+  T *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
+#pragma omp simd
+  for (int64_t j = 0; j < hd; ++j) {
+    T i = sigm(gi[j] + rr[j] + bias[j]), f = sigm(gf[j] + rr[hd + j] + bias[hd + j]);
+    T g = tanh_(gg[j] + rr[2 * hd + j] + bias[2 * hd + j]);
+    T o = sigm(go[j] + rr[3 * hd + j] + bias[3 * hd + j]);
+    T cv = i * g + f * cp[j];
+    gi[j] = i;
+    gf[j] = f;
+    gg[j] = g;
+    go[j] = o;
+    cc[j] = cv;
+    h[j] = hn[j] = o * tanh_(cv);
+  }
+}
+
+/// One row's LSTM gate gradients for step t (see k_lstm_grad): dy's row
+/// (h alone, or the whole workspace row when Full), the row's activations
+/// and c_{t-1}; dh and dc carry the recurrent gradients in and out; the
+/// gate pre-activation gradients go to d and dc_g.
+template <class T, bool Full>
+[[gnu::always_inline]] inline void lstm_grad_row(int64_t hd, const T* dyr, const T* row, const T* cp, T* dh, T* dc,
+                                                 T* d, T* dc_g) {
+  const T *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
+#pragma omp simd
+  for (int64_t j = 0; j < hd; ++j) {
+    T dcv = dc[j], di = 0, df = 0, dgv = 0, dov = 0;
+    if constexpr (Full) {
+      dcv += dyr[hd + j];
+      di = dyr[2 * hd + j];
+      df = dyr[3 * hd + j];
+      dgv = dyr[4 * hd + j];
+      dov = dyr[5 * hd + j];
+    }
+    const auto u =
+        ops::lstm_unit_backward(gi[j], gf[j], gg[j], go[j], tanh_(cc[j]), cp[j], dyr[j] + dh[j], dcv, di, df, dgv, dov);
+    d[j] = dc_g[j] = u.i;
+    d[hd + j] = dc_g[hd + j] = u.f;
+    d[2 * hd + j] = dc_g[2 * hd + j] = u.g;
+    d[3 * hd + j] = dc_g[3 * hd + j] = u.o;
+    dc[j] = u.c_prev;
+  }
+}
+
+/// The f32 rows compiled a second time for AVX-512 (the build targets
+/// AVX2), taken at run time where the CPU has it: twice the lanes for the
+/// exp and tanh in the gates.
+__attribute__((target("arch=x86-64-v4"))) void lstm_gate_row_v4(int64_t hd, const float* rr, const float* bias,
+                                                                 const float* cp, float* gi, float* cc, float* h,
+                                                                 float* hn) {
+  lstm_gate_row(hd, rr, bias, cp, gi, cc, h, hn);
+}
+template <bool Full>
+__attribute__((target("arch=x86-64-v4"))) void lstm_grad_row_v4(int64_t hd, const float* dyr, const float* row,
+                                                                 const float* cp, float* dh, float* dc, float* d,
+                                                                 float* dc_g) {
+  lstm_grad_row<float, Full>(hd, dyr, row, cp, dh, dc, d, dc_g);
+}
+
+bool has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return yes;
+}
+
+template <class T>
+void gate_row(int64_t hd, const T* rr, const T* bias, const T* cp, T* gi, T* cc, T* h, T* hn) {
+  if constexpr (std::is_same_v<T, float>)
+    if (has_avx512()) return lstm_gate_row_v4(hd, rr, bias, cp, gi, cc, h, hn);
+  lstm_gate_row(hd, rr, bias, cp, gi, cc, h, hn);
+}
+
+template <class T, bool Full>
+void grad_row(int64_t hd, const T* dyr, const T* row, const T* cp, T* dh, T* dc, T* d, T* dc_g) {
+  if constexpr (std::is_same_v<T, float>)
+    if (has_avx512()) return lstm_grad_row_v4<Full>(hd, dyr, row, cp, dh, dc, d, dc_g);
+  lstm_grad_row<T, Full>(hd, dyr, row, cp, dh, dc, d, dc_g);
+}
+
 // lstm(x, w_x, w_h, b) -> ws [B, T, 6H]: h | c | i f g o
 void k_lstm(const kernel_call& c) {
   const int64_t bs = c.out.dim(0), steps = c.out.dim(1), hd = c.in[2].dim(0), in = c.in[0].dim(2);
@@ -120,21 +205,7 @@ void k_lstm(const kernel_call& c) {
           T* row = ws + (b * steps + t) * w;
           const T* cp = t > 0 ? row - w + hd : zeros.data();
           const T* rr = t > 0 ? rec.data() + (b - b0) * g4 : zeros.data();
-          T *h = row, *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
-          T* hn = hp.data() + (b - b0) * hd;
-#pragma omp simd
-          for (int64_t j = 0; j < hd; ++j) {
-            T i = sigm(gi[j] + rr[j] + bias[j]), f = sigm(gf[j] + rr[hd + j] + bias[hd + j]);
-            T g = tanh_(gg[j] + rr[2 * hd + j] + bias[2 * hd + j]);
-            T o = sigm(go[j] + rr[3 * hd + j] + bias[3 * hd + j]);
-            T cv = i * g + f * cp[j];
-            gi[j] = i;
-            gf[j] = f;
-            gg[j] = g;
-            go[j] = o;
-            cc[j] = cv;
-            h[j] = hn[j] = o * tanh_(cv);
-          }
+          gate_row(hd, rr, bias, cp, row + 2 * hd, row + hd, row, hp.data() + (b - b0) * hd);
         }
       }
     });
@@ -164,31 +235,9 @@ void k_lstm_grad(const kernel_call& c) {
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t r = b * steps + t;
           const T* row = ws + r * w;
-          const T *cc = row + hd, *gi = row + 2 * hd, *gf = gi + hd, *gg = gf + hd, *go = gg + hd;
-          const T* cp = t > 0 ? row - w + hd : zeros.data();
-          const T* dyr = dy + r * dw;
-          T* dr = dh_rec.data() + (b - b0) * hd;
-          T* dcr = dc_rec.data() + (b - b0) * hd;
-          T* d = dgate + r * g4;
-          T* dc = dg_t.data() + (b - b0) * g4;
-#pragma omp simd
-          for (int64_t j = 0; j < hd; ++j) {
-            T dcv = dcr[j], di = 0, df = 0, dgv = 0, dov = 0;
-            if constexpr (full_dy) {
-              dcv += dyr[hd + j];
-              di = dyr[2 * hd + j];
-              df = dyr[3 * hd + j];
-              dgv = dyr[4 * hd + j];
-              dov = dyr[5 * hd + j];
-            }
-            const auto u = ops::lstm_unit_backward(gi[j], gf[j], gg[j], go[j], tanh_(cc[j]), cp[j], dyr[j] + dr[j], dcv,
-                                                   di, df, dgv, dov);
-            d[j] = dc[j] = u.i;
-            d[hd + j] = dc[hd + j] = u.f;
-            d[2 * hd + j] = dc[2 * hd + j] = u.g;
-            d[3 * hd + j] = dc[3 * hd + j] = u.o;
-            dcr[j] = u.c_prev;
-          }
+          grad_row<T, full_dy>(hd, dy + r * dw, row, t > 0 ? row - w + hd : zeros.data(),
+                               dh_rec.data() + (b - b0) * hd, dc_rec.data() + (b - b0) * hd, dgate + r * g4,
+                               dg_t.data() + (b - b0) * g4);
         }
       };
       for (int64_t t = steps; t-- > 0;) {
