@@ -105,6 +105,8 @@ void executor::assign_layouts(plan& p) const {
              sh[1] > 0 && sh[1] % b == 0 && sh.numel() > 0;
   }
   for (int pos : p.fetch_pos) blk[static_cast<size_t>(pos)] = 0;
+  // kernel_call::blocked has a bit for each of the first 31 inputs only.
+  auto accepts = [&](size_t i, size_t j) { return j < 31 && ((caps[i].inputs >> j) & 1u); };
   for (bool changed = true; changed;) {
     changed = false;
     auto drop = [&](size_t k) {
@@ -119,7 +121,7 @@ void executor::assign_layouts(plan& p) const {
       for (size_t j = 0; j < s.inputs.size(); ++j) {
         const int q = s.inputs[j];
         if (q < 0) continue;
-        if (!((caps[i].inputs >> j) & 1u)) {
+        if (!accepts(i, j)) {
           drop(static_cast<size_t>(q));
           continue;
         }
@@ -128,7 +130,7 @@ void executor::assign_layouts(plan& p) const {
       if (!mixed) continue;
       drop(i);
       for (size_t j = 0; j < s.inputs.size(); ++j)
-        if (s.inputs[j] >= 0 && ((caps[i].inputs >> j) & 1u)) drop(static_cast<size_t>(s.inputs[j]));
+        if (s.inputs[j] >= 0 && accepts(i, j)) drop(static_cast<size_t>(s.inputs[j]));
     }
   }
   for (size_t i = 0; i < m; ++i) {

@@ -82,6 +82,7 @@ std::string exit_text(int status) {
   return "ended";
 }
 
+/// The CPUs this process may run on (all online ones if that is unknown).
 std::vector<int> allowed_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -89,6 +90,8 @@ std::vector<int> allowed_cpus() {
   if (sched_getaffinity(0, sizeof set, &set) == 0)
     for (int c = 0; c < CPU_SETSIZE; ++c)
       if (CPU_ISSET(c, &set)) out.push_back(c);
+  if (out.empty())
+    for (long c = 0; c < sysconf(_SC_NPROCESSORS_ONLN); ++c) out.push_back(static_cast<int>(c));
   return out;
 }
 
@@ -104,23 +107,22 @@ result<child> spawn_node(const launch_plan& plan, size_t rank, const std::string
       {"LUOSHU_ROLE", n.role},             {"LUOSHU_NODE_NAME", c.name},
       {"LUOSHU_DEVICE", n.device}};
   if (!plan.trace.empty()) env.emplace_back("LUOSHU_TRACE", plan.trace + ".rank" + std::to_string(rank));
-  // Nodes on one host share its cores: without this, each would start a
-  // thread per core and the OpenMP pools would fight (unless the user chose).
-  if (!std::getenv("OMP_NUM_THREADS") && is_local(n.host)) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    long local = 0;
-    for (auto& m : plan.nodes) local += is_local(m.host) ? 1 : 0;
-    env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1L, cores / std::max(1L, local))));
-  }
+  // Nodes on one host share the CPUs the launcher may use: each gets its
+  // share as OpenMP threads (unless the user chose), else each would start
+  // a thread per core and the pools would fight; --bind-cores also pins it
+  // to those CPUs.
   std::vector<int> cpus;
-  if (plan.bind_cores && is_local(n.host)) {
+  if (is_local(n.host)) {
     size_t index = 0, count = 0;
     for (size_t r = 0; r < plan.nodes.size(); ++r)
       if (is_local(plan.nodes[r].host)) {
         if (r < rank) ++index;
         ++count;
       }
-    cpus = core_share(allowed_cpus(), index, count);
+    std::vector<int> share = core_share(allowed_cpus(), index, count);
+    if (!std::getenv("OMP_NUM_THREADS"))
+      env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max<size_t>(1, share.size())));
+    if (plan.bind_cores) cpus = std::move(share);
   }
   std::vector<std::string> argv;
   if (is_local(n.host)) {

@@ -77,8 +77,18 @@ void conv_kernel(const kernel_call& c, const ops::window_geom& g, int64_t cost, 
   dispatch_float(c, c.out.type(), [&](auto z) {
     using T = decltype(z);
     if constexpr (std::is_same_v<T, float>) {
-      if (c.in[operand].numel() == 0) {
-        c.out.fill(0.0);
+      if (c.in[operand].numel() == 0) { // nothing to convolve: zeros, or the bias
+        if (args < 3) {
+          c.out.fill(0.0);
+          return;
+        }
+        const float* bias = c.in[2].data<float>();
+        float* out = c.out.data<float>();
+        const int64_t plane = g.oh * g.ow, bs = y_blocked ? dnnl_channel_block() : 1;
+        each(c.out.numel(), 1, [&](int64_t i) {
+          const int64_t o = y_blocked ? ((i / (plane * bs)) % (g.o / bs)) * bs + i % bs : (i / plane) % g.o;
+          out[i] = bias[o];
+        });
         return;
       }
       dnnl_guard(c, [&] {
@@ -175,7 +185,7 @@ void k_conv2d_bias_grad(const kernel_call& c) {
     T* out = c.out.data<T>();
     if (c.in_blocked(0)) {
       const int64_t bs = dnnl_channel_block(), nb = o / bs;
-      parallel_for(nb, n * plane * bs, [&](int64_t b, int64_t e) {
+      parallel_for_checked(nb, n * plane * bs, [&](int64_t b, int64_t e) {
         std::vector<T> acc(static_cast<size_t>(bs));
         for (int64_t cb = b; cb < e; ++cb) {
           std::fill(acc.begin(), acc.end(), T(0));

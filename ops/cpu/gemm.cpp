@@ -45,9 +45,9 @@ void transpose_into(const float* t, int64_t m, int64_t n, float beta, float* out
 void gemm(const kernel_call& c, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* out, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (beta == 0)
-      for (int64_t i = 0; i < m; ++i) std::fill(out + i * ldc, out + i * ldc + n, 0.0f);
+  if (k == 0) { // C = beta C
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) out[i * ldc + j] = beta == 0 ? 0.0f : beta * out[i * ldc + j];
     return;
   }
   if (!ta && tb && m < n) {

@@ -150,7 +150,7 @@ const T* in_tile(const T* base, bool blocked, int64_t at, int64_t hw, int64_t bs
 template <class T>
 void max_pool_2x2_blocked(const ops::window_geom& g, int64_t bs, const T* x, bool xb, T* y, bool yb) {
   const int64_t hw = g.h * g.w, ohw = g.oh * g.ow, row = g.w * bs;
-  parallel_for(g.n * (g.c / bs), hw * bs, [&](int64_t b, int64_t e) {
+  parallel_for_checked(g.n * (g.c / bs), hw * bs, [&](int64_t b, int64_t e) {
     std::vector<T> xt, yt(yb ? 0 : static_cast<size_t>(ohw * bs));
     for (int64_t p = b; p < e; ++p) {
       const T* xp = in_tile(x, xb, p * hw * bs, hw, bs, xt);
@@ -177,7 +177,7 @@ void max_pool_grad_2x2_blocked(const ops::window_geom& g, int64_t bs, const T* d
                                T* dx, bool dxb) {
   const int64_t hw = g.h * g.w, ohw = g.oh * g.ow, row = g.w * bs;
   const bool uncovered = 2 * g.oh < g.h || 2 * g.ow < g.w;
-  parallel_for(g.n * (g.c / bs), 2 * hw * bs, [&](int64_t b, int64_t e) {
+  parallel_for_checked(g.n * (g.c / bs), 2 * hw * bs, [&](int64_t b, int64_t e) {
     std::vector<T> dyt, xt, dxt(dxb ? 0 : static_cast<size_t>(hw * bs));
     for (int64_t p = b; p < e; ++p) {
       const T* dp = in_tile(dy, dyb, p * ohw * bs, ohw, bs, dyt);

@@ -342,6 +342,31 @@ TEST(Executor, ChannelBlockedLayoutsGiveThePlainResults) {
   }
 }
 
+// More inputs than kernel_call::blocked has bits for (31): the layout pass
+// must leave them alone (under UBSan a shift past 31 bits is reported).
+TEST(Executor, ANodeWithFortyInputsRuns) {
+  graph g;
+  std::vector<expr> parts;
+  feed_map feeds;
+  for (int i = 0; i < 40; ++i) {
+    std::string name = "p";
+    name.append(std::to_string(i)); // not "p" + ...: GCC 12's -Wrestrict false positive
+    parts.push_back(g.placeholder(name, dtype::f32, {1, 2}));
+    feeds.push_back({parts.back(), tensor::from<float>({1, 2}, {static_cast<float>(i), -static_cast<float>(i)})});
+  }
+  expr all = relu(concat(parts, 0));
+  auto kr = cpu_kernels();
+  variable_store vars;
+  executor ex(g, vars, kr);
+  auto out = run_ok(ex, feeds, {all});
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].shape(), shape({40, 2}));
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(out[0].data<float>()[2 * i], static_cast<float>(i));
+    EXPECT_EQ(out[0].data<float>()[2 * i + 1], 0.0f);
+  }
+}
+
 TEST(Executor, InferenceModeMakesDropoutIdentity) {
   graph g;
   auto x = g.placeholder("x", dtype::f32, {1000});

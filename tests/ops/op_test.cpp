@@ -368,6 +368,33 @@ TEST(MaxPoolGradient, GoesToTheFirstLargestElementOfEachWindow) {
     }
 }
 
+// A convolution of an empty image (zero height and width, padded) is its
+// bias in every output element, plain or channel-blocked (16 channels: a
+// 2 x 2 max pool reads it blocked where the CPU has blocked layouts).
+TEST(Conv2dBias, OfAnEmptyImageIsTheBias) {
+  for (dtype t : {dtype::f32, dtype::f64}) {
+    graph g;
+    expr x = g.placeholder("x", t, shape{1, 16, 0, 0});
+    std::vector<double> bv(16), wv(16 * 16, 0.5);
+    for (size_t i = 0; i < bv.size(); ++i) bv[i] = 0.25 * static_cast<double>(i) - 1;
+    expr w = g.constant(tensor::from<double>(shape{16, 16, 1, 1}, wv).cast(t), "w");
+    expr b = g.constant(tensor::from<double>(shape{16}, bv).cast(t), "b");
+    expr y = conv2d(x, w, b, {.padding = {1, 1}});
+    expr p = max_pool2d(conv2d(x, w, b, {.padding = {1, 1}}), {.kernel = {2, 2}});
+    variable_store vars;
+    kernel_registry reg;
+    cpu::register_kernels(reg);
+    executor ex(g, vars, reg);
+    auto r = ex.run({{x, tensor(t, shape{1, 16, 0, 0})}}, {y, p});
+    ASSERT_TRUE(r.ok()) << r.err().message;
+    ASSERT_EQ((*r)[0].shape(), shape({1, 16, 2, 2}));
+    std::vector<double> want;
+    for (double v : bv) want.insert(want.end(), 4, v);
+    EXPECT_EQ((*r)[0].to_doubles(), want) << name(t);
+    EXPECT_EQ((*r)[1].to_doubles(), bv) << name(t);
+  }
+}
+
 TEST(Cast, ToItsOwnTypeIsTheSameExpression) {
   graph g;
   expr x = g.placeholder("x", dtype::f64, shape{3});
