@@ -16,19 +16,11 @@
 using namespace luoshu;
 
 int main(int argc, char** argv) {
-  std::string dir = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
-  int epochs = argc > 2 ? std::atoi(argv[2]) : 10;
-  if (epochs <= 0) {
-    std::fprintf(stderr, "EPOCHS must be a positive number\n");
-    return 2;
-  }
-
-  auto train_set = data::read_idx_dataset(dir + "/train-images-idx3-ubyte.gz", dir + "/train-labels-idx1-ubyte.gz");
-  auto test_set = data::read_idx_dataset(dir + "/t10k-images-idx3-ubyte.gz", dir + "/t10k-labels-idx1-ubyte.gz");
-  if (!train_set || !test_set) {
-    std::fprintf(stderr, "error: %s\n", (!train_set ? train_set.err() : test_set.err()).message.c_str());
-    return 1;
-  }
+  auto args = examples::parse_dir_and_epochs(argc, argv, 10);
+  if (!args) return 2;
+  const int epochs = args->epochs;
+  auto sets = examples::read_fashion_mnist(args->dir);
+  if (!sets) return 1;
 
   // The model reads like the math.
   graph g;
@@ -50,5 +42,5 @@ int main(int argc, char** argv) {
   opt.momentum = 0.9;
   trainer tr(g, loss, opt, ex);
 
-  return examples::fit(tr, x, y, acc, std::move(*train_set), std::move(*test_set), 128, epochs);
+  return examples::fit(tr, x, y, acc, std::move(sets->train), std::move(sets->test), 128, epochs);
 }

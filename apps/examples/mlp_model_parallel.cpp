@@ -22,6 +22,7 @@
 #include <string>
 
 #include "actors/compute.hpp"
+#include "apps/examples/fit.hpp"
 #include "graph/luoshu.hpp"
 #include "graph/partition.hpp"
 
@@ -50,12 +51,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto train_set = data::read_idx_dataset(dir + "/train-images-idx3-ubyte.gz", dir + "/train-labels-idx1-ubyte.gz");
-  auto test_set = data::read_idx_dataset(dir + "/t10k-images-idx3-ubyte.gz", dir + "/t10k-labels-idx1-ubyte.gz");
-  if (!train_set || !test_set) {
-    std::fprintf(stderr, "error: %s\n", (!train_set ? train_set.err() : test_set.err()).message.c_str());
-    return 1;
-  }
+  auto sets = examples::read_fashion_mnist(dir);
+  if (!sets) return 1;
 
   // The model, its training step and its evaluation, as one graph.
   graph g;
@@ -157,8 +154,8 @@ int main(int argc, char** argv) {
     return 1;
   };
 
-  auto train_data = std::make_shared<const data::dataset>(std::move(*train_set));
-  auto test_data = std::make_shared<const data::dataset>(std::move(*test_set));
+  auto train_data = std::make_shared<const data::dataset>(std::move(sets->train));
+  auto test_data = std::make_shared<const data::dataset>(std::move(sets->test));
   data::loader batches(train_data, {.batch_size = 128, .shuffle = true, .seed = seed});
   tensor lr = tensor::scalar<float>(static_cast<float>(opt.lr.base));
   int64_t done = 0;

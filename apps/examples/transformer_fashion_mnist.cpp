@@ -22,19 +22,11 @@
 using namespace luoshu;
 
 int main(int argc, char** argv) {
-  std::string dir = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
-  int epochs = argc > 2 ? std::atoi(argv[2]) : 15;
-  if (epochs <= 0) {
-    std::fprintf(stderr, "EPOCHS must be a positive number\n");
-    return 2;
-  }
-
-  auto train_set = data::read_idx_dataset(dir + "/train-images-idx3-ubyte.gz", dir + "/train-labels-idx1-ubyte.gz");
-  auto test_set = data::read_idx_dataset(dir + "/t10k-images-idx3-ubyte.gz", dir + "/t10k-labels-idx1-ubyte.gz");
-  if (!train_set || !test_set) {
-    std::fprintf(stderr, "error: %s\n", (!train_set ? train_set.err() : test_set.err()).message.c_str());
-    return 1;
-  }
+  auto args = examples::parse_dir_and_epochs(argc, argv, 15);
+  if (!args) return 2;
+  const int epochs = args->epochs;
+  auto sets = examples::read_fashion_mnist(args->dir);
+  if (!sets) return 1;
 
   // The reader gives rows of 784 pixels; the encoder sees [N, 28, 28] tokens.
   graph g;
@@ -53,7 +45,7 @@ int main(int argc, char** argv) {
   variable_store vars(/*seed=*/1);
   executor ex(g, vars, kernels);
   const int64_t batch = 64;
-  const int64_t steps_per_epoch = (train_set->size() + batch - 1) / batch;
+  const int64_t steps_per_epoch = (sets->train.size() + batch - 1) / batch;
   optimizer_config opt;
   opt.kind = optimizer_config::kind_t::adamw;
   opt.lr.base = 0.002;
@@ -63,5 +55,5 @@ int main(int argc, char** argv) {
   opt.lr.total_steps = steps_per_epoch * epochs;
   trainer tr(g, loss, opt, ex);
 
-  return examples::fit(tr, x, y, acc, std::move(*train_set), std::move(*test_set), batch, epochs);
+  return examples::fit(tr, x, y, acc, std::move(sets->train), std::move(sets->test), batch, epochs);
 }
