@@ -16,6 +16,7 @@
 #include "actors/atoms.hpp"
 #include "actors/node.hpp"
 #include "transport/bulk/lane.hpp"
+#include "transport/bulk/shm_slots.hpp"
 #include "transport/codec.hpp"
 
 namespace luoshu::actors {
@@ -72,6 +73,17 @@ private:
   std::shared_ptr<bulk::buffer_pool> pool_;
 };
 
+/// Where a chunk's elements come from when it is sent: copied from `from`,
+/// or computed by `fill` into their destination, or (sent inline) the
+/// received `buffer` itself, passed on without a copy after `fill` ran on
+/// it. Into a shared-memory slot, `fill` runs there, else `from` or the
+/// buffer's bytes are copied there.
+struct chunk_source {
+  const char* from = nullptr;
+  payload_buffer* buffer = nullptr;
+  const std::function<void(char*)>* fill = nullptr;
+};
+
 /// A lane message frame from the left neighbour that came before its
 /// collective started here.
 struct collective_incoming {
@@ -103,6 +115,7 @@ namespace {
 
 using link_atom = caf::atom_constant<caf::atom("colllink")>;
 using addr_atom = caf::atom_constant<caf::atom("colladdr")>;
+using shm_ok_atom = caf::atom_constant<caf::atom("collshm")>;
 
 int mod(int64_t a, int n) { return static_cast<int>(((a % n) + n) % n); }
 
@@ -152,7 +165,7 @@ void combine_bytes(dtype t, void* dst, const void* a, const void* b, size_t n, r
 struct shared_state {
   mutable std::mutex mu;
   std::string failure;
-  std::atomic<uint64_t> ops{0}, sent{0}, received{0};
+  std::atomic<uint64_t> ops{0}, sent{0}, received{0}, sent_shm{0};
 };
 
 /// This rank's part of the collectives: the one in progress, the queue, and
@@ -228,11 +241,51 @@ public:
       right_ = std::make_shared<bulk::sender>(std::move(s));
       collective_message m;
       m.kind = collective_message::kind_t::hello;
-      m.hello = {group_, rank_, size_};
+      m.hello.group = group_;
+      m.hello.rank = rank_;
+      m.hello.size = size_;
+      if (opt_.shm_slots > 0) {
+        // Offered; used once the right neighbour says it mapped them (enable_shm).
+        auto slots = bulk::shm_slots::create(opt_.shm_slots, opt_.chunk_bytes);
+        if (slots) {
+          shm_out_ = std::move(*slots);
+          m.hello.shm_name = shm_out_->name();
+          m.hello.shm_nonce = shm_out_->nonce();
+          m.hello.shm_slots = shm_out_->slots();
+          m.hello.shm_slot_bytes = shm_out_->slot_bytes();
+        } else {
+          spdlog::info("collective '{}' rank {}: payloads to rank {} go over TCP: {}", group_, rank_, right_rank(),
+                       slots.err().message);
+        }
+      }
       auto meta = transport::encode(m);
       if (auto r = right_->send_message(meta, 0, [](char*) {}, "the hello"); !r) err = r.err().message;
     });
     return err;
+  }
+
+  /// How to tell the left neighbour that its shared-memory slots are mapped
+  /// here (the peer actor sends it the nonce); called at once when they
+  /// already are.
+  void set_shm_ack(std::function<void(uint64_t)> ack) {
+    run([&] {
+      shm_ack_ = std::move(ack);
+      if (shm_in_ && shm_ack_) shm_ack_(shm_in_->nonce());
+    });
+  }
+
+  /// The right neighbour mapped the slots offered to it (their nonce): the
+  /// payloads go through them from now on, while slots are free.
+  void enable_shm(uint64_t nonce) {
+    run([&] {
+      if (shm_out_ && shm_out_->nonce() == nonce && !stopped_) shm_out_on_ = true;
+    });
+  }
+
+  /// Whether payloads to the right go through shared memory (tests).
+  bool shm_enabled() const {
+    std::lock_guard lock(mu_);
+    return shm_out_on_;
   }
 
   /// Rank `k` closed its communicator (its peer actor stopped cleanly).
@@ -304,6 +357,7 @@ private:
     uint64_t op = 0;
     std::shared_ptr<collective_call> call; ///< keeps the buffers alive
     std::shared_ptr<bulk::sender> right;
+    std::shared_ptr<bulk::shm_slots> shm; ///< null: payloads inline
     uint32_t stage = 0;
     int seg = 0;
     const char* base = nullptr;
@@ -356,8 +410,8 @@ private:
   }
 
   /// The meta of a chunk of the collective in progress.
-  static transport::wire_bytes chunk_meta(const collective_call& call, uint64_t op, uint32_t stage, int seg, uint64_t offset,
-                               uint64_t count) {
+  static transport::wire_bytes chunk_meta(const collective_call& call, uint64_t op, uint32_t stage, int seg,
+                                          uint64_t offset, uint64_t count, int slot) {
     collective_message m;
     m.kind = collective_message::kind_t::chunk;
     collective_chunk& c = m.chunk;
@@ -370,7 +424,45 @@ private:
     c.offset = offset;
     c.count = count;
     c.total = call.total;
+    c.slot = slot;
     return transport::encode(m);
+  }
+
+  /// Sends one chunk to the right: its elements through a shared-memory
+  /// slot of `shm` when one is free (null: none accepted), else inline.
+  /// Counts the payload bytes in `shared` (sent, and sent_shm for a slot).
+  static result<uint64_t> send_one(bulk::sender& right, bulk::shm_slots* shm, shared_state& shared,
+                                   const collective_call& call, uint64_t op, uint32_t stage, int seg, uint64_t offset,
+                                   uint64_t count, const chunk_source& src) {
+    static const std::string what = "a collective chunk";
+    const size_t bytes = count * size_of(call.type);
+    const int slot = shm && bytes <= shm->slot_bytes() ? shm->acquire() : -1;
+    if (slot >= 0) {
+      char* d = shm->slot(slot);
+      if (src.fill) (*src.fill)(d);
+      else std::memcpy(d, src.from ? src.from : src.buffer->data(), bytes);
+      shm->publish(slot);
+      auto r = right.send_message(chunk_meta(call, op, stage, seg, offset, count, slot), 0, [](char*) {}, what);
+      if (!r) {
+        shm->release(slot);
+        return r;
+      }
+      shared.sent += bytes;
+      shared.sent_shm += bytes;
+      return r;
+    }
+    auto meta = chunk_meta(call, op, stage, seg, offset, count, -1);
+    result<uint64_t> r = error{""};
+    if (src.buffer) {
+      if (src.fill) (*src.fill)(src.buffer->data());
+      r = right.send_message_buffer(meta, src.buffer->release(), what);
+    } else if (src.fill) {
+      r = right.send_message(meta, bytes, *src.fill, what);
+    } else {
+      r = right.send_message_bytes(meta, {src.from, bytes}, what);
+    }
+    if (r) shared.sent += bytes;
+    return r;
   }
 
   /// Does `p` (no mutex held): the local copy, then every chunk; stops
@@ -386,10 +478,8 @@ private:
     for (uint64_t o = b; o < e && !aborted_.load(std::memory_order_relaxed); o += p.chunk_elems) {
       const uint64_t cnt = std::min<uint64_t>(p.chunk_elems, e - o);
       const char* from = p.base + (o - p.base_elem) * es;
-      auto meta = chunk_meta(call, p.op, p.stage, p.seg, o, cnt);
-      auto r = p.right->send_message_bytes(meta, {from, cnt * es}, "a collective chunk");
+      auto r = send_one(*p.right, p.shm.get(), *shared_, call, p.op, p.stage, p.seg, o, cnt, {.from = from});
       if (!r) return r.err().message;
-      shared_->sent += cnt * es;
     }
     return "";
   }
@@ -451,20 +541,15 @@ private:
     return mod(static_cast<int64_t>(rank_) - 2 - stage, size_);
   }
 
-  /// Sends a chunk of the collective in progress: its elements copied from
-  /// `from`, or `buffer` itself when `from` is null.
-  void send_chunk(uint32_t stage, int seg, uint64_t offset, uint64_t count, const char* from,
-                  std::vector<char>&& buffer = {}) {
-    const size_t bytes = count * size_of(cur_->type);
-    auto meta = chunk_meta(*cur_, cur_op_, stage, seg, offset, count);
+  /// Sends a chunk of the collective in progress (chunk_source says how).
+  void send_chunk(uint32_t stage, int seg, uint64_t offset, uint64_t count, const chunk_source& src) {
     auto r = !right_ ? result<uint64_t>(error{"not connected"})
-             : from  ? right_->send_message_bytes(meta, {from, bytes}, "a collective chunk")
-                     : right_->send_message_buffer(meta, std::move(buffer), "a collective chunk");
+                     : send_one(*right_, shm_out_on_ ? shm_out_.get() : nullptr, *shared_, *cur_, cur_op_, stage, seg,
+                                offset, count, src);
     if (!r)
       return fail(error{"collective '" + group_ + "': cannot send to rank " + std::to_string(right_rank()) +
                         " during " + op_label() + ": " + r.err().message},
                   right_rank(), false);
-    shared_->sent += bytes;
   }
 
   /// Completes the collective in progress once everything arrived and its
@@ -499,7 +584,7 @@ private:
     // What this rank already has (its own part of the result) and what it
     // sends first (always read from `in`): handed to the thread that
     // started the collective, to do once the mutex is released (run()).
-    first_sends p{cur_op_, cur_, right_};
+    first_sends p{cur_op_, cur_, right_, shm_out_on_ ? shm_out_ : nullptr};
     p.base = c.src;
     p.chunk_elems = chunk_elems_;
     switch (c.kind) {
@@ -583,46 +668,67 @@ private:
     const uint64_t idx = next_chunk_[c.stage];
     const uint64_t want_off = sb + idx * chunk_elems_;
     const uint64_t want_cnt = want_off < se ? std::min<uint64_t>(chunk_elems_, se - want_off) : 0;
+    const bool in_slot = c.slot >= 0;
+    const uint64_t want_bytes = in_slot ? 0 : c.count * es;
     if (static_cast<int>(c.segment) != (call.kind == collective_kind::broadcast ? 0 : seg) || c.offset != want_off ||
-        c.count != want_cnt || want_cnt == 0 || payload.size() != c.count * es)
+        c.count != want_cnt || want_cnt == 0 || payload.size() != want_bytes)
       return fail(mismatch(c, "unexpected chunk: segment " + std::to_string(c.segment) + " [" +
                                   std::to_string(c.offset) + ", +" + std::to_string(c.count) + ") with " +
                                   std::to_string(payload.size()) + " bytes at stage " + std::to_string(c.stage) +
                                   " (expected segment " + std::to_string(seg) + " [" + std::to_string(want_off) +
                                   ", +" + std::to_string(want_cnt) + ")); were the ranks given different chunk sizes?"),
                   left());
-    ++next_chunk_[c.stage];
-    shared_->received += payload.size();
     const uint64_t o = c.offset, cnt = c.count;
     char* p = payload.data();
+    if (in_slot) {
+      std::string bad;
+      if (!shm_in_) bad = "but offered no shared memory";
+      else if (static_cast<uint32_t>(c.slot) >= shm_in_->slots()) bad = "of " + std::to_string(shm_in_->slots());
+      else if (cnt * es > shm_in_->slot_bytes()) bad = "with " + std::to_string(cnt * es) + " bytes, over its size";
+      else if (!shm_in_->full(c.slot)) bad = "not marked full";
+      if (!bad.empty())
+        return fail(error{"collective '" + group_ + "': rank " + std::to_string(left()) + " sent a chunk in " +
+                          "shared-memory slot " + std::to_string(c.slot) + " " + bad},
+                    left());
+      p = shm_in_->slot(c.slot);
+    }
+    ++next_chunk_[c.stage];
+    shared_->received += cnt * es;
     const uint32_t rs_last = static_cast<uint32_t>(n - 2);
     const uint32_t ag_last = static_cast<uint32_t>(2 * n - 3);
-    // A received buffer that is passed on goes as it is (no copy).
+    // A received inline buffer that is passed on inline goes as it is (no
+    // copy); one in a slot is read there and passed on from its final place.
+    payload_buffer* pass_on = in_slot ? nullptr : &payload;
     try {
       if (call.kind == collective_kind::broadcast) {
-        std::memcpy(call.dst + o * es, p, cnt * es);
-        if (right_rank() != call.root) send_chunk(c.stage + 1, 0, o, cnt, nullptr, payload.release());
+        char* kept = call.dst + o * es;
+        std::memcpy(kept, p, cnt * es);
+        if (right_rank() != call.root) send_chunk(c.stage + 1, 0, o, cnt, {.from = kept, .buffer = pass_on});
       } else if (c.stage <= rs_last && call.kind != collective_kind::allgather) {
         // Reduce-scatter: combine with this rank's elements and pass on.
         const char* mine = call.src + o * es;
         if (c.stage < rs_last) {
-          combine_bytes(call.type, p, p, mine, cnt, call.op, false, n);
-          send_chunk(c.stage + 1, seg, o, cnt, nullptr, payload.release());
+          const std::function<void(char*)> fill = [&](char* d) {
+            combine_bytes(call.type, d, p, mine, cnt, call.op, false, n);
+          };
+          send_chunk(c.stage + 1, seg, o, cnt, {.buffer = pass_on, .fill = &fill});
         } else {
           // The last step: this rank's segment is complete.
           const uint64_t at = call.kind == collective_kind::allreduce ? o : o - sb;
           char* out = call.dst + at * es;
           combine_bytes(call.type, out, p, mine, cnt, call.op, call.op == reduce_op::mean, n);
-          if (call.kind == collective_kind::allreduce) send_chunk(c.stage + 1, seg, o, cnt, out);
+          if (call.kind == collective_kind::allreduce) send_chunk(c.stage + 1, seg, o, cnt, {.from = out});
         }
       } else {
         // All-gather: keep the finished chunk and pass it on.
-        std::memcpy(call.dst + o * es, p, cnt * es);
-        if (c.stage < ag_last) send_chunk(c.stage + 1, seg, o, cnt, nullptr, payload.release());
+        char* kept = call.dst + o * es;
+        std::memcpy(kept, p, cnt * es);
+        if (c.stage < ag_last) send_chunk(c.stage + 1, seg, o, cnt, {.from = kept, .buffer = pass_on});
       }
     } catch (const std::exception& e) {
       return fail(error{"collective '" + group_ + "': " + e.what()});
     }
+    if (in_slot) shm_in_->release(c.slot);
     if (failed_) return;
     last_progress_ = std::chrono::steady_clock::now();
     ++received_;
@@ -656,6 +762,16 @@ private:
       }
       left_known_ = true;
       left_conn_ = conn;
+      if (!h.shm_name.empty()) {
+        auto slots = bulk::shm_slots::open(h.shm_name, h.shm_nonce, h.shm_slots, h.shm_slot_bytes);
+        if (!slots) {
+          spdlog::info("collective '{}' rank {}: payloads from rank {} come over TCP: {}", group_, rank_, left(),
+                       slots.err().message);
+          return;
+        }
+        shm_in_ = std::move(*slots);
+        if (shm_ack_) shm_ack_(shm_in_->nonce());
+      }
       return;
     }
     switch (m->kind) {
@@ -690,6 +806,10 @@ private:
   mutable std::mutex mu_;
   // Under mu_.
   std::shared_ptr<bulk::sender> right_;
+  std::shared_ptr<bulk::shm_slots> shm_out_; ///< offered to the right (kept until the engine goes)
+  bool shm_out_on_ = false;                  ///< the right neighbour mapped them
+  std::unique_ptr<bulk::shm_slots> shm_in_;  ///< the left neighbour's, mapped here
+  std::function<void(uint64_t)> shm_ack_;
   bool stopped_ = false;
   bool left_known_ = false;
   bulk::connection_id left_conn_ = -1;
@@ -757,6 +877,8 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
       for (size_t k = 0; k < s.peers.size(); ++k)
         if (static_cast<int>(k) != rank && s.peers[k] && s.peers[k].node() == self->node()) self->monitor(s.peers[k]);
       if (size == 1) return "";
+      if (auto left = s.peers[static_cast<size_t>(mod(rank - 1, size))])
+        s.engine->set_shm_ack([left](uint64_t nonce) { caf::anon_send(left, shm_ok_atom::value, nonce); });
       bulk::lane_options lo;
       lo.pool = pool;
       // The engine sends from CAF's I/O thread, where send() must never wait
@@ -771,6 +893,7 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
                snd.err().message;
       return s.engine->attach_right(std::move(*snd));
     },
+    [=](shm_ok_atom, uint64_t nonce) { self->state.engine->enable_shm(nonce); },
     [=](tick_atom) {
       auto& s = self->state;
       std::string f;
@@ -947,8 +1070,11 @@ std::string communicator::failure() const {
   return impl_->shared->failure;
 }
 
+bool communicator::shared_memory() const { return impl_->engine->shm_enabled(); }
+
 collective_stats communicator::stats() const {
-  return {impl_->shared->ops.load(), impl_->shared->sent.load(), impl_->shared->received.load()};
+  return {impl_->shared->ops.load(), impl_->shared->sent.load(), impl_->shared->received.load(),
+          impl_->shared->sent_shm.load()};
 }
 
 namespace {

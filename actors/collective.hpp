@@ -10,6 +10,16 @@
 // lane message frame, and a chunk's elements are that frame's payload, which
 // the kernel writes straight into a pooled buffer.
 //
+// Between two ranks on one host a chunk's elements skip TCP: the sender
+// offers shared-memory slots (transport/bulk/shm_slots.hpp, `shm_slots` of
+// `chunk_bytes` each) in its hello; a receiver that can map them (same host,
+// same /dev/shm) says so through their peer actors, and from then on a
+// chunk's message names the slot that holds its elements instead of carrying
+// them (a reduce-scatter step combines straight from the left's slot into
+// the right's). The messages still travel over the lane, in order; a chunk
+// whose next slot is still in use goes inline, so neither side ever waits
+// for the other's memory. Ranks on different hosts use TCP only.
+//
 // All-reduce is a ring reduce-scatter followed by a ring all-gather over n
 // segments of the buffer (any element count: segment sizes differ by at most
 // one). Each segment is cut into chunks of `chunk_bytes`, and every chunk
@@ -64,6 +74,10 @@ struct collective_options {
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
   /// How long create() waits for the other ranks.
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(60)};
+  /// Shared-memory slots of chunk_bytes each offered to the right neighbour
+  /// for payloads (used when it is on the same host; see the top of this
+  /// file). 0: every payload goes over TCP.
+  uint32_t shm_slots = 16;
   /// The address this rank's lane listens on and advertises; empty: the
   /// node's bulk_host (node::create) or 127.0.0.1 (create_local).
   std::string host;
@@ -86,6 +100,7 @@ struct collective_stats {
   uint64_t ops = 0;            ///< collectives completed
   uint64_t bytes_sent = 0;     ///< payload bytes sent to the right neighbour
   uint64_t bytes_received = 0; ///< payload bytes received from the left
+  uint64_t bytes_sent_shm = 0; ///< of bytes_sent, those that went through shared memory
 };
 
 /// One rank's membership in a ring. Calls are safe from one thread at a time.
@@ -127,6 +142,9 @@ public:
   /// The error that ended the communicator, if any.
   std::string failure() const;
   collective_stats stats() const;
+  /// Whether payloads to the right neighbour go through shared memory (it
+  /// mapped the slots this rank offered; it may take a moment after create).
+  bool shared_memory() const;
 
   struct impl;
 

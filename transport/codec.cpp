@@ -661,7 +661,7 @@ result<std::unique_ptr<graph>> decode_graph(std::span<const char> bytes) {
 
 wire_bytes encode(const collective_message& m) {
   using K = collective_message::kind_t;
-  const size_t words = 24 + text_words(m.hello.group) + text_words(m.abort.reason);
+  const size_t words = 32 + text_words(m.hello.group) + text_words(m.hello.shm_name) + text_words(m.abort.reason);
   return serialize<w::CollectiveMessage>(words, [&](w::CollectiveMessage::Builder b) {
     switch (m.kind) {
       case K::hello: {
@@ -669,6 +669,12 @@ wire_bytes encode(const collective_message& m) {
         h.setGroup(text(m.hello.group));
         h.setRank(m.hello.rank);
         h.setSize(m.hello.size);
+        if (!m.hello.shm_name.empty()) {
+          h.setShmName(text(m.hello.shm_name));
+          h.setShmNonce(m.hello.shm_nonce);
+          h.setShmSlots(m.hello.shm_slots);
+          h.setShmSlotBytes(m.hello.shm_slot_bytes);
+        }
         break;
       }
       case K::chunk: {
@@ -683,6 +689,7 @@ wire_bytes encode(const collective_message& m) {
         c.setOffset(x.offset);
         c.setCount(x.count);
         c.setTotal(x.total);
+        c.setSlot(x.slot);
         break;
       }
       case K::abort: {
@@ -707,6 +714,11 @@ result<collective_message> decode_collective_message(std::span<const char> bytes
         m.hello.rank = h.getRank();
         if (m.hello.size < 1 || m.hello.rank < 0 || m.hello.rank >= m.hello.size)
           fail("rank " + std::to_string(m.hello.rank) + " of " + std::to_string(m.hello.size));
+        // Checked further (name, sizes, contents) by whoever maps the slots.
+        m.hello.shm_name = get_text(h.getShmName(), max_name_bytes, "shared-memory name");
+        m.hello.shm_nonce = h.getShmNonce();
+        m.hello.shm_slots = h.getShmSlots();
+        m.hello.shm_slot_bytes = h.getShmSlotBytes();
         break;
       }
       case w::CollectiveMessage::CHUNK: {
@@ -728,6 +740,8 @@ result<collective_message> decode_collective_message(std::span<const char> bytes
         x.offset = c.getOffset();
         x.count = c.getCount();
         x.total = c.getTotal();
+        x.slot = c.getSlot();
+        if (x.slot < -1) fail("shared-memory slot " + std::to_string(x.slot));
         uint64_t end = 0, bytes = 0;
         if (__builtin_add_overflow(x.offset, x.count, &end) || end > x.total)
           fail("chunk [" + std::to_string(x.offset) + ", +" + std::to_string(x.count) + ") outside a buffer of " +

@@ -137,6 +137,10 @@ struct collective_hello {
   std::string group;
   int32_t rank = 0;
   int32_t size = 0;
+  std::string shm_name; ///< empty: no shared-memory slots offered
+  uint64_t shm_nonce = 0;
+  uint32_t shm_slots = 0;
+  uint64_t shm_slot_bytes = 0;
   friend bool operator==(const collective_hello&, const collective_hello&) = default;
 };
 
@@ -150,6 +154,7 @@ struct collective_chunk {
   uint64_t offset = 0; ///< elements
   uint64_t count = 0;  ///< elements
   uint64_t total = 0;  ///< elements in the whole buffer
+  int32_t slot = -1;   ///< >= 0: the elements are in this shared-memory slot
   friend bool operator==(const collective_chunk&, const collective_chunk&) = default;
 };
 

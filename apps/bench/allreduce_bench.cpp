@@ -69,6 +69,7 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
   co.group = "bench";
   co.timeout = std::chrono::seconds(30);
   if (o.chunk_bytes) co.chunk_bytes = o.chunk_bytes;
+  if (o.shm_slots >= 0) co.shm_slots = static_cast<uint32_t>(o.shm_slots);
   auto comm = actors::communicator::create(node, rank, n, co);
   if (!comm) {
     spdlog::error("rank {}: {}", rank, comm.err().message);
@@ -163,6 +164,7 @@ std::vector<nlohmann::json> measure_luoshu(const allreduce_bench_options& o, con
                   std::to_string(o.warmup), "--out", out.string()};
   if (o.iters > 0) plan.command.insert(plan.command.end(), {"--iters", std::to_string(o.iters)});
   if (o.chunk_bytes > 0) plan.command.insert(plan.command.end(), {"--chunk-bytes", std::to_string(o.chunk_bytes)});
+  if (o.shm_slots >= 0) plan.command.insert(plan.command.end(), {"--shm-slots", std::to_string(o.shm_slots)});
   plan.timeout_s = 900;
   plan.bind_cores = o.bind_cores;
   if (int rc = app::launch(plan); rc != 0) {

@@ -21,6 +21,7 @@ struct allreduce_bench_options {
   int warmup = 3;
   int iters = 0;           ///< 0: 20, or 10 for sizes of 64 MiB and more
   size_t chunk_bytes = 0;  ///< 0: the communicator's default
+  int shm_slots = -1;      ///< shared-memory slots per ring edge (-1: the communicator's default; 0: TCP only)
   std::string json_path;
   std::string python;      ///< for gloo (default: .venv-bench)
   bool baselines = true;

@@ -187,6 +187,10 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   ar_cmd->add_option("--chunk-bytes", ao.chunk_bytes, "Luoshu's pipelining chunk (default 512K)")
       ->check(CLI::Range(size_t{8}, size_t{1} << 30));
+  ar_cmd->add_option("--shm-slots", ao.shm_slots,
+                     "Shared-memory slots (of --chunk-bytes) per ring edge between ranks on one host; 0: TCP only "
+                     "(default 16)")
+      ->check(CLI::Range(0, 1024));
   ar_cmd->add_option("--python", ao.python, "Python with torch for gloo (default: $LUOSHU_BENCH_PYTHON or .venv-bench)");
   ar_cmd->add_flag("--no-baselines", ar_no_baselines, "Measure Luoshu only");
   bool ar_no_bind = false;

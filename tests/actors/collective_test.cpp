@@ -9,7 +9,9 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <tuple>
 #include <thread>
 
 #include "actors/collective.hpp"
@@ -29,9 +31,19 @@ struct ring {
   caf::actor_system sys{cfg};
   std::vector<std::unique_ptr<communicator>> comms;
   explicit ring(int n, collective_options o = {}) {
+    const bool shm = o.shm_slots > 0 && n > 1;
     auto c = communicator::create_local(sys, n, std::move(o));
     if (!c) throw std::runtime_error(c.err().message);
     comms = std::move(*c);
+    // Shared memory is offered in the hello and accepted through the peer
+    // actors: wait for it, so that the collectives below really use it.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (shm && !std::all_of(comms.begin(), comms.end(), [](auto& k) { return k->shared_memory(); })) {
+      if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("shared memory was not accepted");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (auto& k : comms)
+      if (!shm && k->shared_memory()) throw std::runtime_error("shared memory in use though not offered");
   }
   ~ring() { comms.clear(); }
 };
@@ -82,11 +94,14 @@ void expect_values(const tensor& got, const std::function<double(int64_t)>& want
 
 const dtype all_types[] = {dtype::f32, dtype::f64, dtype::i32, dtype::i64};
 
-class ranks : public ::testing::TestWithParam<int> {};
+/// Ranks, and the shared-memory slots each offers its right neighbour (0:
+/// TCP only; 2: most chunks find their slot still in use and go inline).
+class ranks : public ::testing::TestWithParam<std::tuple<int, uint32_t>> {};
 
 TEST_P(ranks, AllreduceEverySizeTypeAndOpInPlaceAndNot) {
-  const int n = GetParam();
+  const int n = std::get<0>(GetParam());
   collective_options o;
+  o.shm_slots = std::get<1>(GetParam());
   o.chunk_bytes = 256; // many chunks per segment: the pipeline is exercised
   o.timeout = std::chrono::seconds(30);
   ring g(n, o);
@@ -117,12 +132,26 @@ TEST_P(ranks, AllreduceEverySizeTypeAndOpInPlaceAndNot) {
             expect_values(in[static_cast<size_t>(r)], [&](int64_t i) { return value(r, i); }, "input kept");
         }
       }
-  for (auto& c : g.comms) EXPECT_EQ(c->failure(), "");
+  for (auto& c : g.comms) {
+    EXPECT_EQ(c->failure(), "");
+    // The payloads really took the path the parameters ask for.
+    const auto st = c->stats();
+    const uint32_t slots = std::get<1>(GetParam());
+    if (slots == 0) {
+      EXPECT_EQ(st.bytes_sent_shm, 0u);
+    } else if (n > 1) {
+      EXPECT_GT(st.bytes_sent_shm, 0u);
+      if (slots == 2) {
+        EXPECT_LT(st.bytes_sent_shm, st.bytes_sent) << "with 2 slots some chunks go inline";
+      }
+    }
+  }
 }
 
 TEST_P(ranks, AllgatherReduceScatterAndBroadcast) {
-  const int n = GetParam();
+  const int n = std::get<0>(GetParam());
   collective_options o;
+  o.shm_slots = std::get<1>(GetParam());
   o.chunk_bytes = 64;
   ring g(n, o);
   for (dtype t : all_types) {
@@ -196,8 +225,9 @@ TEST_P(ranks, AllgatherReduceScatterAndBroadcast) {
 TEST_P(ranks, ManyCollectivesInFlight) {
   // Issued back to back without waiting: ranks run ahead of each other and
   // chunks of later collectives arrive early.
-  const int n = GetParam();
+  const int n = std::get<0>(GetParam());
   collective_options o;
+  o.shm_slots = std::get<1>(GetParam());
   o.chunk_bytes = 1024;
   ring g(n, o);
   const int k = 25;
@@ -218,7 +248,12 @@ TEST_P(ranks, ManyCollectivesInFlight) {
   EXPECT_EQ(g.comms[0]->stats().ops, static_cast<uint64_t>(k));
 }
 
-INSTANTIATE_TEST_SUITE_P(collective, ranks, ::testing::Values(1, 2, 3, 4, 8));
+INSTANTIATE_TEST_SUITE_P(collective, ranks,
+                         ::testing::Combine(::testing::Values(1, 2, 3, 4, 8), ::testing::Values(0u, 2u, 16u)),
+                         [](const auto& p) {
+                           return std::to_string(std::get<0>(p.param)) + "ranks_" +
+                                  std::to_string(std::get<1>(p.param)) + "slots";
+                         });
 
 TEST(collective, MismatchedCallsFailOnEveryRankNamingTheProblem) {
   ring g(3);

@@ -767,6 +767,9 @@ TEST(WireCollective, MalformedMessagesAreRefusedNamingTheProblem) {
   c = sample_collective_chunk();
   c.chunk.kind = static_cast<collective_kind>(7);
   refused(c, "unknown collective kind 7");
+  c = sample_collective_chunk();
+  c.chunk.slot = -2;
+  refused(c, "shared-memory slot -2");
   collective_message h = sample_collective_hello();
   h.hello.rank = 4;
   refused(h, "rank 4 of 4");
@@ -775,6 +778,9 @@ TEST(WireCollective, MalformedMessagesAreRefusedNamingTheProblem) {
   h = sample_collective_hello();
   h.hello.group = std::string(max_name_bytes + 1, 'g');
   refused(h, "collective group is");
+  h = sample_collective_hello();
+  h.hello.shm_name = std::string(max_name_bytes + 1, 's');
+  refused(h, "shared-memory name is");
   collective_message a = sample_collective_abort();
   a.abort.failed_rank = -5;
   refused(a, "failed rank -5");

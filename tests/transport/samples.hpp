@@ -83,14 +83,14 @@ inline ps_reply sample_ps_reply(std::mt19937_64& rng) {
 inline collective_message sample_collective_chunk() {
   collective_message m;
   m.kind = collective_message::kind_t::chunk;
-  m.chunk = {7, collective_kind::allreduce, dtype::f64, reduce_op::max, 3, 2, 1000, 250, 4001};
+  m.chunk = {7, collective_kind::allreduce, dtype::f64, reduce_op::max, 3, 2, 1000, 250, 4001, 5};
   return m;
 }
 
 inline collective_message sample_collective_hello() {
   collective_message m;
   m.kind = collective_message::kind_t::hello;
-  m.hello = {"train", 2, 4};
+  m.hello = {"train", 2, 4, "/luoshu-4242-00000000deadbeef", 0x0123456789abcdefULL, 16, 524288};
   return m;
 }
 

@@ -14,11 +14,18 @@ enum CollectiveKind {
   broadcast @3;
 }
 
-# The first message on a connection from rank r to rank r + 1: who it is.
+# The first message on a connection from rank r to rank r + 1: who it is,
+# and optionally the shared-memory slots (transport/bulk/shm_slots.hpp) it
+# offers for payloads. The receiver that can map them tells the sender
+# through their peer actors; until then every payload travels inline.
 struct CollectiveHello {
   group @0 :Text;    # the communicator's name; both ends must agree
   rank @1 :Int32;    # the sender's rank
   size @2 :Int32;    # ranks in the ring, as the sender counts them
+  shmName @3 :Text;  # empty: no shared memory offered
+  shmNonce @4 :UInt64;
+  shmSlots @5 :UInt32;
+  shmSlotBytes @6 :UInt64;
 }
 
 # One chunk of one step of one collective.
@@ -32,6 +39,7 @@ struct CollectiveChunk {
   offset @6 :UInt64;      # first element of the chunk within the whole buffer
   count @7 :UInt64;       # elements in the chunk (the payload holds exactly these)
   total @8 :UInt64;       # elements in the whole buffer
+  slot @9 :Int32 = -1;    # >= 0: the elements are in this shared-memory slot, not the payload
 }
 
 # A rank gave up on the collectives: every later message fails with this.

@@ -1,0 +1,177 @@
+#include "transport/bulk/shm_slots.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <utility>
+
+namespace luoshu::transport::bulk {
+
+namespace {
+
+constexpr uint64_t slots_magic = 0x534d48534f554c31; // "1LUOSHMS" read as little-endian bytes
+constexpr size_t line = 64;
+// A slot's flag: free, taken by the writer (being filled), or full (its
+// bytes published for the reader).
+constexpr uint32_t slot_free = 0, slot_taken = 1, slot_full = 2;
+constexpr size_t page = 4096;
+
+struct header {
+  uint64_t magic;
+  uint64_t nonce;
+  uint32_t slots;
+  uint32_t reserved;
+  uint64_t slot_bytes;
+};
+static_assert(sizeof(header) <= line);
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "slot flags must be address-free atomics");
+
+size_t data_offset(uint32_t slots) { return (line + size_t{slots} * line + page - 1) / page * page; }
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+/// A name only create() makes: "/luoshu-" then digits, hex and '-'.
+bool valid_name(const std::string& n) {
+  static const std::string prefix = "/luoshu-";
+  if (n.size() <= prefix.size() || n.size() > 64 || n.compare(0, prefix.size(), prefix) != 0) return false;
+  for (size_t i = prefix.size(); i < n.size(); ++i) {
+    const char c = n[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-')) return false;
+  }
+  return true;
+}
+
+/// Unmaps and closes on every early return.
+struct mapping {
+  void* base = MAP_FAILED;
+  size_t bytes = 0;
+  int fd = -1;
+  ~mapping() {
+    if (base != MAP_FAILED) ::munmap(base, bytes);
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+} // namespace
+
+result<std::unique_ptr<shm_slots>> shm_slots::create(uint32_t slots, uint64_t slot_bytes) {
+  if (slots == 0 || slots > max_slots || slot_bytes == 0 || slot_bytes > max_slot_bytes ||
+      slot_bytes * slots > max_total_bytes)
+    return error{"shared-memory slots: " + std::to_string(slots) + " slots of " + std::to_string(slot_bytes) +
+                 " bytes are outside the limits (1 to " + std::to_string(max_slots) + " slots, at most " +
+                 std::to_string(max_total_bytes) + " bytes in all)"};
+  const uint64_t stride = (slot_bytes + page - 1) / page * page;
+  const size_t bytes = data_offset(slots) + static_cast<size_t>(stride) * slots;
+  std::random_device rd;
+  const uint64_t nonce = (uint64_t{rd()} << 32) ^ rd();
+  char suffix[40];
+  std::snprintf(suffix, sizeof suffix, "%ld-%016llx", static_cast<long>(::getpid()),
+                static_cast<unsigned long long>((uint64_t{rd()} << 32) ^ rd()));
+  const std::string name = std::string("/luoshu-") + suffix;
+  mapping m;
+  m.fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (m.fd < 0) return error{"shared-memory slots: cannot create " + name + ": " + errno_text(errno)};
+  auto fail = [&](const std::string& what, int e) -> result<std::unique_ptr<shm_slots>> {
+    ::shm_unlink(name.c_str());
+    return error{"shared-memory slots: " + what + " " + name + " (" + std::to_string(bytes) + " bytes): " +
+                 errno_text(e)};
+  };
+  // Reserved now, so that a full /dev/shm is an error here and not a SIGBUS
+  // on first touch.
+  if (int e = ::posix_fallocate(m.fd, 0, static_cast<off_t>(bytes)); e != 0) return fail("cannot reserve", e);
+  m.bytes = bytes;
+  m.base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, m.fd, 0);
+  if (m.base == MAP_FAILED) return fail("cannot map", errno);
+  std::unique_ptr<shm_slots> s(new shm_slots());
+  s->name_ = name;
+  s->owner_ = true;
+  s->nonce_ = nonce;
+  s->slots_ = slots;
+  s->slot_bytes_ = stride;
+  s->base_ = std::exchange(m.base, MAP_FAILED);
+  s->mapped_ = bytes;
+  s->data_ = static_cast<char*>(s->base_) + data_offset(slots);
+  for (uint32_t k = 0; k < slots; ++k) new (&s->flag(static_cast<int>(k))) std::atomic<uint32_t>(slot_free);
+  auto* h = static_cast<header*>(s->base_);
+  h->nonce = nonce;
+  h->slots = slots;
+  h->reserved = 0;
+  h->slot_bytes = stride;
+  std::atomic_thread_fence(std::memory_order_release);
+  h->magic = slots_magic;
+  return s;
+}
+
+result<std::unique_ptr<shm_slots>> shm_slots::open(const std::string& name, uint64_t nonce, uint32_t slots,
+                                                   uint64_t slot_bytes) {
+  if (!valid_name(name)) return error{"shared-memory slots: '" + name.substr(0, 80) + "' is not a slot name"};
+  if (slots == 0 || slots > max_slots || slot_bytes == 0 || slot_bytes > max_slot_bytes ||
+      slot_bytes % page != 0 || slot_bytes * slots > max_total_bytes)
+    return error{"shared-memory slots: " + name + " announces " + std::to_string(slots) + " slots of " +
+                 std::to_string(slot_bytes) + " bytes, outside the limits"};
+  const size_t bytes = data_offset(slots) + static_cast<size_t>(slot_bytes) * slots;
+  mapping m;
+  m.fd = ::shm_open(name.c_str(), O_RDWR, 0);
+  if (m.fd < 0) return error{"shared-memory slots: cannot open " + name + ": " + errno_text(errno)};
+  struct stat st{};
+  if (::fstat(m.fd, &st) != 0) return error{"shared-memory slots: cannot stat " + name + ": " + errno_text(errno)};
+  if (static_cast<uint64_t>(st.st_size) != bytes)
+    return error{"shared-memory slots: " + name + " has " + std::to_string(st.st_size) + " bytes, expected " +
+                 std::to_string(bytes)};
+  m.bytes = bytes;
+  m.base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, m.fd, 0);
+  if (m.base == MAP_FAILED) return error{"shared-memory slots: cannot map " + name + ": " + errno_text(errno)};
+  const auto* h = static_cast<const header*>(m.base);
+  if (h->magic != slots_magic || h->nonce != nonce || h->slots != slots || h->slot_bytes != slot_bytes)
+    return error{"shared-memory slots: " + name + " does not hold what its writer announced (another host's "
+                 "object of the same name, or a corrupt announcement)"};
+  std::atomic_thread_fence(std::memory_order_acquire);
+  ::shm_unlink(name.c_str()); // both ends are attached: nothing stays in /dev/shm
+  std::unique_ptr<shm_slots> s(new shm_slots());
+  s->name_ = name;
+  s->nonce_ = nonce;
+  s->slots_ = slots;
+  s->slot_bytes_ = slot_bytes;
+  s->base_ = std::exchange(m.base, MAP_FAILED);
+  s->mapped_ = bytes;
+  s->data_ = static_cast<char*>(s->base_) + data_offset(slots);
+  return s;
+}
+
+shm_slots::~shm_slots() {
+  if (base_) ::munmap(base_, mapped_);
+  if (owner_) ::shm_unlink(name_.c_str()); // the reader never came, or went first: ENOENT is fine
+}
+
+std::atomic<uint32_t>& shm_slots::flag(int s) const {
+  return *reinterpret_cast<std::atomic<uint32_t>*>(static_cast<char*>(base_) + line + static_cast<size_t>(s) * line);
+}
+
+int shm_slots::acquire() {
+  std::lock_guard lock(mu_);
+  const int s = static_cast<int>(next_);
+  if (flag(s).load(std::memory_order_acquire) != slot_free) return -1; // syncs with the reader's release()
+  flag(s).store(slot_taken, std::memory_order_relaxed);
+  next_ = (next_ + 1) % slots_;
+  return s;
+}
+
+void shm_slots::publish(int s) {
+  if (s >= 0 && static_cast<uint32_t>(s) < slots_) flag(s).store(slot_full, std::memory_order_release);
+}
+
+bool shm_slots::full(int s) const {
+  return s >= 0 && static_cast<uint32_t>(s) < slots_ && flag(s).load(std::memory_order_acquire) == slot_full;
+}
+
+void shm_slots::release(int s) {
+  if (s >= 0 && static_cast<uint32_t>(s) < slots_) flag(s).store(slot_free, std::memory_order_release);
+}
+
+} // namespace luoshu::transport::bulk
