@@ -15,6 +15,9 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
+/// A short string value published through the coordinator (node::publish / fetch).
+using publish_atom = caf::atom_constant<caf::atom("publish")>;
+using fetch_atom = caf::atom_constant<caf::atom("fetch")>;
 using step_atom = caf::atom_constant<caf::atom("step")>;
 using tensor_atom = caf::atom_constant<caf::atom("tensor")>;
 using peer_atom = caf::atom_constant<caf::atom("peer")>;

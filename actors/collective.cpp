@@ -114,7 +114,6 @@ namespace luoshu::actors {
 namespace {
 
 using link_atom = caf::atom_constant<caf::atom("colllink")>;
-using addr_atom = caf::atom_constant<caf::atom("colladdr")>;
 using shm_ok_atom = caf::atom_constant<caf::atom("collshm")>;
 
 int mod(int64_t a, int n) { return static_cast<int>(((a % n) + n) % n); }
@@ -850,8 +849,7 @@ struct peer_state {
 using peer_actor = caf::stateful_actor<peer_state>;
 
 caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_options opt,
-                            std::shared_ptr<ring_engine> engine, std::shared_ptr<bulk::buffer_pool> pool,
-                            std::string advertised, uint16_t port) {
+                            std::shared_ptr<ring_engine> engine, std::shared_ptr<bulk::buffer_pool> pool) {
   self->state.engine = std::move(engine);
   const auto tick = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(250),
                                                         std::max<std::chrono::milliseconds>(opt.timeout / 4,
@@ -869,7 +867,6 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
   });
   self->delayed_send(self, tick, tick_atom::value);
   return {
-    [=](addr_atom) { return std::make_tuple(advertised, port); },
     [=](link_atom, const std::shared_ptr<collective_links>& l) -> std::string {
       auto& s = self->state;
       s.peers = l->peers;
@@ -952,9 +949,8 @@ result<std::shared_ptr<communicator::impl>> start_peer(caf::actor_system& sys, i
   lo.pool = pool;
   auto l = bulk::listen(sys, bind, 0, std::move(h), lo);
   if (!l) return error{"collective '" + o.group + "': rank " + std::to_string(rank) + ": " + l.err().message};
-  const uint16_t port = l->port();
   im->listener.emplace(std::move(*l));
-  im->peer = sys.spawn<caf::detached>(peer_behavior, rank, size, o, im->engine, pool, advertised, port);
+  im->peer = sys.spawn<caf::detached>(peer_behavior, rank, size, o, im->engine, pool);
   return im;
 }
 
@@ -1016,6 +1012,15 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
   if (auto reg = n.register_actor(name_of(rank), c->impl_->peer); !reg || !*reg)
     return error{"collective '" + o.group + "': cannot register rank " + std::to_string(rank) +
                  (reg ? std::string(": the name is taken (two ranks " + std::to_string(rank) + "?)") : ": " + reg.err().message)};
+  // The lane's address goes through the coordinator, on each node's own
+  // connection to it: asking the right neighbour's peer actor instead could
+  // go unanswered for good when CAF 0.17 sets up the connection between the
+  // two nodes badly (seen: rank 0 waiting 30 s for rank 1's address while
+  // every other rank had linked).
+  const std::string lane = std::to_string(c->impl_->listener->port()) + " " + c->impl_->advertised;
+  if (auto pub = n.publish(name_of(rank) + "/lane", lane); !pub || !*pub)
+    return error{"collective '" + o.group + "': cannot publish rank " + std::to_string(rank) + "'s address" +
+                 (pub ? std::string(": the name is taken") : ": " + pub.err().message)};
   auto l = std::make_shared<collective_links>();
   l->job_failure = [&n] { return n.failure(); };
   for (int r = 0; r < size; ++r) {
@@ -1028,27 +1033,20 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
     l->peers.push_back(*a);
   }
   if (size > 1) {
-    // The right neighbour's lane address. A fresh connection between two
-    // nodes can lose its first message (CAF 0.17): ask again until it answers.
-    const caf::actor& right = l->peers[static_cast<size_t>((rank + 1) % size)];
-    const auto deadline = std::chrono::steady_clock::now() + o.connect_timeout;
-    caf::scoped_actor self{n.system()};
-    bool got = false;
-    std::string last = "no answer";
-    while (!got && std::chrono::steady_clock::now() < deadline) {
-      self->request(right, std::chrono::seconds(2), addr_atom::value)
-          .receive(
-              [&](const std::string& host, uint16_t port) {
-                l->host = host;
-                l->port = port;
-                got = true;
-              },
-              [&](caf::error& e) { last = n.system().render(e); });
-    }
-    if (!got)
-      return error{"collective '" + o.group + "': rank " + std::to_string((rank + 1) % size) +
-                   " did not tell its address within " + std::to_string(o.connect_timeout.count()) + " ms (" + last +
-                   ")"};
+    const int right = (rank + 1) % size;
+    auto addr = n.fetch(name_of(right) + "/lane", o.connect_timeout);
+    if (!addr)
+      return error{"collective '" + o.group + "': rank " + std::to_string(right) + " did not publish its address: " +
+                   addr.err().message};
+    // "PORT HOST", as published above.
+    const size_t sp = addr->find(' ');
+    char* end = nullptr;
+    const unsigned long port = sp == std::string::npos ? 0 : std::strtoul(addr->c_str(), &end, 10);
+    if (sp == std::string::npos || end != addr->c_str() + sp || port == 0 || port > 65535 || sp + 1 >= addr->size())
+      return error{"collective '" + o.group + "': rank " + std::to_string(right) + " published a malformed address '" +
+                   addr->substr(0, 80) + "'"};
+    l->port = static_cast<uint16_t>(port);
+    l->host = addr->substr(sp + 1);
   }
   if (status st = link(n.system(), c->impl_->peer, std::move(l), o.connect_timeout); !st) return st.err();
   return c;

@@ -39,8 +39,13 @@ struct coordinator_state {
   std::vector<caf::actor> watchers;
   std::map<std::string, caf::actor> registry;
   std::map<std::string, std::vector<caf::typed_response_promise<caf::actor>>> lookups;
+  std::map<std::string, std::string> values; ///< node::publish
+  std::map<std::string, std::vector<caf::typed_response_promise<std::string>>> fetches;
   static inline const char* name = "luoshu.coordinator";
 };
+
+/// The longest name or value node::publish takes.
+constexpr size_t max_value_bytes = 4096;
 
 std::string describe(const member_info& m) {
   return m.name + " (rank " + std::to_string(m.rank) + ", pid " + std::to_string(m.pid) + " on " + m.host + ")";
@@ -74,6 +79,9 @@ coordinator_actor spawn_coordinator(caf::actor_system& sys, coordinator_config c
       for (auto& [name, ps] : s.lookups)
         for (auto& rp : ps) rp.deliver(caf::make_error(caf::sec::runtime_error, "lookup of '" + name + "': " + reason));
       s.lookups.clear();
+      for (auto& [name, ps] : s.fetches)
+        for (auto& rp : ps) rp.deliver(caf::make_error(caf::sec::runtime_error, "fetching '" + name + "': " + reason));
+      s.fetches.clear();
       for (auto& [rank, m] : s.members)
         if (!m.left) caf::anon_send(m.agent, failure_atom::value, reason);
     };
@@ -196,6 +204,28 @@ coordinator_actor spawn_coordinator(caf::actor_system& sys, coordinator_config c
           if (!s.failure.empty()) return caf::make_error(caf::sec::runtime_error, "lookup of '" + name + "': " + s.failure);
           auto rp = self->make_response_promise<caf::actor>();
           s.lookups[name].push_back(rp);
+          return rp;
+        },
+        [self](publish_atom, std::string& name, std::string& value) -> bool {
+          auto& s = self->state;
+          // Small values only (addresses, ids); a name is published once.
+          if (name.empty() || name.size() > max_value_bytes || value.size() > max_value_bytes || s.values.count(name))
+            return false;
+          s.values[name] = value;
+          auto it = s.fetches.find(name);
+          if (it != s.fetches.end()) {
+            for (auto& rp : it->second) rp.deliver(value);
+            s.fetches.erase(it);
+          }
+          return true;
+        },
+        [self](fetch_atom, std::string& name) -> caf::result<std::string> {
+          auto& s = self->state;
+          auto it = s.values.find(name);
+          if (it != s.values.end()) return it->second;
+          if (!s.failure.empty()) return caf::make_error(caf::sec::runtime_error, "fetching '" + name + "': " + s.failure);
+          auto rp = self->make_response_promise<std::string>();
+          s.fetches[name].push_back(rp);
           return rp;
         },
         [self](watch_atom, caf::actor w) {

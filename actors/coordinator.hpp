@@ -41,6 +41,8 @@ using coordinator_actor = caf::typed_actor<
     caf::reacts_to<watch_atom, caf::actor>,
     caf::replies_to<register_atom, std::string, caf::actor>::with<bool>,
     caf::replies_to<lookup_atom, std::string>::with<caf::actor>,
+    caf::replies_to<publish_atom, std::string, std::string>::with<bool>,
+    caf::replies_to<fetch_atom, std::string>::with<std::string>,
     caf::reacts_to<tick_atom>>;
 
 struct coordinator_config {

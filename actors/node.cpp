@@ -257,6 +257,27 @@ result<caf::actor> node::lookup(const std::string& name, std::chrono::millisecon
   return out;
 }
 
+result<bool> node::publish(const std::string& name, const std::string& value) {
+  result<bool> out = error{"no reply"};
+  caf::scoped_actor self{impl_->sys};
+  self->request(impl_->coordinator, impl_->request_timeout, publish_atom::value, name, value)
+      .receive([&](bool ok) { out = ok; },
+               [&](caf::error& e) { out = error{"publishing '" + name + "': " + describe(impl_->sys, e)}; });
+  return out;
+}
+
+result<std::string> node::fetch(const std::string& name, std::chrono::milliseconds timeout) {
+  result<std::string> out = error{"no reply"};
+  caf::scoped_actor self{impl_->sys};
+  self->request(impl_->coordinator, timeout, fetch_atom::value, name)
+      .receive([&](std::string& v) { out = std::move(v); },
+               [&](caf::error& e) {
+                 std::string why = failure();
+                 out = error{"fetching '" + name + "': " + (why.empty() ? describe(impl_->sys, e) : why)};
+               });
+  return out;
+}
+
 std::string node::failure() {
   std::string out;
   caf::scoped_actor self{impl_->sys};

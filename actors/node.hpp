@@ -79,6 +79,12 @@ public:
   result<bool> register_actor(const std::string& name, const caf::actor& a);
   /// The actor some node registered as `name`, waiting up to `timeout`.
   result<caf::actor> lookup(const std::string& name, std::chrono::milliseconds timeout = std::chrono::minutes(2));
+  /// Publishes a short string `value` (at most 4 KiB) under `name` through
+  /// the coordinator (false: name taken). Unlike an actor's reply, it
+  /// travels only on this node's own connection to the coordinator.
+  result<bool> publish(const std::string& name, const std::string& value);
+  /// The value some node published as `name`, waiting up to `timeout`.
+  result<std::string> fetch(const std::string& name, std::chrono::milliseconds timeout = std::chrono::minutes(2));
 
 private:
   struct impl;

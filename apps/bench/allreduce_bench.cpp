@@ -14,6 +14,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
+#include <thread>
 
 #include "actors/collective.hpp"
 #include "actors/node.hpp"
@@ -78,6 +80,14 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
   actors::communicator& c = **comm;
   tensor tick(dtype::f32, shape{1});
   auto barrier = [&] { return all_ok(c.allreduce(tick, tick, reduce_op::sum), "barrier"); };
+  // Shared memory is accepted through the peer actors shortly after create:
+  // measure once this rank's payloads go through it (or say it never did).
+  if (co.shm_slots > 0 && n > 1) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!c.shared_memory() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (!c.shared_memory()) spdlog::warn("rank {}: shared memory not accepted by rank {}: payloads go over TCP", rank, (rank + 1) % n);
+  }
   std::ofstream out;
   if (rank == 0 && !o.out.empty()) out.open(o.out, std::ios::app);
   for (size_t si = 0; si < sizes.size(); ++si) {
@@ -104,6 +114,7 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
       raise(SIGKILL);
     }
     tensor times(dtype::f64, shape{iters});
+    const auto before = c.stats();
     for (int i = 0; st && i < iters; ++i) {
       st = barrier();
       if (!st) break;
@@ -120,6 +131,8 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
       return 1;
     }
     if (rank == 0) {
+      const auto after = c.stats();
+      const uint64_t sent = after.bytes_sent - before.bytes_sent, via_shm = after.bytes_sent_shm - before.bytes_sent_shm;
       std::vector<double> t(times.data<double>(), times.data<double>() + iters);
       const double med = median(t);
       nlohmann::json line = {{"impl", "luoshu"},
@@ -130,6 +143,7 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
                              {"mean_s", std::accumulate(t.begin(), t.end(), 0.0) / iters},
                              {"busbw_gbps", busbw_gbps(n, bytes, med)},
                              {"correct", okt.data<int32_t>()[0] == 1},
+                             {"shm_fraction", sent ? static_cast<double>(via_shm) / static_cast<double>(sent) : 0.0},
                              {"iters", iters}};
       if (out.is_open()) out << line.dump() << "\n" << std::flush;
       else std::printf("%s\n", line.dump().c_str());
@@ -156,15 +170,15 @@ std::string join(const std::vector<uint64_t>& v) {
 
 /// Luoshu's own numbers for `ranks` ranks: a local job through launch().
 std::vector<nlohmann::json> measure_luoshu(const allreduce_bench_options& o, const std::vector<uint64_t>& sizes,
-                                           int ranks, const fs::path& dir, std::string& err) {
-  const fs::path out = dir / ("luoshu-" + std::to_string(ranks) + ".jsonl");
+                                           int ranks, int shm_slots, const fs::path& dir, std::string& err) {
+  const fs::path out = dir / ("luoshu-" + std::to_string(ranks) + "-" + std::to_string(shm_slots) + ".jsonl");
   fs::remove(out);
   app::launch_plan plan = app::local_plan(ranks);
   plan.command = {self_path(), "bench", "allreduce", "--worker", "--sizes", join(sizes), "--warmup",
                   std::to_string(o.warmup), "--out", out.string()};
   if (o.iters > 0) plan.command.insert(plan.command.end(), {"--iters", std::to_string(o.iters)});
   if (o.chunk_bytes > 0) plan.command.insert(plan.command.end(), {"--chunk-bytes", std::to_string(o.chunk_bytes)});
-  if (o.shm_slots >= 0) plan.command.insert(plan.command.end(), {"--shm-slots", std::to_string(o.shm_slots)});
+  plan.command.insert(plan.command.end(), {"--shm-slots", std::to_string(shm_slots)});
   plan.timeout_s = 900;
   plan.bind_cores = o.bind_cores;
   if (int rc = app::launch(plan); rc != 0) {
@@ -288,10 +302,23 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
         results[impl][ranks][l.value("bytes", uint64_t{0})] = l;
       }
     };
+    // Luoshu twice: over TCP only (the transport the MPI-over-TCP and gloo
+    // goals compare), and with shared memory between its ranks (this host's
+    // default, compared with MPI's shared memory).
+    const int shm_slots = o.shm_slots < 0 ? static_cast<int>(actors::collective_options{}.shm_slots) : o.shm_slots;
     for (int n : o.ranks) {
       std::string err;
-      auto ours = measure_luoshu(o, sizes, n, dir, err);
-      file("luoshu", n, ours, err);
+      auto ours = measure_luoshu(o, sizes, n, 0, dir, err);
+      file("luoshu-tcp", n, ours, err);
+      if (shm_slots > 0) {
+        err.clear();
+        auto ours_shm = measure_luoshu(o, sizes, n, shm_slots, dir, err);
+        file("luoshu-shm", n, ours_shm, err);
+        for (const auto& l : ours_shm)
+          if (l.value("shm_fraction", 0.0) <= 0)
+            problems.push_back("luoshu-shm with " + std::to_string(n) + " ranks sent nothing through shared memory at " +
+                               std::to_string(l.value("bytes", uint64_t{0})) + " bytes");
+      }
       if (!mpi.empty()) {
         const std::string mpirun = "timeout 900 mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(n);
         err.clear();
@@ -334,32 +361,40 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
       if (!a || !b || *b <= 0) return std::nullopt;
       return *a / *b;
     };
-    std::printf("%5s %8s %9s %9s %9s %9s %9s %9s %9s\n", "ranks", "size", "luoshu", "mpi-tcp", "mpi-shm", "gloo",
-                "x tcp", "x gloo", "x shm");
+    std::printf("%5s %8s %10s %9s %9s %10s %9s | %8s %8s | %8s %8s\n", "ranks", "size", "luoshu-tcp", "mpi-tcp", "gloo",
+                "luoshu-shm", "mpi-shm", "tcp/tcp", "tcp/gloo", "shm/shm", "shm/tcp");
     nlohmann::json rows = nlohmann::json::array();
     bool tcp_met = true, gloo_met = true, any_tcp = false, any_gloo = false;
+    std::optional<double> shm_lo, shm_hi;
     for (int n : o.ranks)
       for (uint64_t b : sizes) {
-        auto l = gbps("luoshu", n, b), t = gbps("mpi-tcp", n, b), s = gbps("mpi-shm", n, b), g = gbps("gloo", n, b);
-        auto rt = ratio(l, t), rg = ratio(l, g), rs = ratio(l, s);
+        auto l = gbps("luoshu-tcp", n, b), ls = gbps("luoshu-shm", n, b), t = gbps("mpi-tcp", n, b),
+             s = gbps("mpi-shm", n, b), g = gbps("gloo", n, b);
+        auto rt = ratio(l, t), rg = ratio(l, g), rs = ratio(ls, s), rst = ratio(ls, t);
         if (rt) any_tcp = true, tcp_met = tcp_met && *rt >= mpi_tcp_goal;
         if (rg) any_gloo = true, gloo_met = gloo_met && *rg >= gloo_goal;
-        std::printf("%5d %8s %9s %9s %9s %9s %9s %9s %9s\n", n, human(b).c_str(), fmt(l).c_str(), fmt(t).c_str(),
-                    fmt(s).c_str(), fmt(g).c_str(), fmt(rt, "%.2f").c_str(), fmt(rg, "%.2f").c_str(),
-                    fmt(rs, "%.2f").c_str());
+        if (rs) shm_lo = std::min(shm_lo.value_or(*rs), *rs), shm_hi = std::max(shm_hi.value_or(*rs), *rs);
+        std::printf("%5d %8s %10s %9s %9s %10s %9s | %8s %8s | %8s %8s\n", n, human(b).c_str(), fmt(l).c_str(),
+                    fmt(t).c_str(), fmt(g).c_str(), fmt(ls).c_str(), fmt(s).c_str(), fmt(rt, "%.2f").c_str(),
+                    fmt(rg, "%.2f").c_str(), fmt(rs, "%.2f").c_str(), fmt(rst, "%.2f").c_str());
         nlohmann::json row = {{"ranks", n}, {"bytes", b}};
-        for (const char* impl : {"luoshu", "mpi-tcp", "mpi-shm", "gloo"}) {
+        for (const char* impl : {"luoshu-tcp", "luoshu-shm", "mpi-tcp", "mpi-shm", "gloo"}) {
           auto i = results.find(impl);
           if (i != results.end() && i->second.count(n) && i->second[n].count(b)) row[impl] = i->second[n][b];
         }
-        row["ratio_vs_mpi_tcp"] = rt ? nlohmann::json(*rt) : nlohmann::json();
-        row["ratio_vs_gloo"] = rg ? nlohmann::json(*rg) : nlohmann::json();
-        row["ratio_vs_mpi_shm"] = rs ? nlohmann::json(*rs) : nlohmann::json();
+        auto json_of = [](std::optional<double> v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
+        row["ratio_tcp_vs_mpi_tcp"] = json_of(rt);
+        row["ratio_tcp_vs_gloo"] = json_of(rg);
+        row["ratio_shm_vs_mpi_shm"] = json_of(rs);
+        row["ratio_shm_vs_mpi_tcp"] = json_of(rst);
         rows.push_back(row);
       }
     if (any_tcp)
-      std::printf("goal >= %.1fx MPI over TCP at every size: %s\n", mpi_tcp_goal, tcp_met ? "met" : "NOT met");
-    if (any_gloo) std::printf("goal >= gloo at every size: %s\n", gloo_met ? "met" : "NOT met");
+      std::printf("goal >= %.1fx MPI over TCP at every size (Luoshu over TCP): %s\n", mpi_tcp_goal,
+                  tcp_met ? "met" : "NOT met");
+    if (any_gloo) std::printf("goal >= gloo at every size (Luoshu over TCP): %s\n", gloo_met ? "met" : "NOT met");
+    if (shm_lo)
+      std::printf("moonshot, shared memory against shared memory (Luoshu / MPI): %.2fx to %.2fx\n", *shm_lo, *shm_hi);
     if (!overlap.is_null()) {
       std::printf("\nGradient overlap: Wide&Deep (hidden 1024, 1024), 2 all-reduce workers, batch 512, 1 MiB buckets\n");
       std::printf("%8s %9s %14s %24s %12s\n", "overlap", "buckets", "pass ms/step", "wait after backward ms", "samples/s");

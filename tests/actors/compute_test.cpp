@@ -12,10 +12,13 @@
 
 #include <gtest/gtest.h>
 
+#include <caf/all.hpp>
+
 #include <cstring>
 #include <functional>
 #include <thread>
 
+#include "actors/collective.hpp"
 #include "actors/coordinator.hpp"
 #include "graph/luoshu.hpp"
 #include "ops/random.hpp"
@@ -244,6 +247,75 @@ TEST(ComputeActor, APeerThatStopsIsNamed) {
   auto f = j.programs[0]->finish(5s);
   ASSERT_FALSE(f);
   EXPECT_NE(f.err().message.find("partition 1 (worker-1)"), std::string::npos) << f.err().message;
+}
+
+/// A coordinator and two joined nodes (no programs).
+struct two_nodes {
+  std::unique_ptr<coordinator_service> coordinator;
+  std::unique_ptr<node> nodes[2];
+  two_nodes() {
+    coordinator_config cc;
+    cc.token = "test-token";
+    cc.world_size = 2;
+    auto svc = coordinator_service::start(cc, "127.0.0.1", 0);
+    if (!svc) throw luoshu_error(svc.err().message);
+    coordinator = std::move(*svc);
+    std::string errors[2];
+    job::both([&](int r) {
+      node_options o;
+      o.coordinator_port = coordinator->port();
+      o.token = "test-token";
+      o.self.rank = r;
+      o.self.name = "worker-" + std::to_string(r);
+      o.world_size = 2;
+      o.request_timeout = 5s;
+      auto n = node::join(o);
+      if (!n) return void(errors[r] = n.err().message);
+      nodes[r] = std::move(*n);
+    });
+    for (auto& e : errors)
+      if (!e.empty()) throw luoshu_error(e);
+  }
+};
+
+TEST(Node, PublishedValuesAreFetchedWaitedForAndNeverReplaced) {
+  two_nodes t;
+  result<std::string> early = error{"not run"};
+  std::thread waiter([&] { early = t.nodes[0]->fetch("lane/1", 10s); }); // before it is published
+  std::this_thread::sleep_for(100ms);
+  auto pub = t.nodes[1]->publish("lane/1", "4242 10.0.0.7");
+  waiter.join();
+  ASSERT_TRUE(pub.ok()) << pub.err().message;
+  EXPECT_TRUE(*pub);
+  ASSERT_TRUE(early.ok()) << early.err().message;
+  EXPECT_EQ(*early, "4242 10.0.0.7");
+  auto again = t.nodes[0]->publish("lane/1", "1 elsewhere");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again) << "a published name is never replaced";
+  auto late = t.nodes[1]->fetch("lane/1", 1s);
+  ASSERT_TRUE(late.ok()) << late.err().message;
+  EXPECT_EQ(*late, "4242 10.0.0.7");
+  auto big = t.nodes[0]->publish("big", std::string(5000, 'x'));
+  ASSERT_TRUE(big.ok());
+  EXPECT_FALSE(*big) << "values over 4 KiB are refused";
+  auto missing = t.nodes[0]->fetch("never", 300ms);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.err().message.find("fetching 'never'"), std::string::npos) << missing.err().message;
+}
+
+TEST(Node, ACollectiveRankWithAMalformedAddressIsAnErrorNamingIt) {
+  two_nodes t;
+  // Rank 1 of ring "g" as a hostile or broken node would announce it.
+  caf::scoped_actor stand_in{t.nodes[1]->system()};
+  ASSERT_TRUE(*t.nodes[1]->register_actor("collective/g/1", caf::actor_cast<caf::actor>(stand_in)));
+  ASSERT_TRUE(*t.nodes[1]->publish("collective/g/1/lane", "not-a-port 127.0.0.1"));
+  collective_options o;
+  o.group = "g";
+  o.connect_timeout = 5s;
+  auto c = communicator::create(*t.nodes[0], 0, 2, o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.err().message.find("rank 1 published a malformed address 'not-a-port 127.0.0.1'"), std::string::npos)
+      << c.err().message;
 }
 
 } // namespace
