@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -103,6 +104,9 @@ struct collective_links {
   /// The job's failure as the coordinator reports it (empty while healthy);
   /// polled while a collective runs. Empty function: no job.
   std::function<std::string()> job_failure;
+  /// Offer the right neighbour shared-memory slots (it advertises this
+  /// rank's own host).
+  bool offer_shm = false;
 };
 
 } // namespace luoshu::actors
@@ -114,7 +118,6 @@ namespace luoshu::actors {
 namespace {
 
 using link_atom = caf::atom_constant<caf::atom("colllink")>;
-using shm_ok_atom = caf::atom_constant<caf::atom("collshm")>;
 
 int mod(int64_t a, int n) { return static_cast<int>(((a % n) + n) % n); }
 
@@ -230,7 +233,8 @@ public:
 
   /// The connection to the right neighbour (the peer actor, once): says hello
   /// on it. Empty on success, else what went wrong.
-  std::string attach_right(bulk::sender s) {
+  /// `offer`: shared-memory slots offered to it in the hello (null: none).
+  std::string attach_right(bulk::sender s, std::shared_ptr<bulk::shm_slots> offer) {
     std::string err;
     run([&] {
       if (stopped_) {
@@ -243,19 +247,13 @@ public:
       m.hello.group = group_;
       m.hello.rank = rank_;
       m.hello.size = size_;
-      if (opt_.shm_slots > 0) {
-        // Offered; used once the right neighbour says it mapped them (enable_shm).
-        auto slots = bulk::shm_slots::create(opt_.shm_slots, opt_.chunk_bytes);
-        if (slots) {
-          shm_out_ = std::move(*slots);
-          m.hello.shm_name = shm_out_->name();
-          m.hello.shm_nonce = shm_out_->nonce();
-          m.hello.shm_slots = shm_out_->slots();
-          m.hello.shm_slot_bytes = shm_out_->slot_bytes();
-        } else {
-          spdlog::info("collective '{}' rank {}: payloads to rank {} go over TCP: {}", group_, rank_, right_rank(),
-                       slots.err().message);
-        }
+      if (offer) {
+        // Used once the right neighbour says it mapped them (settle_shm).
+        shm_out_ = std::move(offer);
+        m.hello.shm_name = shm_out_->name();
+        m.hello.shm_nonce = shm_out_->nonce();
+        m.hello.shm_slots = shm_out_->slots();
+        m.hello.shm_slot_bytes = shm_out_->slot_bytes();
       }
       auto meta = transport::encode(m);
       if (auto r = right_->send_message(meta, 0, [](char*) {}, "the hello"); !r) err = r.err().message;
@@ -263,21 +261,31 @@ public:
     return err;
   }
 
-  /// How to tell the left neighbour that its shared-memory slots are mapped
-  /// here (the peer actor sends it the nonce); called at once when they
-  /// already are.
-  void set_shm_ack(std::function<void(uint64_t)> ack) {
-    run([&] {
-      shm_ack_ = std::move(ack);
-      if (shm_in_ && shm_ack_) shm_ack_(shm_in_->nonce());
-    });
+  /// Waits (up to `timeout`) until the left neighbour introduced itself;
+  /// its hello (what it offers), or an error.
+  result<transport::collective_hello> await_left(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    left_cv_.wait_for(lock, timeout, [&] { return left_known_ || failed_ || stopped_; });
+    if (left_known_) return left_hello_;
+    if (failed_) return *failed_;
+    return error{"collective '" + group_ + "': rank " + std::to_string(left()) + " did not connect to rank " +
+                 std::to_string(rank_) + " within " + std::to_string(timeout.count()) + " ms"};
   }
 
-  /// The right neighbour mapped the slots offered to it (their nonce): the
-  /// payloads go through them from now on, while slots are free.
-  void enable_shm(uint64_t nonce) {
+  /// The left neighbour's slots, mapped here (before it sends through them).
+  void attach_left_shm(std::unique_ptr<bulk::shm_slots> slots) {
+    run([&] { shm_in_ = std::move(slots); });
+  }
+
+  /// What the right neighbour mapped of the slots offered to it (their
+  /// nonce; 0: none): the payloads go through them from now on, while slots
+  /// are free; or they are given up (and their name unlinked).
+  void settle_shm(uint64_t nonce) {
+    std::shared_ptr<bulk::shm_slots> unused;
     run([&] {
-      if (shm_out_ && shm_out_->nonce() == nonce && !stopped_) shm_out_on_ = true;
+      if (!shm_out_) return;
+      if (nonce != 0 && shm_out_->nonce() == nonce && !stopped_) shm_out_on_ = true;
+      else if (!shm_out_on_) unused = std::move(shm_out_);
     });
   }
 
@@ -437,11 +445,17 @@ private:
     const size_t bytes = count * size_of(call.type);
     const int slot = shm && bytes <= shm->slot_bytes() ? shm->acquire() : -1;
     if (slot >= 0) {
-      char* d = shm->slot(slot);
-      if (src.fill) (*src.fill)(d);
-      else std::memcpy(d, src.from ? src.from : src.buffer->data(), bytes);
-      shm->publish(slot);
-      auto r = right.send_message(chunk_meta(call, op, stage, seg, offset, count, slot), 0, [](char*) {}, what);
+      result<uint64_t> r = error{""};
+      try {
+        char* d = shm->slot(slot);
+        if (src.fill) (*src.fill)(d);
+        else std::memcpy(d, src.from ? src.from : src.buffer->data(), bytes);
+        shm->publish(slot);
+        r = right.send_message(chunk_meta(call, op, stage, seg, offset, count, slot), 0, [](char*) {}, what);
+      } catch (...) {
+        shm->release(slot); // not announced: the writer's again
+        throw;
+      }
       if (!r) {
         shm->release(slot);
         return r;
@@ -493,6 +507,7 @@ private:
   void fail(const error& e, int blame = -1, bool tell_right = true) {
     if (failed_) return;
     failed_ = e;
+    left_cv_.notify_all();
     aborted_.store(true, std::memory_order_relaxed);
     {
       std::lock_guard lock(shared_->mu);
@@ -681,7 +696,7 @@ private:
     char* p = payload.data();
     if (in_slot) {
       std::string bad;
-      if (!shm_in_) bad = "but offered no shared memory";
+      if (!shm_in_) bad = "but none of its shared memory is mapped here";
       else if (static_cast<uint32_t>(c.slot) >= shm_in_->slots()) bad = "of " + std::to_string(shm_in_->slots());
       else if (cnt * es > shm_in_->slot_bytes()) bad = "with " + std::to_string(cnt * es) + " bytes, over its size";
       else if (!shm_in_->full(c.slot)) bad = "not marked full";
@@ -761,16 +776,8 @@ private:
       }
       left_known_ = true;
       left_conn_ = conn;
-      if (!h.shm_name.empty()) {
-        auto slots = bulk::shm_slots::open(h.shm_name, h.shm_nonce, h.shm_slots, h.shm_slot_bytes);
-        if (!slots) {
-          spdlog::info("collective '{}' rank {}: payloads from rank {} come over TCP: {}", group_, rank_, left(),
-                       slots.err().message);
-          return;
-        }
-        shm_in_ = std::move(*slots);
-        if (shm_ack_) shm_ack_(shm_in_->nonce());
-      }
+      left_hello_ = h; // its shared-memory offer is taken up off this thread (accept_left_shm)
+      left_cv_.notify_all();
       return;
     }
     switch (m->kind) {
@@ -808,7 +815,8 @@ private:
   std::shared_ptr<bulk::shm_slots> shm_out_; ///< offered to the right (kept until the engine goes)
   bool shm_out_on_ = false;                  ///< the right neighbour mapped them
   std::unique_ptr<bulk::shm_slots> shm_in_;  ///< the left neighbour's, mapped here
-  std::function<void(uint64_t)> shm_ack_;
+  transport::collective_hello left_hello_;    ///< once left_known_
+  std::condition_variable left_cv_;           ///< left_known_, failed_ or stopped_ changed
   bool stopped_ = false;
   bool left_known_ = false;
   bulk::connection_id left_conn_ = -1;
@@ -874,8 +882,6 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
       for (size_t k = 0; k < s.peers.size(); ++k)
         if (static_cast<int>(k) != rank && s.peers[k] && s.peers[k].node() == self->node()) self->monitor(s.peers[k]);
       if (size == 1) return "";
-      if (auto left = s.peers[static_cast<size_t>(mod(rank - 1, size))])
-        s.engine->set_shm_ack([left](uint64_t nonce) { caf::anon_send(left, shm_ok_atom::value, nonce); });
       bulk::lane_options lo;
       lo.pool = pool;
       // The engine sends from CAF's I/O thread, where send() must never wait
@@ -888,9 +894,16 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
         return "collective '" + opt.group + "': rank " + std::to_string(rank) + " cannot connect to rank " +
                std::to_string(mod(rank + 1, size)) + " at " + l->host + ":" + std::to_string(l->port) + ": " +
                snd.err().message;
-      return s.engine->attach_right(std::move(*snd));
+      std::shared_ptr<bulk::shm_slots> offer;
+      if (l->offer_shm && opt.shm_slots > 0) {
+        auto slots = bulk::shm_slots::create(opt.shm_slots, opt.chunk_bytes);
+        if (slots) offer = std::move(*slots);
+        else
+          spdlog::info("collective '{}' rank {}: payloads to rank {} go over TCP: {}", opt.group, rank,
+                       mod(rank + 1, size), slots.err().message);
+      }
+      return s.engine->attach_right(std::move(*snd), std::move(offer));
     },
-    [=](shm_ok_atom, uint64_t nonce) { self->state.engine->enable_shm(nonce); },
     [=](tick_atom) {
       auto& s = self->state;
       std::string f;
@@ -967,6 +980,25 @@ status link(caf::actor_system& sys, const caf::actor& peer, std::shared_ptr<coll
   return {};
 }
 
+/// The receiving half of the shared-memory handshake: waits for the left
+/// neighbour's hello and maps the slots it offered, when it can (same host
+/// and /dev/shm). Their nonce, which the left neighbour needs to hear to use
+/// them; 0 when none were offered or they cannot be mapped here.
+result<uint64_t> accept_left_shm(ring_engine& e, int rank, const collective_options& o) {
+  auto hello = e.await_left(o.connect_timeout);
+  if (!hello) return hello.err();
+  if (hello->shm_name.empty()) return uint64_t{0};
+  auto slots = bulk::shm_slots::open(hello->shm_name, hello->shm_nonce, hello->shm_slots, hello->shm_slot_bytes);
+  if (!slots) {
+    spdlog::info("collective '{}' rank {}: payloads from rank {} come over TCP: {}", o.group, rank, hello->rank,
+                 slots.err().message);
+    return uint64_t{0};
+  }
+  const uint64_t nonce = (*slots)->nonce();
+  e.attach_left_shm(std::move(*slots));
+  return nonce;
+}
+
 } // namespace
 
 result<std::vector<std::unique_ptr<communicator>>> communicator::create_local(caf::actor_system& sys, int size,
@@ -993,7 +1025,13 @@ result<std::vector<std::unique_ptr<communicator>>> communicator::create_local(ca
     l->host = host;
     l->port = ports[static_cast<size_t>((r + 1) % size)];
     l->peers = peers;
+    l->offer_shm = true;
     if (status st = link(sys, peers[static_cast<size_t>(r)], std::move(l), o.connect_timeout); !st) return st.err();
+  }
+  for (int r = 0; size > 1 && r < size; ++r) {
+    auto nonce = accept_left_shm(*out[static_cast<size_t>(r)]->impl_->engine, r, o);
+    if (!nonce) return nonce.err();
+    out[static_cast<size_t>((r + size - 1) % size)]->impl_->engine->settle_shm(*nonce);
   }
   return out;
 }
@@ -1047,8 +1085,29 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
                    addr->substr(0, 80) + "'"};
     l->port = static_cast<uint16_t>(port);
     l->host = addr->substr(sp + 1);
+    l->offer_shm = l->host == c->impl_->advertised;
   }
   if (status st = link(n.system(), c->impl_->peer, std::move(l), o.connect_timeout); !st) return st.err();
+  if (size > 1) {
+    // Shared memory between neighbours on one host, agreed through the
+    // coordinator (a message between the two peer actors can be lost in
+    // CAF 0.17): each rank maps what its left neighbour offered and
+    // publishes the nonce (0: nothing mapped), then learns its right
+    // neighbour's answer.
+    auto mapped = accept_left_shm(*c->impl_->engine, rank, o);
+    if (!mapped) return mapped.err();
+    if (auto pub = n.publish(name_of(rank) + "/shm", std::to_string(*mapped)); !pub || !*pub)
+      return error{"collective '" + o.group + "': cannot publish rank " + std::to_string(rank) + "'s shared memory" +
+                   (pub ? std::string(": the name is taken") : ": " + pub.err().message)};
+    const int right = (rank + 1) % size;
+    auto answer = n.fetch(name_of(right) + "/shm", o.connect_timeout);
+    if (!answer)
+      return error{"collective '" + o.group + "': rank " + std::to_string(right) + " did not say what it mapped: " +
+                   answer.err().message};
+    char* end = nullptr;
+    const uint64_t nonce = std::strtoull(answer->c_str(), &end, 10);
+    c->impl_->engine->settle_shm(end == answer->c_str() + answer->size() && !answer->empty() ? nonce : 0);
+  }
   return c;
 }
 

@@ -12,10 +12,11 @@
 //
 // Between two ranks on one host a chunk's elements skip TCP: the sender
 // offers shared-memory slots (transport/bulk/shm_slots.hpp, `shm_slots` of
-// `chunk_bytes` each) in its hello; a receiver that can map them (same host,
-// same /dev/shm) says so through their peer actors, and from then on a
-// chunk's message names the slot that holds its elements instead of carrying
-// them (a reduce-scatter step combines straight from the left's slot into
+// `chunk_bytes` each) in its hello when its right neighbour advertises the
+// same host; the receiver maps them if it can (same /dev/shm, checked by a
+// nonce) and answers through the coordinator before create() returns, and
+// from then on a chunk's message names the slot that holds its elements
+// instead of carrying them (a reduce-scatter step combines straight from the left's slot into
 // the right's). The messages still travel over the lane, in order; a chunk
 // whose next slot is still in use goes inline, so neither side ever waits
 // for the other's memory. Ranks on different hosts use TCP only.
@@ -143,7 +144,7 @@ public:
   std::string failure() const;
   collective_stats stats() const;
   /// Whether payloads to the right neighbour go through shared memory (it
-  /// mapped the slots this rank offered; it may take a moment after create).
+  /// mapped the slots this rank offered; settled when create returns).
   bool shared_memory() const;
 
   struct impl;

@@ -44,8 +44,12 @@ struct coordinator_state {
   static inline const char* name = "luoshu.coordinator";
 };
 
-/// The longest name or value node::publish takes.
+/// The longest name or value node::publish takes, how many values a job
+/// keeps, and how many fetches may wait at once (a member that misbehaves
+/// cannot grow the coordinator without bound).
 constexpr size_t max_value_bytes = 4096;
+constexpr size_t max_values = 65536;
+constexpr size_t max_waiting_fetches = 4096;
 
 std::string describe(const member_info& m) {
   return m.name + " (rank " + std::to_string(m.rank) + ", pid " + std::to_string(m.pid) + " on " + m.host + ")";
@@ -206,11 +210,16 @@ coordinator_actor spawn_coordinator(caf::actor_system& sys, coordinator_config c
           s.lookups[name].push_back(rp);
           return rp;
         },
-        [self](publish_atom, std::string& name, std::string& value) -> bool {
+        [self](publish_atom, std::string& name, std::string& value) -> caf::result<bool> {
           auto& s = self->state;
           // Small values only (addresses, ids); a name is published once.
-          if (name.empty() || name.size() > max_value_bytes || value.size() > max_value_bytes || s.values.count(name))
-            return false;
+          if (name.empty() || name.size() > max_value_bytes || value.size() > max_value_bytes)
+            return caf::make_error(caf::sec::runtime_error, "a published name and value must each have 1 to " +
+                                                                std::to_string(max_value_bytes) + " bytes");
+          if (s.values.count(name)) return false;
+          if (s.values.size() >= max_values)
+            return caf::make_error(caf::sec::runtime_error,
+                                   "the job already holds " + std::to_string(max_values) + " published values");
           s.values[name] = value;
           auto it = s.fetches.find(name);
           if (it != s.fetches.end()) {
@@ -224,6 +233,14 @@ coordinator_actor spawn_coordinator(caf::actor_system& sys, coordinator_config c
           auto it = s.values.find(name);
           if (it != s.values.end()) return it->second;
           if (!s.failure.empty()) return caf::make_error(caf::sec::runtime_error, "fetching '" + name + "': " + s.failure);
+          if (name.size() > max_value_bytes)
+            return caf::make_error(caf::sec::runtime_error, "a fetched name has " + std::to_string(name.size()) +
+                                                                " bytes (at most " + std::to_string(max_value_bytes) + ")");
+          size_t waiting = 0;
+          for (auto& [n, ps] : s.fetches) waiting += ps.size();
+          if (waiting >= max_waiting_fetches)
+            return caf::make_error(caf::sec::runtime_error,
+                                   "already " + std::to_string(waiting) + " fetches wait for values nobody published");
           auto rp = self->make_response_promise<std::string>();
           s.fetches[name].push_back(rp);
           return rp;

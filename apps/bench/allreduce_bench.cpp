@@ -15,7 +15,6 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
-#include <thread>
 
 #include "actors/collective.hpp"
 #include "actors/node.hpp"
@@ -80,14 +79,8 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
   actors::communicator& c = **comm;
   tensor tick(dtype::f32, shape{1});
   auto barrier = [&] { return all_ok(c.allreduce(tick, tick, reduce_op::sum), "barrier"); };
-  // Shared memory is accepted through the peer actors shortly after create:
-  // measure once this rank's payloads go through it (or say it never did).
-  if (co.shm_slots > 0 && n > 1) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!c.shared_memory() && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    if (!c.shared_memory()) spdlog::warn("rank {}: shared memory not accepted by rank {}: payloads go over TCP", rank, (rank + 1) % n);
-  }
+  if (co.shm_slots > 0 && n > 1 && !c.shared_memory())
+    spdlog::warn("rank {}: shared memory not accepted by rank {}: payloads go over TCP", rank, (rank + 1) % n);
   std::ofstream out;
   if (rank == 0 && !o.out.empty()) out.open(o.out, std::ios::app);
   for (size_t si = 0; si < sizes.size(); ++si) {
@@ -122,17 +115,22 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
       st = all_ok(c.allreduce(buf, buf, reduce_op::sum), "allreduce");
       times.data<double>()[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
-    // The slowest rank's time per iteration, and whether every rank was right.
+    // The slowest rank's time per iteration, whether every rank was right,
+    // and the smallest share of payload bytes any rank sent through shared
+    // memory.
     tensor okt = tensor::from<int32_t>(shape{1}, {ok});
+    const auto after = c.stats();
+    const uint64_t sent = after.bytes_sent - before.bytes_sent, via_shm = after.bytes_sent_shm - before.bytes_sent_shm;
+    tensor shm_share =
+        tensor::from<double>(shape{1}, {sent ? static_cast<double>(via_shm) / static_cast<double>(sent) : 0.0});
     if (st) st = all_ok(c.allreduce(times, times, reduce_op::max), "gathering times");
     if (st) st = all_ok(c.allreduce(okt, okt, reduce_op::min), "gathering checks");
+    if (st) st = all_ok(c.allreduce(shm_share, shm_share, reduce_op::min), "gathering shared-memory shares");
     if (!st) {
       spdlog::error("rank {}: {}", rank, st.err().message);
       return 1;
     }
     if (rank == 0) {
-      const auto after = c.stats();
-      const uint64_t sent = after.bytes_sent - before.bytes_sent, via_shm = after.bytes_sent_shm - before.bytes_sent_shm;
       std::vector<double> t(times.data<double>(), times.data<double>() + iters);
       const double med = median(t);
       nlohmann::json line = {{"impl", "luoshu"},
@@ -143,7 +141,7 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
                              {"mean_s", std::accumulate(t.begin(), t.end(), 0.0) / iters},
                              {"busbw_gbps", busbw_gbps(n, bytes, med)},
                              {"correct", okt.data<int32_t>()[0] == 1},
-                             {"shm_fraction", sent ? static_cast<double>(via_shm) / static_cast<double>(sent) : 0.0},
+                             {"shm_fraction", shm_share.data<double>()[0]},
                              {"iters", iters}};
       if (out.is_open()) out << line.dump() << "\n" << std::flush;
       else std::printf("%s\n", line.dump().c_str());
@@ -316,8 +314,8 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
         file("luoshu-shm", n, ours_shm, err);
         for (const auto& l : ours_shm)
           if (l.value("shm_fraction", 0.0) <= 0)
-            problems.push_back("luoshu-shm with " + std::to_string(n) + " ranks sent nothing through shared memory at " +
-                               std::to_string(l.value("bytes", uint64_t{0})) + " bytes");
+            problems.push_back("luoshu-shm with " + std::to_string(n) + " ranks: a rank sent nothing through shared "
+                               "memory at " + std::to_string(l.value("bytes", uint64_t{0})) + " bytes");
       }
       if (!mpi.empty()) {
         const std::string mpirun = "timeout 900 mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(n);

@@ -9,7 +9,10 @@
 
 #include <caf/all.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <chrono>
 #include <tuple>
 #include <thread>
@@ -35,15 +38,11 @@ struct ring {
     auto c = communicator::create_local(sys, n, std::move(o));
     if (!c) throw std::runtime_error(c.err().message);
     comms = std::move(*c);
-    // Shared memory is offered in the hello and accepted through the peer
-    // actors: wait for it, so that the collectives below really use it.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (shm && !std::all_of(comms.begin(), comms.end(), [](auto& k) { return k->shared_memory(); })) {
-      if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("shared memory was not accepted");
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    // Settled by create: every rank sends through shared memory when it
+    // was offered (one host here), none when it was not.
     for (auto& k : comms)
-      if (!shm && k->shared_memory()) throw std::runtime_error("shared memory in use though not offered");
+      if (k->shared_memory() != shm)
+        throw std::runtime_error(shm ? "shared memory was not accepted" : "shared memory in use though not offered");
   }
   ~ring() { comms.clear(); }
 };
@@ -254,6 +253,33 @@ INSTANTIATE_TEST_SUITE_P(collective, ranks,
                            return std::to_string(std::get<0>(p.param)) + "ranks_" +
                                   std::to_string(std::get<1>(p.param)) + "slots";
                          });
+
+/// This process's shared-memory objects in /dev/shm.
+std::vector<std::string> own_shm_objects() {
+  std::vector<std::string> out;
+  const std::string prefix = "luoshu-" + std::to_string(::getpid()) + "-";
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm"))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path().string());
+  return out;
+}
+
+TEST(collective, SharedMemoryLeavesNothingInDevShm) {
+  {
+    collective_options o;
+    o.shm_slots = 4;
+    ring g(3, o); // waits until every rank sends through shared memory
+    EXPECT_TRUE(own_shm_objects().empty()) << "a mapped object's name is unlinked at once";
+    std::vector<tensor> x;
+    std::vector<collective_future> f;
+    for (int r = 0; r < 3; ++r) x.push_back(filled(dtype::f32, 300000, r));
+    for (size_t r = 0; r < 3; ++r) f.push_back(g.comms[r]->allreduce(x[r], x[r], reduce_op::sum));
+    for (auto& k : f) ASSERT_TRUE(k.get());
+    auto want = [](int64_t i) { return expected(reduce_op::sum, 3, i, dtype::f32); };
+    for (size_t r = 0; r < 3; ++r) expect_values(x[r], want, "through shared memory");
+    EXPECT_GT(g.comms[0]->stats().bytes_sent_shm, 0u);
+  }
+  EXPECT_TRUE(own_shm_objects().empty());
+}
 
 TEST(collective, MismatchedCallsFailOnEveryRankNamingTheProblem) {
   ring g(3);

@@ -30,7 +30,7 @@ struct header {
   uint64_t slot_bytes;
 };
 static_assert(sizeof(header) <= line);
-static_assert(std::atomic<uint32_t>::is_always_lock_free, "slot flags must be address-free atomics");
+static_assert(std::atomic_ref<uint32_t>::is_always_lock_free, "slot flags must be address-free atomics");
 
 size_t data_offset(uint32_t slots) { return (line + size_t{slots} * line + page - 1) / page * page; }
 
@@ -60,13 +60,16 @@ struct mapping {
 
 } // namespace
 
+static std::string limits() {
+  return "1 to " + std::to_string(shm_slots::max_slots) + " slots of 1 to " + std::to_string(shm_slots::max_slot_bytes) +
+         " bytes, at most " + std::to_string(shm_slots::max_total_bytes) + " bytes in all";
+}
+
 result<std::unique_ptr<shm_slots>> shm_slots::create(uint32_t slots, uint64_t slot_bytes) {
-  if (slots == 0 || slots > max_slots || slot_bytes == 0 || slot_bytes > max_slot_bytes ||
-      slot_bytes * slots > max_total_bytes)
+  const uint64_t stride = (slot_bytes + page - 1) / page * page; // whole pages, as open() checks them
+  if (slots == 0 || slots > max_slots || slot_bytes == 0 || stride > max_slot_bytes || stride * slots > max_total_bytes)
     return error{"shared-memory slots: " + std::to_string(slots) + " slots of " + std::to_string(slot_bytes) +
-                 " bytes are outside the limits (1 to " + std::to_string(max_slots) + " slots, at most " +
-                 std::to_string(max_total_bytes) + " bytes in all)"};
-  const uint64_t stride = (slot_bytes + page - 1) / page * page;
+                 " bytes are outside the limits (" + limits() + ")"};
   const size_t bytes = data_offset(slots) + static_cast<size_t>(stride) * slots;
   std::random_device rd;
   const uint64_t nonce = (uint64_t{rd()} << 32) ^ rd();
@@ -97,7 +100,7 @@ result<std::unique_ptr<shm_slots>> shm_slots::create(uint32_t slots, uint64_t sl
   s->base_ = std::exchange(m.base, MAP_FAILED);
   s->mapped_ = bytes;
   s->data_ = static_cast<char*>(s->base_) + data_offset(slots);
-  for (uint32_t k = 0; k < slots; ++k) new (&s->flag(static_cast<int>(k))) std::atomic<uint32_t>(slot_free);
+  for (uint32_t k = 0; k < slots; ++k) s->flag(static_cast<int>(k)).store(slot_free, std::memory_order_relaxed);
   auto* h = static_cast<header*>(s->base_);
   h->nonce = nonce;
   h->slots = slots;
@@ -114,7 +117,7 @@ result<std::unique_ptr<shm_slots>> shm_slots::open(const std::string& name, uint
   if (slots == 0 || slots > max_slots || slot_bytes == 0 || slot_bytes > max_slot_bytes ||
       slot_bytes % page != 0 || slot_bytes * slots > max_total_bytes)
     return error{"shared-memory slots: " + name + " announces " + std::to_string(slots) + " slots of " +
-                 std::to_string(slot_bytes) + " bytes, outside the limits"};
+                 std::to_string(slot_bytes) + " bytes, outside the limits (" + limits() + ", whole pages)"};
   const size_t bytes = data_offset(slots) + static_cast<size_t>(slot_bytes) * slots;
   mapping m;
   m.fd = ::shm_open(name.c_str(), O_RDWR, 0);
@@ -149,8 +152,9 @@ shm_slots::~shm_slots() {
   if (owner_) ::shm_unlink(name_.c_str()); // the reader never came, or went first: ENOENT is fine
 }
 
-std::atomic<uint32_t>& shm_slots::flag(int s) const {
-  return *reinterpret_cast<std::atomic<uint32_t>*>(static_cast<char*>(base_) + line + static_cast<size_t>(s) * line);
+std::atomic_ref<uint32_t> shm_slots::flag(int s) const {
+  return std::atomic_ref<uint32_t>(
+      *reinterpret_cast<uint32_t*>(static_cast<char*>(base_) + line + static_cast<size_t>(s) * line));
 }
 
 int shm_slots::acquire() {

@@ -25,7 +25,8 @@
 // Slots are reused in order, as a ring.
 //
 // Layout: a 64-byte header (magic, nonce, slots, slot_bytes), one 64-byte
-// line per slot holding its full flag (an address-free std::atomic), then
+// line per slot holding its flag (a uint32 used through std::atomic_ref,
+// lock-free and so address-free across processes), then
 // the slots, each slot_bytes long and 4096-byte aligned.
 //
 // Not thread-safe in general: acquire() may be called from several threads
@@ -81,7 +82,7 @@ public:
 
 private:
   shm_slots() = default;
-  std::atomic<uint32_t>& flag(int s) const;
+  std::atomic_ref<uint32_t> flag(int s) const;
 
   std::string name_;
   bool owner_ = false;  ///< the writer: unlinks the name when it goes
