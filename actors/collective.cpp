@@ -1047,29 +1047,22 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
   c->size_ = size;
   c->group_ = o.group;
   auto name_of = [&](int r) { return "collective/" + o.group + "/" + std::to_string(r); };
-  if (auto reg = n.register_actor(name_of(rank), c->impl_->peer); !reg || !*reg)
-    return error{"collective '" + o.group + "': cannot register rank " + std::to_string(rank) +
-                 (reg ? std::string(": the name is taken (two ranks " + std::to_string(rank) + "?)") : ": " + reg.err().message)};
-  // The lane's address goes through the coordinator, on each node's own
-  // connection to it: asking the right neighbour's peer actor instead could
-  // go unanswered for good when CAF 0.17 sets up the connection between the
-  // two nodes badly (seen: rank 0 waiting 30 s for rank 1's address while
-  // every other rank had linked).
+  // Everything the ranks tell each other while joining goes through the
+  // coordinator, on each node's own connection to it, and no rank's peer
+  // actor is known to another node. With CAF 0.17 a message between two
+  // nodes' actors could go unanswered for good (seen: rank 0 waiting 30 s
+  // for rank 1's address while every other rank had linked), and a peer
+  // actor another node held a handle to could keep its process from exiting
+  // (~actor_system waiting for the detached actor's last reference).
   const std::string lane = std::to_string(c->impl_->listener->port()) + " " + c->impl_->advertised;
   if (auto pub = n.publish(name_of(rank) + "/lane", lane); !pub || !*pub)
     return error{"collective '" + o.group + "': cannot publish rank " + std::to_string(rank) + "'s address" +
-                 (pub ? std::string(": the name is taken") : ": " + pub.err().message)};
+                 (pub ? std::string(": the name is taken (two ranks " + std::to_string(rank) + "?)")
+                      : ": " + pub.err().message)};
   auto l = std::make_shared<collective_links>();
   l->job_failure = [&n] { return n.failure(); };
-  for (int r = 0; r < size; ++r) {
-    if (r == rank) {
-      l->peers.push_back(c->impl_->peer);
-      continue;
-    }
-    auto a = n.lookup(name_of(r), o.connect_timeout);
-    if (!a) return error{"collective '" + o.group + "': rank " + std::to_string(r) + " did not join: " + a.err().message};
-    l->peers.push_back(*a);
-  }
+  l->peers.resize(static_cast<size_t>(size)); // ranks in other processes are watched through the coordinator
+  l->peers[static_cast<size_t>(rank)] = c->impl_->peer;
   if (size > 1) {
     const int right = (rank + 1) % size;
     auto addr = n.fetch(name_of(right) + "/lane", o.connect_timeout);

@@ -107,11 +107,13 @@ struct collective_stats {
 /// One rank's membership in a ring. Calls are safe from one thread at a time.
 class communicator {
 public:
-  /// Joins ring `o.group` of `size` ranks as `rank`, finding the others
-  /// through the job's coordinator (node::register_actor / lookup). Every
-  /// rank of the ring calls it; it returns once this rank is connected to
-  /// its right neighbour. `n` must outlive the communicator (a failure the
-  /// coordinator reports ends the collectives in progress).
+  /// Joins ring `o.group` of `size` ranks as `rank`, finding its neighbours
+  /// through the job's coordinator (node::publish / fetch). Every rank of
+  /// the ring calls it; it returns once this rank is connected to its right
+  /// neighbour, its left neighbour is connected to it, and their shared
+  /// memory is settled (both within `o.connect_timeout`). `n` must outlive
+  /// the communicator (a failure the coordinator reports ends the
+  /// collectives in progress).
   static result<std::unique_ptr<communicator>> create(node& n, int rank, int size, collective_options o = {});
   /// `size` ranks in one actor system (tests, benchmarks, one process with
   /// several devices).

@@ -12,8 +12,6 @@
 
 #include <gtest/gtest.h>
 
-#include <caf/all.hpp>
-
 #include <cstring>
 #include <functional>
 #include <thread>
@@ -56,6 +54,43 @@ std::map<std::string, tensor> feeds(int step) {
   return {{"x", x}, {"y", y}, {"lr", tensor::scalar<float>(0.1f)}};
 }
 
+/// Runs f(0) and f(1) on two threads (each node drives its own program).
+void both(const std::function<void(int)>& f) {
+  std::thread t([&] { f(1); });
+  f(0);
+  t.join();
+}
+
+/// A coordinator and two nodes (worker-0 and worker-1) joined to it, each on
+/// its own thread; `then(r)` runs on node r's thread once it joined and
+/// returns an error, or "" when fine.
+void start_two_nodes(std::unique_ptr<coordinator_service>& coordinator, std::unique_ptr<node> (&nodes)[2],
+                     uint64_t bulk_threshold, const std::function<std::string(int)>& then = {}) {
+  coordinator_config cc;
+  cc.token = "test-token";
+  cc.world_size = 2;
+  auto svc = coordinator_service::start(cc, "127.0.0.1", 0);
+  if (!svc) throw luoshu_error(svc.err().message);
+  coordinator = std::move(*svc);
+  std::string errors[2];
+  both([&](int r) {
+    node_options o;
+    o.coordinator_port = coordinator->port();
+    o.token = "test-token";
+    o.self.rank = r;
+    o.self.name = "worker-" + std::to_string(r);
+    o.world_size = 2;
+    o.bulk_threshold = bulk_threshold;
+    o.request_timeout = 5s;
+    auto n = node::join(o);
+    if (!n) return void(errors[r] = n.err().message);
+    nodes[r] = std::move(*n);
+    if (then) errors[r] = then(r);
+  });
+  for (auto& e : errors)
+    if (!e.empty()) throw luoshu_error(e);
+}
+
 /// A coordinator, two nodes and their programs (every tensor over the lane).
 struct job {
   std::unique_ptr<coordinator_service> coordinator;
@@ -64,44 +99,18 @@ struct job {
   small_mlp model;
 
   job() {
-    coordinator_config cc;
-    cc.token = "test-token";
-    cc.world_size = 2;
-    auto svc = coordinator_service::start(cc, "127.0.0.1", 0);
-    if (!svc) throw luoshu_error(svc.err().message);
-    coordinator = std::move(*svc);
     auto place = place_by_variables(model.g, {{"w1", 0}, {"b1", 0}}, 1);
     auto plan = std::make_shared<const partition_plan>(partition_graph(model.g, place, {model.loss}, model.ops.updates));
-    std::string errors[2];
-    both([&](int r) {
-      node_options o;
-      o.coordinator_port = coordinator->port();
-      o.token = "test-token";
-      o.self.rank = r;
-      o.self.name = "worker-" + std::to_string(r);
-      o.world_size = 2;
-      o.bulk_threshold = 0;
-      o.request_timeout = 5s;
-      auto n = node::join(o);
-      if (!n) return void(errors[r] = n.err().message);
-      nodes[r] = std::move(*n);
+    start_two_nodes(coordinator, nodes, 0, [&](int r) -> std::string {
       auto p = distributed_program::start(*nodes[r], {plan}, 1);
-      if (!p) return void(errors[r] = p.err().message);
+      if (!p) return p.err().message;
       programs[r] = std::move(*p);
+      return "";
     });
-    for (auto& e : errors)
-      if (!e.empty()) throw luoshu_error(e);
   }
   ~job() {
     for (auto& p : programs) p.reset();
     for (auto& n : nodes) n.reset();
-  }
-
-  /// Runs f(0) and f(1) on two threads (each node drives its own program).
-  static void both(const std::function<void(int)>& f) {
-    std::thread t([&] { f(1); });
-    f(0);
-    t.join();
   }
 
   /// Runs `step` on both nodes; the loss (from partition 1) or the errors.
@@ -175,7 +184,7 @@ TEST(ComputeActor, EndOfDataStopsTheActorsAndRefusesLaterSteps) {
   ASSERT_TRUE(j.step(1));
   status st[2];
   auto t0 = std::chrono::steady_clock::now();
-  job::both([&](int r) { st[r] = j.programs[r]->finish(20s); });
+  both([&](int r) { st[r] = j.programs[r]->finish(20s); });
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
   for (auto& s : st) EXPECT_TRUE(s) << s.err().message;
   for (auto& p : j.programs) {
@@ -253,29 +262,7 @@ TEST(ComputeActor, APeerThatStopsIsNamed) {
 struct two_nodes {
   std::unique_ptr<coordinator_service> coordinator;
   std::unique_ptr<node> nodes[2];
-  two_nodes() {
-    coordinator_config cc;
-    cc.token = "test-token";
-    cc.world_size = 2;
-    auto svc = coordinator_service::start(cc, "127.0.0.1", 0);
-    if (!svc) throw luoshu_error(svc.err().message);
-    coordinator = std::move(*svc);
-    std::string errors[2];
-    job::both([&](int r) {
-      node_options o;
-      o.coordinator_port = coordinator->port();
-      o.token = "test-token";
-      o.self.rank = r;
-      o.self.name = "worker-" + std::to_string(r);
-      o.world_size = 2;
-      o.request_timeout = 5s;
-      auto n = node::join(o);
-      if (!n) return void(errors[r] = n.err().message);
-      nodes[r] = std::move(*n);
-    });
-    for (auto& e : errors)
-      if (!e.empty()) throw luoshu_error(e);
-  }
+  two_nodes() { start_two_nodes(coordinator, nodes, node_options{}.bulk_threshold); }
 };
 
 TEST(Node, PublishedValuesAreFetchedWaitedForAndNeverReplaced) {
@@ -306,8 +293,6 @@ TEST(Node, PublishedValuesAreFetchedWaitedForAndNeverReplaced) {
 TEST(Node, ACollectiveRankWithAMalformedAddressIsAnErrorNamingIt) {
   two_nodes t;
   // Rank 1 of ring "g" as a hostile or broken node would announce it.
-  caf::scoped_actor stand_in{t.nodes[1]->system()};
-  ASSERT_TRUE(*t.nodes[1]->register_actor("collective/g/1", caf::actor_cast<caf::actor>(stand_in)));
   ASSERT_TRUE(*t.nodes[1]->publish("collective/g/1/lane", "not-a-port 127.0.0.1"));
   collective_options o;
   o.group = "g";

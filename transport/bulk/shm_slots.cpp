@@ -91,15 +91,7 @@ result<std::unique_ptr<shm_slots>> shm_slots::create(uint32_t slots, uint64_t sl
   m.bytes = bytes;
   m.base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, m.fd, 0);
   if (m.base == MAP_FAILED) return fail("cannot map", errno);
-  std::unique_ptr<shm_slots> s(new shm_slots());
-  s->name_ = name;
-  s->owner_ = true;
-  s->nonce_ = nonce;
-  s->slots_ = slots;
-  s->slot_bytes_ = stride;
-  s->base_ = std::exchange(m.base, MAP_FAILED);
-  s->mapped_ = bytes;
-  s->data_ = static_cast<char*>(s->base_) + data_offset(slots);
+  auto s = adopt(std::exchange(m.base, MAP_FAILED), bytes, name, true, nonce, slots, stride);
   for (uint32_t k = 0; k < slots; ++k) s->flag(static_cast<int>(k)).store(slot_free, std::memory_order_relaxed);
   auto* h = static_cast<header*>(s->base_);
   h->nonce = nonce;
@@ -136,14 +128,20 @@ result<std::unique_ptr<shm_slots>> shm_slots::open(const std::string& name, uint
                  "object of the same name, or a corrupt announcement)"};
   std::atomic_thread_fence(std::memory_order_acquire);
   ::shm_unlink(name.c_str()); // both ends are attached: nothing stays in /dev/shm
+  return adopt(std::exchange(m.base, MAP_FAILED), bytes, name, false, nonce, slots, slot_bytes);
+}
+
+std::unique_ptr<shm_slots> shm_slots::adopt(void* base, size_t bytes, const std::string& name, bool owner,
+                                            uint64_t nonce, uint32_t slots, uint64_t slot_bytes) {
   std::unique_ptr<shm_slots> s(new shm_slots());
   s->name_ = name;
+  s->owner_ = owner;
   s->nonce_ = nonce;
   s->slots_ = slots;
   s->slot_bytes_ = slot_bytes;
-  s->base_ = std::exchange(m.base, MAP_FAILED);
+  s->base_ = base;
   s->mapped_ = bytes;
-  s->data_ = static_cast<char*>(s->base_) + data_offset(slots);
+  s->data_ = static_cast<char*>(base) + data_offset(slots);
   return s;
 }
 

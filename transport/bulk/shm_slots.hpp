@@ -82,6 +82,9 @@ public:
 
 private:
   shm_slots() = default;
+  /// Takes over a mapping of `bytes` at `base`.
+  static std::unique_ptr<shm_slots> adopt(void* base, size_t bytes, const std::string& name, bool owner,
+                                          uint64_t nonce, uint32_t slots, uint64_t slot_bytes);
   std::atomic_ref<uint32_t> flag(int s) const;
 
   std::string name_;
