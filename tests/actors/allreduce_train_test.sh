@@ -11,6 +11,8 @@
 #     checkpoint ends exactly where the uninterrupted run ends;
 #   - a rank killed with SIGKILL in the middle of collectives is named by
 #     every survivor, which exit with an error instead of hanging;
+#   - three ranks on this host all-reduce through shared memory (every
+#     rank's payloads), right, and leave nothing in /dev/shm;
 #   - bad options are named.
 #   allreduce_train_test.sh PATH/TO/luoshu
 set -u
@@ -107,6 +109,30 @@ if [ "${rcs[1]}" -eq 137 ] && [ "${rcs[0]}" -ne 0 ] && [ "${rcs[0]}" -ne 124 ] &
 else
   fail "killed rank: exit codes ${rcs[*]}, named by $named survivors, ${took} s"
   for r in 0 1 2; do sed "s/^/    rank $r: /" "$tmp/k$r.log" | tail -5; done
+fi
+
+# Shared memory between processes on one host: `bench allreduce` runs 3
+# ranks over TCP only and with shared-memory slots; with them, every rank's
+# payloads must go through them (the smallest share over the ranks is
+# reported) and both runs must be right.
+before=$(ls /dev/shm | grep -c '^luoshu-' || true)
+if timeout 120 "$luoshu" bench allreduce --ranks 3 --sizes 1M,3M --no-baselines --overlap-rows 0 --iters 3 \
+     --warmup 1 --json "$tmp/ar.json" >"$tmp/ar.log" 2>&1 &&
+   python3 - "$tmp/ar.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+assert len(rows) == 2, rows
+for r in rows:
+    assert r["luoshu-tcp"]["correct"] and r["luoshu-shm"]["correct"], r
+    assert r["luoshu-tcp"]["shm_fraction"] == 0, r
+    assert r["luoshu-shm"]["shm_fraction"] > 0.5, r
+PY
+then
+  after=$(ls /dev/shm | grep -c '^luoshu-' || true)
+  if [ "$after" -le "$before" ]; then ok "3 ranks all-reduce through shared memory, nothing left in /dev/shm"
+  else fail "shared memory: $((after - before)) objects left in /dev/shm"; fi
+else
+  fail "shared memory between processes: $(tail -5 "$tmp/ar.log")"
 fi
 
 [ $fails -eq 0 ] || exit 1
