@@ -21,6 +21,8 @@
 #include "graph/luoshu.hpp"
 #include "ops/random.hpp"
 #include "transport/bulk/frame.hpp"
+#include "transport/bulk/lane.hpp"
+#include "transport/codec.hpp"
 
 namespace luoshu::actors {
 namespace {
@@ -301,6 +303,56 @@ TEST(Node, ACollectiveRankWithAMalformedAddressIsAnErrorNamingIt) {
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.err().message.find("rank 1 published a malformed address 'not-a-port 127.0.0.1'"), std::string::npos)
       << c.err().message;
+}
+
+TEST(Node, ALeftNeighbourNamingASlotItNeverOfferedIsAnErrorNamingIt) {
+  two_nodes t;
+  namespace bulk = transport::bulk;
+  using transport::collective_message;
+  // Rank 1 of ring "h", played by hand: a lane listener for what rank 0
+  // sends (ignored), and a lane to rank 0 that offers no shared memory.
+  bulk::receive_handlers h;
+  h.on_message = [](bulk::connection_id, std::vector<char>, bulk::pooled_bytes) {};
+  auto lis = bulk::listen(t.nodes[1]->system(), "127.0.0.1", 0, h);
+  ASSERT_TRUE(lis.ok()) << lis.err().message;
+  ASSERT_TRUE(*t.nodes[1]->publish("collective/h/1/lane", std::to_string(lis->port()) + " 127.0.0.1"));
+  result<std::unique_ptr<communicator>> c = error{"not run"};
+  std::thread rank0([&] {
+    collective_options o;
+    o.group = "h";
+    o.connect_timeout = 10s;
+    o.timeout = 10s;
+    c = communicator::create(*t.nodes[0], 0, 2, o);
+  });
+  auto addr = t.nodes[1]->fetch("collective/h/0/lane", 10s);
+  ASSERT_TRUE(addr.ok()) << addr.err().message;
+  auto lane = bulk::connect(t.nodes[1]->system(), "127.0.0.1",
+                            static_cast<uint16_t>(std::stoul(addr->substr(0, addr->find(' ')))));
+  ASSERT_TRUE(lane.ok()) << lane.err().message;
+  collective_message hello;
+  hello.kind = collective_message::kind_t::hello;
+  hello.hello.group = "h";
+  hello.hello.rank = 1;
+  hello.hello.size = 2;
+  ASSERT_TRUE(lane->send_message(transport::encode(hello), 0, [](char*) {}).ok());
+  ASSERT_TRUE(*t.nodes[1]->publish("collective/h/1/shm", "0"));
+  rank0.join();
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  EXPECT_FALSE((*c)->shared_memory()) << "rank 1 mapped nothing";
+  // Rank 0's stage-0 chunk of all-reduce #1 over 4 f32, said to be in slot 3.
+  collective_message chunk;
+  chunk.chunk = {1, transport::collective_kind::allreduce, dtype::f32, reduce_op::sum, 0, 0, 0, 2, 4, 3};
+  ASSERT_TRUE(lane->send_message(transport::encode(chunk), 0, [](char*) {}).ok());
+  tensor x(dtype::f32, shape{4});
+  x.fill(1);
+  status st = (*c)->allreduce(x, x, reduce_op::sum).get();
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.err().message.find("rank 1 sent a chunk in shared-memory slot 3 but none of its shared memory is "
+                                  "mapped here"),
+            std::string::npos)
+      << st.err().message;
+  c->reset();
+  (void)lane->close(1s);
 }
 
 } // namespace
