@@ -14,6 +14,7 @@
 
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "actors/collective.hpp"
@@ -22,6 +23,7 @@
 #include "ops/random.hpp"
 #include "transport/bulk/frame.hpp"
 #include "transport/bulk/lane.hpp"
+#include "transport/bulk/shm_slots.hpp"
 #include "transport/codec.hpp"
 
 namespace luoshu::actors {
@@ -305,54 +307,84 @@ TEST(Node, ACollectiveRankWithAMalformedAddressIsAnErrorNamingIt) {
       << c.err().message;
 }
 
-TEST(Node, ALeftNeighbourNamingASlotItNeverOfferedIsAnErrorNamingIt) {
+using bulk_slots_ptr = std::shared_ptr<transport::bulk::shm_slots>;
+
+/// Rank 0 of a 2-rank ring "group" against a rank 1 played by hand over a
+/// real lane, which offers `offer` (null: no shared memory) and then sends
+/// rank 0's stage-0 chunk of all-reduce #1 over 4 f32 as said to be in
+/// `slot`. The error rank 0's all-reduce ends with.
+std::string hostile_slot(const std::string& group, bulk_slots_ptr offer, int32_t slot) {
   two_nodes t;
   namespace bulk = transport::bulk;
   using transport::collective_message;
-  // Rank 1 of ring "h", played by hand: a lane listener for what rank 0
-  // sends (ignored), and a lane to rank 0 that offers no shared memory.
   bulk::receive_handlers h;
-  h.on_message = [](bulk::connection_id, std::vector<char>, bulk::pooled_bytes) {};
+  h.on_message = [](bulk::connection_id, std::vector<char>, bulk::pooled_bytes) {}; // what rank 0 sends
   auto lis = bulk::listen(t.nodes[1]->system(), "127.0.0.1", 0, h);
-  ASSERT_TRUE(lis.ok()) << lis.err().message;
-  ASSERT_TRUE(*t.nodes[1]->publish("collective/h/1/lane", std::to_string(lis->port()) + " 127.0.0.1"));
+  if (!lis) return "listen: " + lis.err().message;
+  const std::string name = "collective/" + group + "/";
+  if (!*t.nodes[1]->publish(name + "1/lane", std::to_string(lis->port()) + " 127.0.0.1")) return "publish";
   result<std::unique_ptr<communicator>> c = error{"not run"};
   std::thread rank0([&] {
     collective_options o;
-    o.group = "h";
+    o.group = group;
     o.connect_timeout = 10s;
     o.timeout = 10s;
     c = communicator::create(*t.nodes[0], 0, 2, o);
   });
-  auto addr = t.nodes[1]->fetch("collective/h/0/lane", 10s);
-  ASSERT_TRUE(addr.ok()) << addr.err().message;
-  auto lane = bulk::connect(t.nodes[1]->system(), "127.0.0.1",
-                            static_cast<uint16_t>(std::stoul(addr->substr(0, addr->find(' ')))));
-  ASSERT_TRUE(lane.ok()) << lane.err().message;
-  collective_message hello;
-  hello.kind = collective_message::kind_t::hello;
-  hello.hello.group = "h";
-  hello.hello.rank = 1;
-  hello.hello.size = 2;
-  ASSERT_TRUE(lane->send_message(transport::encode(hello), 0, [](char*) {}).ok());
-  ASSERT_TRUE(*t.nodes[1]->publish("collective/h/1/shm", "0"));
+  auto addr = t.nodes[1]->fetch(name + "0/lane", 10s);
+  std::optional<bulk::sender> lane;
+  if (addr) {
+    auto l = bulk::connect(t.nodes[1]->system(), "127.0.0.1",
+                           static_cast<uint16_t>(std::stoul(addr->substr(0, addr->find(' ')))));
+    if (l) lane.emplace(std::move(*l));
+  }
+  if (lane) {
+    collective_message hello;
+    hello.kind = collective_message::kind_t::hello;
+    hello.hello.group = group;
+    hello.hello.rank = 1;
+    hello.hello.size = 2;
+    if (offer) {
+      hello.hello.shm_name = offer->name();
+      hello.hello.shm_nonce = offer->nonce();
+      hello.hello.shm_slots = offer->slots();
+      hello.hello.shm_slot_bytes = offer->slot_bytes();
+    }
+    (void)lane->send_message(transport::encode(hello), 0, [](char*) {});
+  }
+  (void)t.nodes[1]->publish(name + "1/shm", "0");
   rank0.join();
-  ASSERT_TRUE(c.ok()) << c.err().message;
-  EXPECT_FALSE((*c)->shared_memory()) << "rank 1 mapped nothing";
-  // Rank 0's stage-0 chunk of all-reduce #1 over 4 f32, said to be in slot 3.
+  if (!lane) return "no lane to rank 0";
+  if (!c) return "create: " + c.err().message;
   collective_message chunk;
-  chunk.chunk = {1, transport::collective_kind::allreduce, dtype::f32, reduce_op::sum, 0, 0, 0, 2, 4, 3};
-  ASSERT_TRUE(lane->send_message(transport::encode(chunk), 0, [](char*) {}).ok());
+  chunk.chunk = {1, transport::collective_kind::allreduce, dtype::f32, reduce_op::sum, 0, 0, 0, 2, 4, slot};
+  if (!lane->send_message(transport::encode(chunk), 0, [](char*) {})) return "sending the chunk";
   tensor x(dtype::f32, shape{4});
   x.fill(1);
   status st = (*c)->allreduce(x, x, reduce_op::sum).get();
-  ASSERT_FALSE(st);
-  EXPECT_NE(st.err().message.find("rank 1 sent a chunk in shared-memory slot 3 but none of its shared memory is "
-                                  "mapped here"),
-            std::string::npos)
-      << st.err().message;
   c->reset();
   (void)lane->close(1s);
+  return st ? "the all-reduce succeeded" : st.err().message;
+}
+
+TEST(Node, ALeftNeighbourNamingABadSharedMemorySlotIsAnErrorNamingIt) {
+  // A slot it never offered.
+  std::string e = hostile_slot("h1", nullptr, 3);
+  EXPECT_NE(e.find("rank 1 sent a chunk in shared-memory slot 3 but none of its shared memory is mapped here"),
+            std::string::npos)
+      << e;
+  // Slots it offered (and rank 0 mapped), but one past them, and one it
+  // never filled.
+  auto slots = transport::bulk::shm_slots::create(4, 4096);
+  ASSERT_TRUE(slots.ok()) << slots.err().message;
+  std::shared_ptr<transport::bulk::shm_slots> offer = std::move(*slots);
+  e = hostile_slot("h2", offer, 9);
+  EXPECT_NE(e.find("rank 1 sent a chunk in shared-memory slot 9 of 4"), std::string::npos) << e;
+  slots = transport::bulk::shm_slots::create(4, 4096);
+  ASSERT_TRUE(slots.ok()) << slots.err().message;
+  offer = std::move(*slots);
+  e = hostile_slot("h3", offer, 1);
+  EXPECT_NE(e.find("rank 1 sent a chunk in shared-memory slot 1 not marked full"), std::string::npos) << e;
 }
 
 } // namespace
