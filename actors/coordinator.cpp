@@ -4,6 +4,7 @@
 #include <caf/io/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -30,6 +31,63 @@ struct barrier_state {
   std::map<int32_t, caf::typed_response_promise<std::string>> arrived;
 };
 
+/// Values that members publish once by name and others wait for: actors
+/// (register/lookup) and short strings (publish/fetch).
+template <class T>
+struct named_table {
+  explicit named_table(const char* a) : asking(a) {}
+  const char* asking; ///< how an error names a request: "lookup of", "fetching"
+  std::map<std::string, T> values;
+  std::map<std::string, std::vector<caf::typed_response_promise<T>>> waiting;
+  size_t waiters = 0;
+
+  /// Publishes `v` as `name` and answers whoever waits for it; false when
+  /// the name is taken.
+  bool put(const std::string& name, const T& v) {
+    if (!values.emplace(name, v).second) return false;
+    auto it = waiting.find(name);
+    if (it != waiting.end()) {
+      for (auto& rp : it->second) rp.deliver(v);
+      waiters -= it->second.size();
+      waiting.erase(it);
+    }
+    return true;
+  }
+
+  /// The value of `name`, or a promise kept once it is published; an error
+  /// once the job failed, or for a name over `max_name` bytes or more than
+  /// `max_waiting` requests waiting.
+  template <class Self>
+  caf::result<T> get(Self* self, const std::string& name, const std::string& failure, size_t max_name = SIZE_MAX,
+                     size_t max_waiting = SIZE_MAX) {
+    auto it = values.find(name);
+    if (it != values.end()) return it->second;
+    if (!failure.empty()) return error_for(name, failure);
+    if (name.size() > max_name)
+      return caf::make_error(caf::sec::runtime_error, "a fetched name has " + std::to_string(name.size()) +
+                                                          " bytes (at most " + std::to_string(max_name) + ")");
+    if (waiters >= max_waiting)
+      return caf::make_error(caf::sec::runtime_error,
+                             "already " + std::to_string(waiters) + " fetches wait for values nobody published");
+    auto rp = self->template make_response_promise<T>();
+    waiting[name].push_back(rp);
+    ++waiters;
+    return rp;
+  }
+
+  /// The job failed: every waiting request gets `reason`.
+  void fail(const std::string& reason) {
+    for (auto& [name, ps] : waiting)
+      for (auto& rp : ps) rp.deliver(error_for(name, reason));
+    waiting.clear();
+    waiters = 0;
+  }
+
+  caf::error error_for(const std::string& name, const std::string& reason) const {
+    return caf::make_error(caf::sec::runtime_error, std::string(asking) + " '" + name + "': " + reason);
+  }
+};
+
 struct coordinator_state {
   coordinator_config cfg;
   clock::time_point started = clock::now();
@@ -37,10 +95,8 @@ struct coordinator_state {
   std::map<std::string, barrier_state> barriers;
   std::string failure;               ///< empty while the job is healthy
   std::vector<caf::actor> watchers;
-  std::map<std::string, caf::actor> registry;
-  std::map<std::string, std::vector<caf::typed_response_promise<caf::actor>>> lookups;
-  std::map<std::string, std::string> values; ///< node::publish
-  std::map<std::string, std::vector<caf::typed_response_promise<std::string>>> fetches;
+  named_table<caf::actor> registry{"lookup of"};  ///< node::register_actor / lookup
+  named_table<std::string> values{"fetching"};    ///< node::publish / fetch
   static inline const char* name = "luoshu.coordinator";
 };
 
@@ -80,12 +136,8 @@ coordinator_actor spawn_coordinator(caf::actor_system& sys, coordinator_config c
       for (auto& [name, b] : s.barriers)
         for (auto& [rank, rp] : b.arrived) rp.deliver(std::string("barrier '" + name + "' cannot pass: " + reason));
       s.barriers.clear();
-      for (auto& [name, ps] : s.lookups)
-        for (auto& rp : ps) rp.deliver(caf::make_error(caf::sec::runtime_error, "lookup of '" + name + "': " + reason));
-      s.lookups.clear();
-      for (auto& [name, ps] : s.fetches)
-        for (auto& rp : ps) rp.deliver(caf::make_error(caf::sec::runtime_error, "fetching '" + name + "': " + reason));
-      s.fetches.clear();
+      s.registry.fail(reason);
+      s.values.fail(reason);
       for (auto& [rank, m] : s.members)
         if (!m.left) caf::anon_send(m.agent, failure_atom::value, reason);
     };
@@ -191,24 +243,10 @@ coordinator_actor spawn_coordinator(caf::actor_system& sys, coordinator_config c
           return j.dump();
         },
         [self](register_atom, std::string& name, caf::actor a) -> bool {
-          auto& s = self->state;
-          if (!a || s.registry.count(name)) return false;
-          s.registry[name] = a;
-          auto it = s.lookups.find(name);
-          if (it != s.lookups.end()) {
-            for (auto& rp : it->second) rp.deliver(a);
-            s.lookups.erase(it);
-          }
-          return true;
+          return a && self->state.registry.put(name, a);
         },
         [self](lookup_atom, std::string& name) -> caf::result<caf::actor> {
-          auto& s = self->state;
-          auto it = s.registry.find(name);
-          if (it != s.registry.end()) return it->second;
-          if (!s.failure.empty()) return caf::make_error(caf::sec::runtime_error, "lookup of '" + name + "': " + s.failure);
-          auto rp = self->make_response_promise<caf::actor>();
-          s.lookups[name].push_back(rp);
-          return rp;
+          return self->state.registry.get(self, name, self->state.failure);
         },
         [self](publish_atom, std::string& name, std::string& value) -> caf::result<bool> {
           auto& s = self->state;
@@ -216,34 +254,14 @@ coordinator_actor spawn_coordinator(caf::actor_system& sys, coordinator_config c
           if (name.empty() || name.size() > max_value_bytes || value.size() > max_value_bytes)
             return caf::make_error(caf::sec::runtime_error, "a published name and value must each have 1 to " +
                                                                 std::to_string(max_value_bytes) + " bytes");
-          if (s.values.count(name)) return false;
-          if (s.values.size() >= max_values)
+          if (s.values.values.count(name)) return false;
+          if (s.values.values.size() >= max_values)
             return caf::make_error(caf::sec::runtime_error,
                                    "the job already holds " + std::to_string(max_values) + " published values");
-          s.values[name] = value;
-          auto it = s.fetches.find(name);
-          if (it != s.fetches.end()) {
-            for (auto& rp : it->second) rp.deliver(value);
-            s.fetches.erase(it);
-          }
-          return true;
+          return s.values.put(name, value);
         },
         [self](fetch_atom, std::string& name) -> caf::result<std::string> {
-          auto& s = self->state;
-          auto it = s.values.find(name);
-          if (it != s.values.end()) return it->second;
-          if (!s.failure.empty()) return caf::make_error(caf::sec::runtime_error, "fetching '" + name + "': " + s.failure);
-          if (name.size() > max_value_bytes)
-            return caf::make_error(caf::sec::runtime_error, "a fetched name has " + std::to_string(name.size()) +
-                                                                " bytes (at most " + std::to_string(max_value_bytes) + ")");
-          size_t waiting = 0;
-          for (auto& [n, ps] : s.fetches) waiting += ps.size();
-          if (waiting >= max_waiting_fetches)
-            return caf::make_error(caf::sec::runtime_error,
-                                   "already " + std::to_string(waiting) + " fetches wait for values nobody published");
-          auto rp = self->make_response_promise<std::string>();
-          s.fetches[name].push_back(rp);
-          return rp;
+          return self->state.values.get(self, name, self->state.failure, max_value_bytes, max_waiting_fetches);
         },
         [self](watch_atom, caf::actor w) {
           if (!self->state.failure.empty()) caf::anon_send(w, failure_atom::value, self->state.failure);

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "actors/coordinator.hpp"
@@ -93,6 +94,27 @@ struct node::impl {
   std::string where;
   std::chrono::milliseconds request_timeout{30000};
 };
+
+namespace {
+
+/// Asks the coordinator (`xs`: a request it answers with a T). An error
+/// says `what`, then why: the job's failure when `job_failure` gives one,
+/// else CAF's error.
+template <class T, class... Ts>
+result<T> ask_coordinator(caf::actor_system& sys, const coordinator_actor& coordinator,
+                          std::chrono::milliseconds timeout, const std::string& what, const std::function<std::string()>& job_failure, Ts&&... xs) {
+  result<T> out = error{"no reply"};
+  caf::scoped_actor self{sys};
+  self->request(coordinator, timeout, std::forward<Ts>(xs)...)
+      .receive([&](T& v) { out = std::move(v); },
+               [&](caf::error& e) {
+                 std::string why = job_failure ? job_failure() : std::string();
+                 out = error{what + ": " + (why.empty() ? describe(sys, e) : why)};
+               });
+  return out;
+}
+
+} // namespace
 
 bool in_job() { return std::getenv("LUOSHU_COORDINATOR") != nullptr; }
 
@@ -237,45 +259,23 @@ status node::barrier(const std::string& name, std::chrono::milliseconds timeout)
 }
 
 result<bool> node::register_actor(const std::string& name, const caf::actor& a) {
-  result<bool> out = error{"no reply"};
-  caf::scoped_actor self{impl_->sys};
-  self->request(impl_->coordinator, impl_->request_timeout, register_atom::value, name, a)
-      .receive([&](bool ok) { out = ok; },
-               [&](caf::error& e) { out = error{"registering '" + name + "': " + describe(impl_->sys, e)}; });
-  return out;
+  return ask_coordinator<bool>(impl_->sys, impl_->coordinator, impl_->request_timeout, "registering '" + name + "'",
+                               {}, register_atom::value, name, a);
 }
 
 result<caf::actor> node::lookup(const std::string& name, std::chrono::milliseconds timeout) {
-  result<caf::actor> out = error{"no reply"};
-  caf::scoped_actor self{impl_->sys};
-  self->request(impl_->coordinator, timeout, lookup_atom::value, name)
-      .receive([&](caf::actor& a) { out = a; },
-               [&](caf::error& e) {
-                 std::string why = failure();
-                 out = error{"finding '" + name + "': " + (why.empty() ? describe(impl_->sys, e) : why)};
-               });
-  return out;
+  return ask_coordinator<caf::actor>(impl_->sys, impl_->coordinator, timeout, "finding '" + name + "'",
+                                     [this] { return failure(); }, lookup_atom::value, name);
 }
 
 result<bool> node::publish(const std::string& name, const std::string& value) {
-  result<bool> out = error{"no reply"};
-  caf::scoped_actor self{impl_->sys};
-  self->request(impl_->coordinator, impl_->request_timeout, publish_atom::value, name, value)
-      .receive([&](bool ok) { out = ok; },
-               [&](caf::error& e) { out = error{"publishing '" + name + "': " + describe(impl_->sys, e)}; });
-  return out;
+  return ask_coordinator<bool>(impl_->sys, impl_->coordinator, impl_->request_timeout, "publishing '" + name + "'",
+                               {}, publish_atom::value, name, value);
 }
 
 result<std::string> node::fetch(const std::string& name, std::chrono::milliseconds timeout) {
-  result<std::string> out = error{"no reply"};
-  caf::scoped_actor self{impl_->sys};
-  self->request(impl_->coordinator, timeout, fetch_atom::value, name)
-      .receive([&](std::string& v) { out = std::move(v); },
-               [&](caf::error& e) {
-                 std::string why = failure();
-                 out = error{"fetching '" + name + "': " + (why.empty() ? describe(impl_->sys, e) : why)};
-               });
-  return out;
+  return ask_coordinator<std::string>(impl_->sys, impl_->coordinator, timeout, "fetching '" + name + "'",
+                                      [this] { return failure(); }, fetch_atom::value, name);
 }
 
 std::string node::failure() {
