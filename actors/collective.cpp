@@ -1054,7 +1054,7 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
   // for rank 1's address while every other rank had linked), and a peer
   // actor another node held a handle to could keep its process from exiting
   // (~actor_system waiting for the detached actor's last reference).
-  const std::string lane = std::to_string(c->impl_->listener->port()) + " " + c->impl_->advertised;
+  const std::string lane = endpoint{c->impl_->advertised, c->impl_->listener->port()}.text();
   if (auto pub = n.publish(name_of(rank) + "/lane", lane); !pub || !*pub)
     return error{"collective '" + o.group + "': cannot publish rank " + std::to_string(rank) + "'s address" +
                  (pub ? std::string(": the name is taken (two ranks " + std::to_string(rank) + "?)")
@@ -1069,15 +1069,11 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
     if (!addr)
       return error{"collective '" + o.group + "': rank " + std::to_string(right) + " did not publish its address: " +
                    addr.err().message};
-    // "PORT HOST", as published above.
-    const size_t sp = addr->find(' ');
-    char* end = nullptr;
-    const unsigned long port = sp == std::string::npos ? 0 : std::strtoul(addr->c_str(), &end, 10);
-    if (sp == std::string::npos || end != addr->c_str() + sp || port == 0 || port > 65535 || sp + 1 >= addr->size())
-      return error{"collective '" + o.group + "': rank " + std::to_string(right) + " published a malformed address '" +
-                   addr->substr(0, 80) + "'"};
-    l->port = static_cast<uint16_t>(port);
-    l->host = addr->substr(sp + 1);
+    auto at = parse_endpoint(*addr);
+    if (!at)
+      return error{"collective '" + o.group + "': rank " + std::to_string(right) + " published " + at.err().message};
+    l->port = at->port;
+    l->host = at->host;
     l->offer_shm = l->host == c->impl_->advertised;
   }
   if (status st = link(n.system(), c->impl_->peer, std::move(l), o.connect_timeout); !st) return st.err();

@@ -581,22 +581,41 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
   d->lane_->host = advertised;
   caf::anon_send(*d->actor_, lane_atom::value, advertised, d->lane_->listener->port());
 
-  auto reg = n.register_actor(compute_name(n.rank()), *d->actor_);
-  if (!reg) return reg.err();
-  if (!*reg) return error{"another node already registered " + compute_name(n.rank())};
+  if (status st = n.serve(compute_name(n.rank()), *d->actor_); !st) return st.err();
+  // One connection per pair of partitions, opened by the lower rank (both
+  // opening one loses messages in CAF 0.17, node::connect). A higher rank
+  // looks up the lower one's actor once that one says it connected upwards,
+  // so that its messages take the direct connection from the first.
+  const auto wait_s = std::to_string(n.options().connect_timeout.count() / 1000.0).substr(0, 4);
+  std::vector<caf::actor> peers(static_cast<size_t>(n.world_size()));
+  for (int p = n.rank() + 1; p < n.world_size(); ++p) {
+    // Every node joined already, so a peer serves its actor promptly: wait
+    // connect_timeout (not the generous default) and name the partition.
+    auto peer = n.connect(compute_name(p), n.options().connect_timeout);
+    if (!peer)
+      return error{"partition " + std::to_string(p) + " cannot be reached within " + wait_s + " s (" +
+                   peer.err().message + ")"};
+    peers[static_cast<size_t>(p)] = *peer;
+  }
+  if (auto pub = n.publish(compute_name(n.rank()) + "/connected", "yes"); !pub || !*pub)
+    return error{"node " + n.self().name + ": cannot say that it connected to its peers" +
+                 (pub ? std::string(": another node already did for " + compute_name(n.rank()))
+                      : ": " + pub.err().message)};
+  for (int p = 0; p < n.rank(); ++p) {
+    auto up = n.fetch(compute_name(p) + "/connected", n.options().connect_timeout);
+    auto peer = up ? n.lookup(compute_name(p), n.options().connect_timeout) : result<caf::actor>(up.err());
+    if (!peer)
+      return error{"partition " + std::to_string(p) + " did not connect to its peers within " + wait_s + " s (" +
+                   peer.err().message + ")"};
+    peers[static_cast<size_t>(p)] = *peer;
+  }
   for (int p = 0; p < n.world_size(); ++p) {
     if (p == n.rank()) continue;
-    // Every node joined already, so a peer registers its actor promptly: wait
-    // connect_timeout (not lookup's generous default) and name the partition.
-    auto peer = n.lookup(compute_name(p), n.options().connect_timeout);
-    if (!peer)
-      return error{"partition " + std::to_string(p) + " did not register its compute actor within " +
-                   std::to_string(n.options().connect_timeout.count() / 1000.0).substr(0, 4) + " s (" +
-                   peer.err().message + ")"};
-    // Where the peer's lane listens (its actor answers once registered).
+    const caf::actor& peer = peers[static_cast<size_t>(p)];
+    // Where the peer's lane listens (its actor answers once served).
     result<std::tuple<std::string, uint16_t, std::string>> where = error{"no reply"};
     caf::scoped_actor self{n.system()};
-    self->request(*peer, n.options().request_timeout, lane_atom::value)
+    self->request(peer, n.options().request_timeout, lane_atom::value)
         .receive([&](std::string& host, uint16_t port, std::string& name) { where = std::make_tuple(host, port, name); },
                  [&](caf::error& e) {
                    where = error{"asking partition " + std::to_string(p) + " for its bulk lane address: " +
@@ -604,7 +623,7 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
                  });
     if (!where) return where.err();
     auto& [host, port, name] = *where;
-    caf::anon_send(*d->actor_, peer_atom::value, p, *peer, name, host, port);
+    caf::anon_send(*d->actor_, peer_atom::value, p, peer, name, host, port);
   }
   return d;
 }

@@ -278,6 +278,50 @@ result<std::string> node::fetch(const std::string& name, std::chrono::millisecon
                                       [this] { return failure(); }, fetch_atom::value, name);
 }
 
+status node::serve(const std::string& name, const caf::actor& a) {
+  auto [bind, advertised] = bulk_address(*this);
+  auto port = caf::io::publish(a, 0, bind.empty() ? nullptr : bind.c_str(), true);
+  if (!port)
+    return error{"serving '" + name + "': cannot listen on " + (bind.empty() ? "any address" : bind) + ": " +
+                 describe(impl_->sys, port.error())};
+  auto reg = register_actor(name, a);
+  if (!reg) return reg.err();
+  if (!*reg) return error{"serving '" + name + "': another actor already has that name"};
+  auto pub = publish(name + "/address", endpoint{advertised, *port}.text());
+  if (!pub) return pub.err();
+  if (!*pub) return error{"serving '" + name + "': another node already published its address"};
+  return {};
+}
+
+result<caf::actor> node::connect(const std::string& name, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto text = fetch(name + "/address", timeout);
+  if (!text) return error{"connecting to '" + name + "': " + text.err().message};
+  auto at = parse_endpoint(*text);
+  if (!at) return error{"connecting to '" + name + "': " + at.err().message};
+  for (;;) {
+    auto a = caf::io::remote_actor(impl_->sys, at->host, at->port);
+    if (a) return *a;
+    // The address is published only once something listens there: a
+    // failure is the network or a node that is gone; retry until the
+    // deadline in case it is the network.
+    if (std::chrono::steady_clock::now() >= deadline)
+      return error{"cannot connect to '" + name + "' at " + at->host + ":" + std::to_string(at->port) + ": " +
+                   describe(impl_->sys, a.error())};
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+result<endpoint> parse_endpoint(const std::string& s) {
+  const size_t sp = s.find(' ');
+  char* end = nullptr;
+  const unsigned long port = sp == std::string::npos ? 0 : std::strtoul(s.c_str(), &end, 10);
+  if (sp == std::string::npos || sp == 0 || end != s.c_str() + sp || port == 0 || port > 65535 ||
+      sp + 1 >= s.size())
+    return error{"a malformed address '" + s.substr(0, 80) + "' (expected PORT HOST)"};
+  return endpoint{s.substr(sp + 1), static_cast<uint16_t>(port)};
+}
+
 std::string node::failure() {
   std::string out;
   caf::scoped_actor self{impl_->sys};

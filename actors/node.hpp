@@ -78,7 +78,22 @@ public:
   /// Publishes `a` under `name` for the other nodes (false: name taken).
   result<bool> register_actor(const std::string& name, const caf::actor& a);
   /// The actor some node registered as `name`, waiting up to `timeout`.
+  /// Its messages travel over whatever connection already leads to that
+  /// node, else through the coordinator (two hops): for a direct one, one
+  /// of the two nodes calls connect() (below).
   result<caf::actor> lookup(const std::string& name, std::chrono::milliseconds timeout = std::chrono::minutes(2));
+  /// Registers `a` under `name` (as register_actor) and accepts direct
+  /// connections to it: listens on an OS-chosen port of this node's address
+  /// (bulk_address) and publishes that address as `name` + "/address".
+  /// An error if the name is taken or nothing can listen.
+  status serve(const std::string& name, const caf::actor& a);
+  /// The actor some node serves as `name` (waiting up to `timeout` for it to
+  /// be served), over a direct connection from this node to that one. Only
+  /// one of two nodes may connect to the other: when both connect at once,
+  /// CAF 0.17 closes one of the two connections and loses the messages on
+  /// it. The other node reaches this one's actors over the same connection
+  /// (lookup, or handles in messages) once it exists.
+  result<caf::actor> connect(const std::string& name, std::chrono::milliseconds timeout = std::chrono::minutes(2));
   /// Publishes a short string `value` (at most 4 KiB) under `name` through
   /// the coordinator (false: name taken). Unlike an actor's reply, it
   /// travels only on this node's own connection to the coordinator.
@@ -96,6 +111,15 @@ private:
   node_options options_;
   bool left_ = false;
 };
+
+/// An address published through the coordinator as "PORT HOST".
+struct endpoint {
+  std::string host;
+  uint16_t port = 0;
+  std::string text() const { return std::to_string(port) + " " + host; }
+};
+/// Reads "PORT HOST"; an error quoting (at most 80 characters of) `s`.
+result<endpoint> parse_endpoint(const std::string& s);
 
 /// Where this node's bulk-lane listeners bind (first) and the address peers
 /// use to reach them (second): node_options::bulk_host when set; 127.0.0.1

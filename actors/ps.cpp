@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "actors/atoms.hpp"
+#include "actors/node.hpp"
 #include "actors/runtime.hpp"
 #include "transport/codec.hpp"
 
@@ -293,6 +294,22 @@ caf::behavior ps_shard(shard_actor* self, ps_shard_options opt) {
 } // namespace
 
 caf::actor spawn_ps_shard(caf::actor_system& sys, ps_shard_options o) { return sys.spawn(ps_shard, std::move(o)); }
+
+namespace {
+std::string shard_name(int s) { return "ps-shard-" + std::to_string(s); }
+} // namespace
+
+status serve_ps_shard(node& n, int shard, const caf::actor& a) { return n.serve(shard_name(shard), a); }
+
+result<std::vector<caf::actor>> connect_ps_shards(node& n, int shards, std::chrono::milliseconds timeout) {
+  std::vector<caf::actor> out;
+  for (int s = 0; s < shards; ++s) {
+    auto a = n.connect(shard_name(s), timeout);
+    if (!a) return error{"parameter-server shard " + std::to_string(s) + ": " + a.err().message};
+    out.push_back(*a);
+  }
+  return out;
+}
 
 // --- the client ----------------------------------------------------------------------
 

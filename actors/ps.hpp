@@ -60,6 +60,15 @@ struct ps_shard_options {
 /// Starts a shard actor in `sys`.
 caf::actor spawn_ps_shard(caf::actor_system& sys, ps_shard_options o);
 
+class node;
+/// A job's shards across nodes: each server node serves its shard (under
+/// "ps-shard-N"), and every worker connects to each shard directly (a
+/// server never connects to a worker: its replies go back over the
+/// worker's connection). An error names the shard.
+status serve_ps_shard(node& n, int shard, const caf::actor& a);
+result<std::vector<caf::actor>> connect_ps_shards(node& n, int shards,
+                                                  std::chrono::milliseconds timeout = std::chrono::minutes(2));
+
 /// A result that arrives later: wait with get() (once), or poll ready().
 template <class T>
 class ps_future {

@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
     so.workers = workers;
     so.consistency = *cons;
     shard = actors::spawn_ps_shard(node.system(), so);
-    if (auto r = node.register_actor("ps-shard-" + std::to_string(node.rank()), shard); !r) return fail(r.err().message);
+    if (status st = actors::serve_ps_shard(node, node.rank(), shard); !st) return fail(st.err().message);
     std::printf("shard %d of %d (%s, %d workers)\n", node.rank(), servers, cons->to_string().c_str(), workers);
   }
   if (status st = node.barrier("ps-ready"); !st) return fail(st.err().message);
@@ -159,12 +159,9 @@ int main(int argc, char** argv) {
   int rc = 0;
   if (!server) {
     const int w = node.rank() - servers;
-    std::vector<caf::actor> shards;
-    for (int s = 0; s < servers; ++s) {
-      auto a = node.lookup("ps-shard-" + std::to_string(s));
-      if (!a) return fail(a.err().message);
-      shards.push_back(*a);
-    }
+    auto connected = actors::connect_ps_shards(node, servers);
+    if (!connected) return fail(connected.err().message);
+    std::vector<caf::actor> shards = std::move(*connected);
     variable_store vars(seed);
     executor ex(m.g, vars, kernels);
     actors::ps_client client(node.system(), shards, w);

@@ -306,17 +306,14 @@ int run_dist_train(const train_config& cfg, const dist_train_options& o,
     so.workers = o.workers;
     so.consistency = *cons;
     shard = actors::spawn_ps_shard(node.system(), so);
-    if (auto r = node.register_actor("ps-shard-" + std::to_string(node.rank()), shard); !r) return fail(r.err().message);
+    if (status st = actors::serve_ps_shard(node, node.rank(), shard); !st) return fail(st.err().message);
     for (const char* b : {"train-ready", "train-init"})
       if (status st = node.barrier(b); !st) rc = fail(st.err().message);
   } else {
     if (status st = node.barrier("train-ready"); !st) return fail(st.err().message);
-    std::vector<caf::actor> shards;
-    for (int s = 0; s < servers; ++s) {
-      auto a = node.lookup("ps-shard-" + std::to_string(s));
-      if (!a) return fail(a.err().message);
-      shards.push_back(*a);
-    }
+    auto connected = actors::connect_ps_shards(node, servers);
+    if (!connected) return fail(connected.err().message);
+    std::vector<caf::actor> shards = std::move(*connected);
     const int w = node.rank() - servers;
     std::unique_ptr<worker_strategy> strategy;
     if (kind == "ps") strategy = std::make_unique<ps_strategy>(node, std::move(shards), w, o.workers, o);

@@ -2,6 +2,8 @@
 // with its own actor system, and a coordinator, all on 127.0.0.1 with
 // OS-chosen ports): every tensor over the bulk lane, end of data, and
 // failures that name the peer (a malformed lane frame, a peer that stops).
+// Also the node's own services: published values, served actors that
+// answer every request in fresh four-node jobs, and bad addresses.
 
 #include "actors/compute.hpp"
 
@@ -12,9 +14,14 @@
 
 #include <gtest/gtest.h>
 
+#include <caf/all.hpp>
+
 #include <cstring>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <optional>
+#include <span>
 #include <thread>
 
 #include "actors/collective.hpp"
@@ -58,38 +65,41 @@ std::map<std::string, tensor> feeds(int step) {
   return {{"x", x}, {"y", y}, {"lr", tensor::scalar<float>(0.1f)}};
 }
 
-/// Runs f(0) and f(1) on two threads (each node drives its own program).
-void both(const std::function<void(int)>& f) {
-  std::thread t([&] { f(1); });
+/// Runs f(0) ... f(n - 1) on n threads (each node drives its own program).
+void on_threads(int n, const std::function<void(int)>& f) {
+  std::vector<std::thread> ts;
+  for (int r = 1; r < n; ++r) ts.emplace_back([&f, r] { f(r); });
   f(0);
-  t.join();
+  for (auto& t : ts) t.join();
 }
+void both(const std::function<void(int)>& f) { on_threads(2, f); }
 
-/// A coordinator and two nodes (worker-0 and worker-1) joined to it, each on
-/// its own thread; `then(r)` runs on node r's thread once it joined and
-/// returns an error, or "" when fine.
-void start_two_nodes(std::unique_ptr<coordinator_service>& coordinator, std::unique_ptr<node> (&nodes)[2],
-                     uint64_t bulk_threshold, const std::function<std::string(int)>& then = {}) {
+/// A coordinator and nodes.size() nodes (worker-0, worker-1, ...) joined to
+/// it, each on its own thread; `then(r)` runs on node r's thread once it
+/// joined and returns an error, or "" when fine.
+void start_nodes(std::unique_ptr<coordinator_service>& coordinator, std::span<std::unique_ptr<node>> nodes,
+                 uint64_t bulk_threshold, const std::function<std::string(int)>& then = {}) {
+  const int n = static_cast<int>(nodes.size());
   coordinator_config cc;
   cc.token = "test-token";
-  cc.world_size = 2;
+  cc.world_size = n;
   auto svc = coordinator_service::start(cc, "127.0.0.1", 0);
   if (!svc) throw luoshu_error(svc.err().message);
   coordinator = std::move(*svc);
-  std::string errors[2];
-  both([&](int r) {
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  on_threads(n, [&](int r) {
     node_options o;
     o.coordinator_port = coordinator->port();
     o.token = "test-token";
     o.self.rank = r;
     o.self.name = "worker-" + std::to_string(r);
-    o.world_size = 2;
+    o.world_size = n;
     o.bulk_threshold = bulk_threshold;
     o.request_timeout = 5s;
-    auto n = node::join(o);
-    if (!n) return void(errors[r] = n.err().message);
-    nodes[r] = std::move(*n);
-    if (then) errors[r] = then(r);
+    auto joined = node::join(o);
+    if (!joined) return void(errors[static_cast<size_t>(r)] = joined.err().message);
+    nodes[static_cast<size_t>(r)] = std::move(*joined);
+    if (then) errors[static_cast<size_t>(r)] = then(r);
   });
   for (auto& e : errors)
     if (!e.empty()) throw luoshu_error(e);
@@ -105,7 +115,7 @@ struct job {
   job() {
     auto place = place_by_variables(model.g, {{"w1", 0}, {"b1", 0}}, 1);
     auto plan = std::make_shared<const partition_plan>(partition_graph(model.g, place, {model.loss}, model.ops.updates));
-    start_two_nodes(coordinator, nodes, 0, [&](int r) -> std::string {
+    start_nodes(coordinator, nodes, 0, [&](int r) -> std::string {
       auto p = distributed_program::start(*nodes[r], {plan}, 1);
       if (!p) return p.err().message;
       programs[r] = std::move(*p);
@@ -266,7 +276,7 @@ TEST(ComputeActor, APeerThatStopsIsNamed) {
 struct two_nodes {
   std::unique_ptr<coordinator_service> coordinator;
   std::unique_ptr<node> nodes[2];
-  two_nodes() { start_two_nodes(coordinator, nodes, node_options{}.bulk_threshold); }
+  two_nodes() { start_nodes(coordinator, nodes, node_options{}.bulk_threshold); }
 };
 
 TEST(Node, PublishedValuesAreFetchedWaitedForAndNeverReplaced) {
@@ -305,6 +315,98 @@ TEST(Node, ACollectiveRankWithAMalformedAddressIsAnErrorNamingIt) {
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.err().message.find("rank 1 published a malformed address 'not-a-port 127.0.0.1'"), std::string::npos)
       << c.err().message;
+}
+
+// Fresh jobs of four nodes, each serving an actor that every other node
+// asks at once. Half the jobs use the pattern compute actors use (the lower
+// rank connects, the higher one looks up), half only look up (messages go
+// through the coordinator). With CAF 0.17's automatic connections on, about
+// 3 in 100 lookup-only jobs lost requests (two nodes connected to each other
+// at once), and so did jobs where both sides connect.
+TEST(Node, ServedActorsAnswerEveryRequestInFreshFourNodeJobs) {
+  constexpr int nodes_n = 4, jobs = 200, asks = 3;
+  int lost = 0, wrong = 0;
+  std::vector<std::string> errors;
+  std::mutex mu;
+  for (int job = 0; job < jobs; ++job) {
+    std::unique_ptr<coordinator_service> coordinator;
+    std::vector<std::unique_ptr<node>> nodes(nodes_n);
+    std::vector<caf::actor> echo(nodes_n);
+    start_nodes(coordinator, nodes, 0, [&](int r) -> std::string {
+      node& n = *nodes[static_cast<size_t>(r)];
+      echo[static_cast<size_t>(r)] = n.system().spawn([r]() -> caf::behavior {
+        return {[r](int x) { return x + 1000 * r; }};
+      });
+      const auto name = [](int p) { return "echo/" + std::to_string(p); };
+      if (status st = n.serve(name(r), echo[static_cast<size_t>(r)]); !st) return st.err().message;
+      std::map<int, caf::actor> peers;
+      const bool connect = job % 2 == 0;
+      for (int p = r + 1; p < nodes_n && connect; ++p) {
+        auto a = n.connect(name(p), 10s);
+        if (!a) return a.err().message;
+        peers[p] = *a;
+      }
+      if (auto pub = n.publish(name(r) + "/up", "yes"); !pub || !*pub) return "cannot publish up";
+      for (int p = 0; p < (connect ? r : nodes_n); ++p) {
+        if (p == r) continue;
+        auto a = n.fetch(name(p) + "/up", 10s) ? n.lookup(name(p), 10s) : result<caf::actor>(error{"no up"});
+        if (!a) return a.err().message;
+        peers[p] = *a;
+      }
+      caf::scoped_actor self{n.system()};
+      for (int k = 0; k < asks; ++k)
+        for (auto& [p, a] : peers)
+          self->request(a, 2s, k).receive(
+              [&, p = p](int y) {
+                std::lock_guard lock(mu);
+                wrong += y != k + 1000 * p;
+              },
+              [&](caf::error&) {
+                std::lock_guard lock(mu);
+                ++lost;
+              });
+      if (status st = n.barrier("asked", 30s); !st) return st.err().message;
+      caf::anon_send_exit(echo[static_cast<size_t>(r)], caf::exit_reason::user_shutdown);
+      return "";
+    });
+  }
+  EXPECT_EQ(lost, 0) << "requests between served actors went unanswered";
+  EXPECT_EQ(wrong, 0) << "an answer came from the wrong actor";
+}
+
+TEST(Node, ConnectingToAnUnservedOrBadAddressIsAnErrorNamingIt) {
+  two_nodes t;
+  auto echo = t.nodes[1]->system().spawn([]() -> caf::behavior { return {[](int x) { return x; }}; });
+  ASSERT_TRUE(t.nodes[1]->serve("echo", echo).ok());
+  auto twice = t.nodes[0]->serve("echo", echo);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.err().message.find("serving 'echo': another actor already has that name"), std::string::npos)
+      << twice.err().message;
+  auto ok = t.nodes[0]->connect("echo", 5s);
+  ASSERT_TRUE(ok.ok()) << ok.err().message;
+  {
+    caf::scoped_actor self{t.nodes[0]->system()};
+    int got = -1;
+    self->request(*ok, 5s, 41).receive([&](int y) { got = y; }, [](caf::error&) {});
+    EXPECT_EQ(got, 41);
+  }
+  auto missing = t.nodes[0]->connect("nobody", 300ms);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.err().message.find("connecting to 'nobody': fetching 'nobody/address'"), std::string::npos)
+      << missing.err().message;
+  ASSERT_TRUE(*t.nodes[1]->publish("bad/address", "http://x"));
+  auto bad = t.nodes[0]->connect("bad", 1s);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.err().message.find("connecting to 'bad': a malformed address 'http://x' (expected PORT HOST)"),
+            std::string::npos)
+      << bad.err().message;
+  // Nothing listens on port 1 of loopback.
+  ASSERT_TRUE(*t.nodes[1]->publish("gone/address", "1 127.0.0.1"));
+  auto gone = t.nodes[0]->connect("gone", 500ms);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_NE(gone.err().message.find("cannot connect to 'gone' at 127.0.0.1:1"), std::string::npos)
+      << gone.err().message;
+  caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
 }
 
 using bulk_slots_ptr = std::shared_ptr<transport::bulk::shm_slots>;
