@@ -2,12 +2,16 @@
 // reader see the same bytes, slots are reused in ring order only once the
 // reader releases them, a reader refuses what does not match the
 // announcement (and leaves the name for the right reader), and nothing stays
-// in /dev/shm.
+// in /dev/shm (and what a killed writer left is removed).
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "transport/bulk/shm_slots.hpp"
@@ -104,6 +108,36 @@ TEST(ShmSlots, CreateRefusesSizesOutsideTheLimits) {
     ASSERT_FALSE(w.ok()) << slots << " slots of " << bytes;
     EXPECT_NE(w.err().message.find("outside the limits"), std::string::npos) << w.err().message;
   }
+}
+
+TEST(ShmSlots, LeftoversOfDeadWritersAreRemovedAndNothingElse) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("luoshu-stale-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child); // its pid now names no process
+  const std::string dead = std::to_string(child), alive = std::to_string(::getpid());
+  const auto old = fs::file_time_type::clock::now() - std::chrono::minutes(5);
+  auto make = [&](const std::string& name, bool aged) {
+    std::ofstream(dir / name) << "x";
+    if (aged) fs::last_write_time(dir / name, old);
+  };
+  make("luoshu-" + dead + "-00000000000000aa", true);   // a dead writer's: goes
+  make("luoshu-" + dead + "-00000000000000bb", false);  // too fresh to judge
+  make("luoshu-" + alive + "-00000000000000cc", true);  // a live writer's
+  make("luoshu-" + dead + "-not-hex", true);            // not a name create() makes
+  make("other-" + dead + "-00000000000000dd", true);    // someone else's
+  EXPECT_EQ(shm_slots::remove_stale(dir.string()), 1u);
+  EXPECT_FALSE(fs::exists(dir / ("luoshu-" + dead + "-00000000000000aa")));
+  EXPECT_TRUE(fs::exists(dir / ("luoshu-" + dead + "-00000000000000bb")));
+  EXPECT_TRUE(fs::exists(dir / ("luoshu-" + alive + "-00000000000000cc")));
+  EXPECT_TRUE(fs::exists(dir / ("luoshu-" + dead + "-not-hex")));
+  EXPECT_TRUE(fs::exists(dir / ("other-" + dead + "-00000000000000dd")));
+  EXPECT_EQ(shm_slots::remove_stale((dir / "missing").string()), 0u) << "a missing directory is nothing to do";
+  fs::remove_all(dir);
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 #include "transport/bulk/shm_slots.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <utility>
 
@@ -65,12 +67,36 @@ static std::string limits() {
          " bytes, at most " + std::to_string(shm_slots::max_total_bytes) + " bytes in all";
 }
 
+size_t shm_slots::remove_stale(const std::string& dir, std::chrono::seconds min_age) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  size_t removed = 0;
+  const auto now = fs::file_time_type::clock::now();
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string n = it->path().filename().string();
+    n.insert(n.begin(), '/'); // as shm_open names it (not "/" + ...: GCC 12 warns falsely)
+    if (!valid_name(n)) continue;
+    // "/luoshu-PID-RANDOM": the writer's process id.
+    char* stop = nullptr;
+    errno = 0;
+    const long pid = std::strtol(n.c_str() + 8, &stop, 10);
+    if (errno != 0 || stop == n.c_str() + 8 || *stop != '-' || pid <= 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue; // alive (or not ours to judge)
+    std::error_code tec;
+    const auto written = fs::last_write_time(it->path(), tec);
+    if (tec || now - written < min_age) continue;
+    if (::unlink(it->path().c_str()) == 0) ++removed;
+  }
+  return removed;
+}
+
 result<std::unique_ptr<shm_slots>> shm_slots::create(uint32_t slots, uint64_t slot_bytes) {
   const uint64_t stride = (slot_bytes + page - 1) / page * page; // whole pages, as open() checks them
   if (slots == 0 || slots > max_slots || slot_bytes == 0 || stride > max_slot_bytes || stride * slots > max_total_bytes)
     return error{"shared-memory slots: " + std::to_string(slots) + " slots of " + std::to_string(slot_bytes) +
                  " bytes are outside the limits (" + limits() + ")"};
   const size_t bytes = data_offset(slots) + static_cast<size_t>(stride) * slots;
+  remove_stale();
   std::random_device rd;
   const uint64_t nonce = (uint64_t{rd()} << 32) ^ rd();
   char suffix[40];

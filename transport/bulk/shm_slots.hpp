@@ -18,6 +18,9 @@
 //   auto r = shm_slots::open(name, nonce, 16, 512 << 10);   // reader
 //   use(r->slot(s), n); r->release(s);             // the writer may reuse it
 //
+// A writer killed between create() and the reader's open() leaves its
+// object; the next create() on the host removes it (remove_stale).
+//
 // A slot is the writer's from acquire(), full from publish() until the
 // reader's release(); a writer
 // that finds its next slot still full sends that payload some other way
@@ -33,6 +36,7 @@
 // (it takes a mutex); release() and the flags are atomic.
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -59,6 +63,16 @@ public:
                                                  uint64_t slot_bytes);
   ~shm_slots();
   shm_slots(const shm_slots&) = delete;
+
+  /// Unlinks the objects that create() made in `dir` (/dev/shm, where glibc
+  /// keeps POSIX shared memory) for processes that no longer exist and that
+  /// are older than `min_age`: a writer killed before its reader opened the
+  /// slots leaves its object behind. create() calls it, so such leftovers
+  /// last until the next communicator on the host. Names of other forms,
+  /// live processes' and fresh objects are left alone. Returns how many
+  /// went.
+  static size_t remove_stale(const std::string& dir = "/dev/shm",
+                             std::chrono::seconds min_age = std::chrono::seconds(60));
   shm_slots& operator=(const shm_slots&) = delete;
 
   const std::string& name() const { return name_; }
