@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include "graph/data/criteo.hpp"
 #include "graph/shape.hpp"
@@ -40,6 +41,11 @@ public:
   void get(const char* key, T& out) {
     seen_.insert(key);
     if (!n_ || !n_.IsMap() || !n_[key]) return;
+    if constexpr (std::is_same_v<T, std::string>) {
+      // `test:` or `--set data.test=` clears a text (yaml-cpp would read a
+      // null as the text "null": a file of that name).
+      if (n_[key].IsNull()) return out.clear();
+    }
     try {
       out = n_[key].as<T>();
     } catch (const YAML::Exception&) {

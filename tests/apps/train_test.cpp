@@ -131,6 +131,14 @@ TEST(TrainConfig, RejectsMisspeltKeysAndBadValues) {
   ASSERT_FALSE(type.ok());
   EXPECT_NE(type.err().message.find("run.epochs"), std::string::npos);
 
+  // An empty value clears a text key (a null is not the file name "null").
+  auto cleared = parse_train_config(mlp_yaml(), "cfg.yaml", {"data.test=t10k.idx", "data.test="});
+  ASSERT_TRUE(cleared.ok()) << cleared.err().message;
+  EXPECT_EQ(cleared->data.test_path, "");
+  auto set_test = parse_train_config(mlp_yaml(), "cfg.yaml", {"data.test=t10k.idx", "data.test_labels=t10k.lbl"});
+  ASSERT_TRUE(set_test.ok()) << set_test.err().message;
+  EXPECT_EQ(set_test->data.test_path, "t10k.idx");
+
   auto bad_set = parse_train_config(mlp_yaml(), "cfg.yaml", {"no-equals-sign"});
   ASSERT_FALSE(bad_set.ok());
   EXPECT_NE(bad_set.err().message.find("expected key=value"), std::string::npos);
