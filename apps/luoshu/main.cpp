@@ -185,7 +185,8 @@ int main(int argc, char** argv) {
   ar_cmd->add_option("--warmup", ao.warmup, "Untimed iterations per size")->check(CLI::NonNegativeNumber);
   ar_cmd->add_option("--iters", ao.iters, "Timed iterations per size (default 20; 10 from 64 MiB)")
       ->check(CLI::NonNegativeNumber);
-  ar_cmd->add_option("--chunk-bytes", ao.chunk_bytes, "Luoshu's pipelining chunk (default 512K)")
+  ar_cmd->add_option("--chunk-bytes", ao.chunk_bytes, "Luoshu's pipelining chunk: bytes or 64K, 1M (default 512K)")
+      ->transform(CLI::AsSizeValue(false)) // K, M, G: powers of 1024, as in --sizes
       ->check(CLI::Range(size_t{8}, size_t{1} << 30));
   ar_cmd->add_option("--shm-slots", ao.shm_slots,
                      "Shared-memory slots (of --chunk-bytes) per ring edge between ranks on one host; 0: TCP only "

@@ -112,11 +112,11 @@ else
 fi
 
 # Shared memory between processes on one host: `bench allreduce` runs 3
-# ranks over TCP only and with shared-memory slots; with them, every rank's
-# payloads must go through them (the smallest share over the ranks is
-# reported) and both runs must be right.
+# ranks over TCP only and with shared-memory slots (256 KiB chunks, several
+# per segment); with them, every rank's payloads must go through them (the
+# smallest share over the ranks is reported) and both runs must be right.
 before=$(ls /dev/shm | grep -c '^luoshu-' || true)
-if timeout 120 "$luoshu" bench allreduce --ranks 3 --sizes 1M,3M --no-baselines --overlap-rows 0 --iters 3 \
+if timeout 120 "$luoshu" bench allreduce --ranks 3 --sizes 1M,3M --chunk-bytes 256K --no-baselines --overlap-rows 0 --iters 3 \
      --warmup 1 --json "$tmp/ar.json" >"$tmp/ar.log" 2>&1 &&
    python3 - "$tmp/ar.json" <<'PY'
 import json, sys
