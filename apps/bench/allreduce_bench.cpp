@@ -32,7 +32,7 @@ namespace fs = std::filesystem;
 constexpr double mpi_tcp_goal = 1.2;
 constexpr double gloo_goal = 1.0;
 
-int default_iters(uint64_t bytes) { return bytes >= (uint64_t{64} << 20) ? 10 : 20; }
+int default_iters(uint64_t bytes) { return bytes >= (uint64_t{64} << 20) ? 10 : bytes >= (uint64_t{4} << 20) ? 20 : 100; }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -288,8 +288,8 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
     if (o.baselines && mpi.empty()) std::printf("  (MPI baselines skipped: %s)\n", mpi_why.c_str());
     if (o.baselines && !have_python) std::printf("  (no interpreter at %s: gloo skipped)\n", python.c_str());
 
-    // impl -> ranks -> bytes -> result line
-    std::map<std::string, std::map<int, std::map<uint64_t, nlohmann::json>>> results;
+    // impl -> ranks -> bytes -> result line of each round
+    std::map<std::string, std::map<int, std::map<uint64_t, std::vector<nlohmann::json>>>> rounds;
     std::vector<std::string> problems;
     auto file = [&](const std::string& impl, int ranks, const std::vector<nlohmann::json>& lines, const std::string& err) {
       if (!err.empty()) problems.push_back(impl + " with " + std::to_string(ranks) + " ranks: " + err);
@@ -297,13 +297,15 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
         if (!l.value("correct", false))
           problems.push_back(impl + " with " + std::to_string(ranks) + " ranks gave a wrong sum at " +
                              std::to_string(l.value("bytes", uint64_t{0})) + " bytes");
-        results[impl][ranks][l.value("bytes", uint64_t{0})] = l;
+        rounds[impl][ranks][l.value("bytes", uint64_t{0})].push_back(l);
       }
     };
     // Luoshu twice: over TCP only (the transport the MPI-over-TCP and gloo
     // goals compare), and with shared memory between its ranks (this host's
     // default, compared with MPI's shared memory).
     const int shm_slots = o.shm_slots < 0 ? static_cast<int>(actors::collective_options{}.shm_slots) : o.shm_slots;
+    if (o.rounds < 1) throw usage_error("--rounds must be >= 1");
+    for (int round = 0; round < o.rounds; ++round)
     for (int n : o.ranks) {
       std::string err;
       auto ours = measure_luoshu(o, sizes, n, 0, dir, err);
@@ -345,6 +347,22 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
       }
     }
     fs::remove_all(dir);
+
+    // Each cell's median round (the upper one of an even count), and how far
+    // its rounds spread (fastest / slowest) per implementation.
+    std::map<std::string, std::map<int, std::map<uint64_t, nlohmann::json>>> results;
+    std::map<std::string, double> spread;
+    for (auto& [impl, by_ranks] : rounds)
+      for (auto& [n, by_bytes] : by_ranks)
+        for (auto& [b, lines] : by_bytes) {
+          auto bw = [](const nlohmann::json& l) { return l.value("busbw_gbps", 0.0); };
+          std::sort(lines.begin(), lines.end(), [&](const auto& x, const auto& y) { return bw(x) < bw(y); });
+          nlohmann::json median = lines[lines.size() / 2];
+          median["rounds_busbw_gbps"] = nlohmann::json::array();
+          for (const auto& l : lines) median["rounds_busbw_gbps"].push_back(bw(l));
+          results[impl][n][b] = median;
+          if (bw(lines.front()) > 0) spread[impl] = std::max(spread[impl], bw(lines.back()) / bw(lines.front()));
+        }
 
     auto gbps = [&](const std::string& impl, int n, uint64_t b) -> std::optional<double> {
       auto i = results.find(impl);
@@ -393,6 +411,11 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
     if (any_gloo) std::printf("goal >= gloo at every size (Luoshu over TCP): %s\n", gloo_met ? "met" : "NOT met");
     if (shm_lo)
       std::printf("moonshot, shared memory against shared memory (Luoshu / MPI): %.2fx to %.2fx\n", *shm_lo, *shm_hi);
+    if (o.rounds > 1) {
+      std::printf("medians of %d interleaved rounds; largest spread of a cell (fastest / slowest round):", o.rounds);
+      for (const auto& [impl, x] : spread) std::printf(" %s %.2f", impl.c_str(), x);
+      std::printf("\n");
+    }
     if (!overlap.is_null()) {
       std::printf("\nGradient overlap: Wide&Deep (hidden 1024, 1024), 2 all-reduce workers, batch 512, 1 MiB buckets\n");
       std::printf("%8s %9s %14s %24s %12s\n", "overlap", "buckets", "pass ms/step", "wait after backward ms", "samples/s");
@@ -405,6 +428,8 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
     if (!o.json_path.empty()) {
       nlohmann::json report = {{"benchmark", "allreduce"},
                                {"cores", sysconf(_SC_NPROCESSORS_ONLN)},
+                               {"rounds", o.rounds},
+                               {"spread", spread},
                                {"rows", rows},
                                {"problems", problems},
                                {"overlap", overlap},

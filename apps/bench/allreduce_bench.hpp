@@ -7,8 +7,12 @@
 // (apps/bench/baselines/mpi_allreduce.c, gloo_allreduce.py): f32 sum in
 // place; per size a correctness check, warm-up, then timed iterations each
 // after a barrier, an iteration's time being the slowest rank's; the median
-// counts. Then the same job's gradient exchange in training: how long
-// workers wait for reductions after backward, with and without overlap.
+// counts. Every implementation is measured `rounds` times, the rounds
+// interleaved (round 1 of each, then round 2 of each, ...), and the median
+// round counts: this machine's speed drifts between runs, and a ratio of two
+// numbers measured minutes apart would mostly measure the drift. Then the
+// same job's gradient exchange in training: how long workers wait for
+// reductions after backward, with and without overlap.
 
 #include <string>
 #include <vector>
@@ -19,7 +23,8 @@ struct allreduce_bench_options {
   std::vector<std::string> sizes{"1M", "16M", "128M"};
   std::vector<int> ranks{2, 4};
   int warmup = 3;
-  int iters = 0;           ///< 0: 20, or 10 for sizes of 64 MiB and more
+  int iters = 0;           ///< 0: 100 below 4 MiB, 20 from there, 10 from 64 MiB
+  int rounds = 3;          ///< interleaved repetitions of every measurement; the median counts
   size_t chunk_bytes = 0;  ///< 0: the communicator's default
   int shm_slots = -1;      ///< shared-memory slots per ring edge (-1: the communicator's default; 0: TCP only)
   std::string json_path;

@@ -183,8 +183,11 @@ int main(int argc, char** argv) {
   ar_cmd->add_option("--sizes", ao.sizes, "Message sizes: bytes or 64K, 16M, 1G (default 1M,16M,128M)")->delimiter(',');
   ar_cmd->add_option("--ranks", ao.ranks, "Rank counts (processes) to measure (default 2,4)")->delimiter(',');
   ar_cmd->add_option("--warmup", ao.warmup, "Untimed iterations per size")->check(CLI::NonNegativeNumber);
-  ar_cmd->add_option("--iters", ao.iters, "Timed iterations per size (default 20; 10 from 64 MiB)")
+  ar_cmd->add_option("--iters", ao.iters, "Timed iterations per size (default 100 below 4 MiB, 20 from there, 10 from 64 MiB)")
       ->check(CLI::NonNegativeNumber);
+  ar_cmd->add_option("--rounds", ao.rounds,
+                     "Interleaved repetitions of every measurement; the median round counts (default 3)")
+      ->check(CLI::Range(1, 100));
   ar_cmd->add_option("--chunk-bytes", ao.chunk_bytes, "Luoshu's pipelining chunk: bytes or 64K, 1M (default 512K)")
       ->transform(CLI::AsSizeValue(false)) // K, M, G: powers of 1024, as in --sizes
       ->check(CLI::Range(size_t{8}, size_t{1} << 30));

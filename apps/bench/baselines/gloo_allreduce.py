@@ -20,7 +20,8 @@ iteration's time is the MAX over ranks of that rank's time.perf_counter()
 an all-reduce(MAX) outside the timing. Reported: median (mean of the two middle
 values when --iters is even), min and mean iteration time, and
 busbw = 2(n-1)/n * bytes / median in GB/s (1e9 bytes/s).
-Defaults: --warmup 3; --iters 10 for sizes >= 64 MiB, 20 otherwise.
+Defaults: --warmup 3; --iters 10 for sizes >= 64 MiB, 20 from 4 MiB, 100
+below (short iterations vary the most).
 
 Output: one JSON line per size on stdout, from rank 0 only:
   {"impl": "gloo", "ranks": 2, "bytes": 1048576, "median_s": .., "min_s": ..,
@@ -41,6 +42,7 @@ import sys
 import time
 
 LARGE_BYTES = 64 << 20  # sizes from here on default to 10 timed iterations
+SMALL_BYTES = 4 << 20   # sizes below default to 100
 DEFAULT_SIZES = "1048576,16777216,134217728"
 
 
@@ -51,7 +53,7 @@ def parse_args():
                    help="comma-separated byte counts, multiples of 4 (default %(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations per size (default 3)")
     p.add_argument("--iters", type=int, default=None,
-                   help="timed iterations per size (default 10 for sizes >= 64 MiB, 20 otherwise)")
+                   help="timed iterations per size (default 10 for sizes >= 64 MiB, 20 from 4 MiB, 100 below)")
     p.add_argument("--timeout", type=float, default=120,
                    help="process-group timeout in seconds: rendezvous and each collective (default 120)")
     p.add_argument("--deadline", type=float, default=1800,
@@ -91,7 +93,7 @@ def rank_main(rank, a, port):
     try:
         expected = n * (n + 1) / 2
         for nbytes in a.sizes:
-            iters = a.iters or (10 if nbytes >= LARGE_BYTES else 20)
+            iters = a.iters or (10 if nbytes >= LARGE_BYTES else 20 if nbytes >= SMALL_BYTES else 100)
             t = torch.empty(nbytes // 4, dtype=torch.float32)
 
             # Correctness, once per size; "correct" only if every rank agrees.

@@ -18,7 +18,8 @@
  * (the max is taken afterwards, outside the timing). Reported: median (mean of
  * the two middle values when --iters is even), min and mean iteration time,
  * and busbw = 2(n-1)/n * bytes / median in GB/s (1e9 bytes/s).
- * Defaults: --warmup 3; --iters 10 for sizes >= 64 MiB, 20 otherwise.
+ * Defaults: --warmup 3; --iters 10 for sizes >= 64 MiB, 20 from 4 MiB, 100
+ * below (short iterations vary the most).
  * Note that the values grow by a factor n per timed/warm-up iteration (they
  * are not refilled in between); with large --iters they reach inf, which
  * costs nothing extra on x86.
@@ -41,6 +42,7 @@
 
 #define MAX_SIZES 64
 #define LARGE_BYTES (64ull << 20) /* sizes from here on default to 10 iters */
+#define SMALL_BYTES (4ull << 20)  /* sizes below default to 100 iters */
 
 typedef struct {
   unsigned long long sizes[MAX_SIZES];
@@ -178,7 +180,7 @@ int main(int argc, char** argv) {
               "usage: mpirun -np N mpi_allreduce [--sizes B1,B2,..] [--warmup N] [--iters N] "
               "[--label NAME]\n"
               "  sizes in bytes, multiples of 4 (default 1048576,16777216,134217728);\n"
-              "  warmup default 3; iters default 10 for sizes >= 64 MiB, 20 otherwise;\n"
+              "  warmup default 3; iters default 10 for sizes >= 64 MiB, 20 from 4 MiB, 100 below;\n"
               "  label names the run in the output (default \"mpi\").\n");
     }
     MPI_Finalize();
@@ -189,7 +191,7 @@ int main(int argc, char** argv) {
   for (int s = 0; s < o.nsizes; ++s) {
     const unsigned long long bytes = o.sizes[s];
     const size_t count = (size_t)(bytes / sizeof(float));
-    const int iters = o.iters > 0 ? o.iters : (bytes >= LARGE_BYTES ? 10 : 20);
+    const int iters = o.iters > 0 ? o.iters : (bytes >= LARGE_BYTES ? 10 : bytes >= SMALL_BYTES ? 20 : 100);
 
     float* buf = NULL;
     double* times = malloc((size_t)iters * sizeof(double));
