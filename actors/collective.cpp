@@ -167,7 +167,7 @@ void combine_bytes(dtype t, void* dst, const void* a, const void* b, size_t n, r
 struct shared_state {
   mutable std::mutex mu;
   std::string failure;
-  std::atomic<uint64_t> ops{0}, sent{0}, received{0}, sent_shm{0};
+  std::atomic<uint64_t> ops{0}, sent{0}, received{0}, sent_shm{0}, chunks{0};
 };
 
 /// This rank's part of the collectives: the one in progress, the queue, and
@@ -462,6 +462,7 @@ private:
       }
       shared.sent += bytes;
       shared.sent_shm += bytes;
+      ++shared.chunks;
       return r;
     }
     auto meta = chunk_meta(call, op, stage, seg, offset, count, -1);
@@ -474,7 +475,10 @@ private:
     } else {
       r = right.send_message_bytes(meta, {src.from, bytes}, what);
     }
-    if (r) shared.sent += bytes;
+    if (r) {
+      shared.sent += bytes;
+      ++shared.chunks;
+    }
     return r;
   }
 
@@ -585,7 +589,14 @@ private:
     collective_call& c = *cur_;
     const size_t es = size_of(c.type);
     const int n = size_, r = rank_;
-    chunk_elems_ = std::max<size_t>(1, opt_.chunk_bytes / es);
+    // Chunks of chunk_bytes, or halves of a segment up to twice that (not
+    // under split_floor_bytes); from the largest segment, the same on every
+    // rank.
+    uint64_t largest = 0;
+    for (size_t k = 0; k + 1 < c.seg.size(); ++k) largest = std::max(largest, c.seg[k + 1] - c.seg[k]);
+    const uint64_t half = (largest + 1) / 2;
+    chunk_elems_ = std::max<size_t>(
+        1, std::min<uint64_t>(opt_.chunk_bytes / es, std::max<uint64_t>(opt_.split_floor_bytes / es, half)));
     received_ = 0;
     first_pending_ = false;
     last_progress_ = std::chrono::steady_clock::now();
@@ -1120,7 +1131,7 @@ bool communicator::shared_memory() const { return impl_->engine->shm_enabled(); 
 
 collective_stats communicator::stats() const {
   return {impl_->shared->ops.load(), impl_->shared->sent.load(), impl_->shared->received.load(),
-          impl_->shared->sent_shm.load()};
+          impl_->shared->sent_shm.load(), impl_->shared->chunks.load()};
 }
 
 namespace {

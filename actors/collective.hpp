@@ -23,7 +23,8 @@
 //
 // All-reduce is a ring reduce-scatter followed by a ring all-gather over n
 // segments of the buffer (any element count: segment sizes differ by at most
-// one). Each segment is cut into chunks of `chunk_bytes`, and every chunk
+// one). Each segment is cut into chunks of `chunk_bytes` (or halves of a
+// smaller segment, see collective_options), and every chunk
 // moves on as soon as it has arrived and been combined, so the steps of the
 // ring overlap: with a buffer of B bytes each rank sends and receives about
 // 2(n-1)/n * B bytes. Reduce-scatter and all-gather are the two halves;
@@ -69,8 +70,16 @@ class node;
 struct collective_options {
   /// The communicator's name: rings of different names are independent.
   std::string group = "default";
-  /// Pipelining granularity: segments move in chunks of this many bytes.
+  /// Pipelining granularity: segments move in chunks of at most this many
+  /// bytes. A segment of up to 2 * chunk_bytes is cut into two halves
+  /// instead, down to chunks of split_floor_bytes (a collective of 1 MiB over
+  /// 2 ranks: two 256 KiB chunks per segment, not one of 512 KiB), so that
+  /// small collectives pipeline too; every rank derives the same chunking
+  /// from the call's size.
   size_t chunk_bytes = size_t{512} << 10;
+  /// The smallest chunk that halving a segment makes (above: chunks that
+  /// small cost more in per-chunk overhead than pipelining wins back).
+  size_t split_floor_bytes = size_t{256} << 10;
   /// A collective that receives nothing for this long fails.
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
   /// How long create() waits for the other ranks.
@@ -102,6 +111,7 @@ struct collective_stats {
   uint64_t bytes_sent = 0;     ///< payload bytes sent to the right neighbour
   uint64_t bytes_received = 0; ///< payload bytes received from the left
   uint64_t bytes_sent_shm = 0; ///< of bytes_sent, those that went through shared memory
+  uint64_t chunks_sent = 0;    ///< chunks (messages carrying payload) sent to the right
 };
 
 /// One rank's membership in a ring. Calls are safe from one thread at a time.

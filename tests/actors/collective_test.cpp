@@ -281,6 +281,29 @@ TEST(collective, SharedMemoryLeavesNothingInDevShm) {
   EXPECT_TRUE(own_shm_objects().empty());
 }
 
+TEST(collective, SegmentsUpToTwoChunksAreHalvedAndLargerOnesCutIntoChunks) {
+  // Default chunk_bytes 512 KiB, split_floor_bytes 256 KiB; f32 all-reduce,
+  // chunks each rank sends over its 2(n-1) steps.
+  struct cut {
+    int ranks;
+    int64_t elems;
+    uint64_t chunks;
+  };
+  for (const cut& c : {cut{2, 262144, 4},     // 1 MiB: 512 KiB segments in two halves
+                       cut{4, 262144, 6},     // 256 KiB segments: halves would be under the floor
+                       cut{2, 4194304, 32}}) { // 16 MiB: 8 MiB segments in 512 KiB chunks
+    ring g(c.ranks);
+    std::vector<tensor> x;
+    std::vector<collective_future> f;
+    for (int r = 0; r < c.ranks; ++r) x.push_back(filled(dtype::f32, c.elems, r));
+    for (size_t r = 0; r < x.size(); ++r) f.push_back(g.comms[r]->allreduce(x[r], x[r], reduce_op::sum));
+    for (auto& k : f) ASSERT_TRUE(k.get());
+    const std::string what = std::to_string(c.ranks) + " ranks, " + std::to_string(c.elems) + " f32";
+    expect_values(x[0], [&](int64_t i) { return expected(reduce_op::sum, c.ranks, i, dtype::f32); }, what);
+    for (auto& k : g.comms) EXPECT_EQ(k->stats().chunks_sent, c.chunks) << what;
+  }
+}
+
 TEST(collective, MismatchedCallsFailOnEveryRankNamingTheProblem) {
   ring g(3);
   std::vector<tensor> x;
