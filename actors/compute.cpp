@@ -583,10 +583,12 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
 
   if (status st = n.serve(compute_name(n.rank()), *d->actor_); !st) return st.err();
   // One connection per pair of partitions, opened by the lower rank (both
-  // opening one loses messages in CAF 0.17, node::connect). A higher rank
-  // looks up the lower one's actor once that one says it connected upwards,
-  // so that its messages take the direct connection from the first.
+  // opening one loses messages in CAF 0.17, node::connect). The lower rank
+  // says so once it connected ("compute/P/to/Q"); the higher one looks up
+  // the lower one's actor only then, so that its messages take the direct
+  // connection from the first.
   const auto wait_s = std::to_string(n.options().connect_timeout.count() / 1000.0).substr(0, 4);
+  const auto pair_name = [](int lo, int hi) { return compute_name(lo) + "/to/" + std::to_string(hi); };
   std::vector<caf::actor> peers(static_cast<size_t>(n.world_size()));
   for (int p = n.rank() + 1; p < n.world_size(); ++p) {
     // Every node joined already, so a peer serves its actor promptly: wait
@@ -596,17 +598,17 @@ result<std::unique_ptr<distributed_program>> distributed_program::start(
       return error{"partition " + std::to_string(p) + " cannot be reached within " + wait_s + " s (" +
                    peer.err().message + ")"};
     peers[static_cast<size_t>(p)] = *peer;
+    if (auto pub = n.publish(pair_name(n.rank(), p), "connected"); !pub || !*pub)
+      return error{"node " + n.self().name + ": cannot say that it connected to partition " + std::to_string(p) +
+                   (pub ? std::string(": another node already did for " + compute_name(n.rank()))
+                        : ": " + pub.err().message)};
   }
-  if (auto pub = n.publish(compute_name(n.rank()) + "/connected", "yes"); !pub || !*pub)
-    return error{"node " + n.self().name + ": cannot say that it connected to its peers" +
-                 (pub ? std::string(": another node already did for " + compute_name(n.rank()))
-                      : ": " + pub.err().message)};
   for (int p = 0; p < n.rank(); ++p) {
-    auto up = n.fetch(compute_name(p) + "/connected", n.options().connect_timeout);
+    auto up = n.fetch(pair_name(p, n.rank()), n.options().connect_timeout);
     auto peer = up ? n.lookup(compute_name(p), n.options().connect_timeout) : result<caf::actor>(up.err());
     if (!peer)
-      return error{"partition " + std::to_string(p) + " did not connect to its peers within " + wait_s + " s (" +
-                   peer.err().message + ")"};
+      return error{"partition " + std::to_string(p) + " did not connect to partition " + std::to_string(n.rank()) +
+                   " within " + wait_s + " s (" + peer.err().message + ")"};
     peers[static_cast<size_t>(p)] = *peer;
   }
   for (int p = 0; p < n.world_size(); ++p) {

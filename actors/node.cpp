@@ -5,10 +5,12 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include "actors/coordinator.hpp"
@@ -284,13 +286,18 @@ status node::serve(const std::string& name, const caf::actor& a) {
   if (!port)
     return error{"serving '" + name + "': cannot listen on " + (bind.empty() ? "any address" : bind) + ": " +
                  describe(impl_->sys, port.error())};
-  auto reg = register_actor(name, a);
-  if (!reg) return reg.err();
-  if (!*reg) return error{"serving '" + name + "': another actor already has that name"};
-  auto pub = publish(name + "/address", endpoint{advertised, *port}.text());
-  if (!pub) return pub.err();
-  if (!*pub) return error{"serving '" + name + "': another node already published its address"};
-  return {};
+  auto announce = [&]() -> status {
+    auto reg = register_actor(name, a);
+    if (!reg) return reg.err();
+    if (!*reg) return error{"serving '" + name + "': another actor already has that name"};
+    auto pub = publish(name + "/address", endpoint{advertised, *port}.text());
+    if (!pub) return pub.err();
+    if (!*pub) return error{"serving '" + name + "': another node already published its address"};
+    return {};
+  };
+  status st = announce();
+  if (!st) (void)caf::io::unpublish(a, *port); // nobody will come: stop listening
+  return st;
 }
 
 result<caf::actor> node::connect(const std::string& name, std::chrono::milliseconds timeout) {
@@ -299,15 +306,29 @@ result<caf::actor> node::connect(const std::string& name, std::chrono::milliseco
   if (!text) return error{"connecting to '" + name + "': " + text.err().message};
   auto at = parse_endpoint(*text);
   if (!at) return error{"connecting to '" + name + "': " + at.err().message};
+  const std::string where = "'" + name + "' at " + at->host + ":" + std::to_string(at->port);
   for (;;) {
-    auto a = caf::io::remote_actor(impl_->sys, at->host, at->port);
-    if (a) return *a;
+    // Through the middleman's own request, bounded by the time left:
+    // caf::io::remote_actor waits without a limit, e.g. on a port whose
+    // program accepts but never answers CAF's handshake.
+    const auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                                     std::chrono::steady_clock::now()),
+                               std::chrono::milliseconds(100));
+    std::string why;
+    caf::actor found;
+    caf::scoped_actor self{impl_->sys};
+    self->request(impl_->sys.middleman().actor_handle(), left, caf::connect_atom::value, at->host, at->port)
+        .receive(
+            [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+              if (ptr) found = caf::actor_cast<caf::actor>(std::move(ptr));
+              else why = "nothing is served there";
+            },
+            [&](caf::error& e) { why = describe(impl_->sys, e); });
+    if (found) return found;
     // The address is published only once something listens there: a
     // failure is the network or a node that is gone; retry until the
     // deadline in case it is the network.
-    if (std::chrono::steady_clock::now() >= deadline)
-      return error{"cannot connect to '" + name + "' at " + at->host + ":" + std::to_string(at->port) + ": " +
-                   describe(impl_->sys, a.error())};
+    if (std::chrono::steady_clock::now() >= deadline) return error{"cannot connect to " + where + ": " + why};
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }

@@ -85,10 +85,13 @@ public:
   /// Registers `a` under `name` (as register_actor) and accepts direct
   /// connections to it: listens on an OS-chosen port of this node's address
   /// (bulk_address) and publishes that address as `name` + "/address".
-  /// An error if the name is taken or nothing can listen.
+  /// An error if the name is taken or nothing can listen (the port is
+  /// closed again then); otherwise the port stays open while the node's
+  /// actor system runs.
   status serve(const std::string& name, const caf::actor& a);
   /// The actor some node serves as `name` (waiting up to `timeout` for it to
-  /// be served), over a direct connection from this node to that one. Only
+  /// be served), over a direct connection from this node to that one; the
+  /// whole of it, handshake included, within `timeout`. Only
   /// one of two nodes may connect to the other: when both connect at once,
   /// CAF 0.17 closes one of the two connections and loses the messages on
   /// it. The other node reaches this one's actors over the same connection

@@ -333,7 +333,6 @@ caf::behavior adder(int offset) {
 TEST(Node, ServedActorsAnswerEveryRequestInFreshFourNodeJobs) {
   constexpr int nodes_n = 4, jobs = 200, asks = 3;
   int lost = 0, wrong = 0;
-  std::vector<std::string> errors;
   std::mutex mu;
   for (int job = 0; job < jobs; ++job) {
     std::unique_ptr<coordinator_service> coordinator;
@@ -411,6 +410,26 @@ TEST(Node, ConnectingToAnUnservedOrBadAddressIsAnErrorNamingIt) {
   ASSERT_FALSE(gone.ok());
   EXPECT_NE(gone.err().message.find("cannot connect to 'gone' at 127.0.0.1:1"), std::string::npos)
       << gone.err().message;
+  // A port that accepts TCP but never answers CAF's handshake: connect
+  // still returns within its timeout.
+  const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(silent, 8), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ASSERT_TRUE(*t.nodes[1]->publish("silent/address", std::to_string(ntohs(addr.sin_port)) + " 127.0.0.1"));
+  const auto started = std::chrono::steady_clock::now();
+  auto hung = t.nodes[0]->connect("silent", 1s);
+  const auto took = std::chrono::steady_clock::now() - started;
+  ::close(silent);
+  ASSERT_FALSE(hung.ok());
+  EXPECT_NE(hung.err().message.find("cannot connect to 'silent' at 127.0.0.1:"), std::string::npos)
+      << hung.err().message;
+  EXPECT_LT(took, 5s) << "connect must keep to its timeout";
   caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
 }
 
