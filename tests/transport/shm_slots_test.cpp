@@ -2,11 +2,12 @@
 // reader see the same bytes, slots are reused in ring order only once the
 // reader releases them, a reader refuses what does not match the
 // announcement (and leaves the name for the right reader), and nothing stays
-// in /dev/shm (and what a killed writer left is removed).
+// in /dev/shm (and what a writer that is gone left is removed).
 
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -110,34 +111,43 @@ TEST(ShmSlots, CreateRefusesSizesOutsideTheLimits) {
   }
 }
 
-TEST(ShmSlots, LeftoversOfDeadWritersAreRemovedAndNothingElse) {
+TEST(ShmSlots, LeftoversOfGoneWritersAreRemovedAndNothingElse) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("luoshu-stale-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) ::_exit(0);
-  ASSERT_EQ(::waitpid(child, nullptr, 0), child); // its pid now names no process
-  const std::string dead = std::to_string(child), alive = std::to_string(::getpid());
   const auto old = fs::file_time_type::clock::now() - std::chrono::minutes(5);
   auto make = [&](const std::string& name, bool aged) {
     std::ofstream(dir / name) << "x";
     if (aged) fs::last_write_time(dir / name, old);
   };
-  make("luoshu-" + dead + "-00000000000000aa", true);   // a dead writer's: goes
-  make("luoshu-" + dead + "-00000000000000bb", false);  // too fresh to judge
-  make("luoshu-" + alive + "-00000000000000cc", true);  // a live writer's
-  make("luoshu-" + dead + "-not-hex", true);            // not a name create() makes
-  make("other-" + dead + "-00000000000000dd", true);    // someone else's
+  make("luoshu-123-00000000000000aa", true);   // no writer holds it: goes
+  make("luoshu-123-00000000000000bb", false);  // too fresh to judge
+  make("luoshu-123-00000000000000cc", true);   // a live writer's (locked below)
+  make("luoshu-123-not-hex", true);            // not a name create() makes
+  make("luoshu-123-00000000000000dd0", true);  // nor this (17 hex digits)
+  make("other-123-00000000000000ee", true);    // someone else's
+  fs::create_symlink(dir / "luoshu-123-00000000000000aa", dir / "luoshu-124-00000000000000ff"); // a link
+  const int held = ::open((dir / "luoshu-123-00000000000000cc").c_str(), O_RDONLY);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_SH), 0);
   EXPECT_EQ(shm_slots::remove_stale(dir.string()), 1u);
-  EXPECT_FALSE(fs::exists(dir / ("luoshu-" + dead + "-00000000000000aa")));
-  EXPECT_TRUE(fs::exists(dir / ("luoshu-" + dead + "-00000000000000bb")));
-  EXPECT_TRUE(fs::exists(dir / ("luoshu-" + alive + "-00000000000000cc")));
-  EXPECT_TRUE(fs::exists(dir / ("luoshu-" + dead + "-not-hex")));
-  EXPECT_TRUE(fs::exists(dir / ("other-" + dead + "-00000000000000dd")));
+  EXPECT_FALSE(fs::exists(dir / "luoshu-123-00000000000000aa"));
+  for (const char* kept : {"luoshu-123-00000000000000bb", "luoshu-123-00000000000000cc", "luoshu-123-not-hex",
+                           "luoshu-123-00000000000000dd0", "other-123-00000000000000ee"})
+    EXPECT_TRUE(fs::exists(dir / kept)) << kept;
+  EXPECT_TRUE(fs::is_symlink(dir / "luoshu-124-00000000000000ff")) << "a link is never followed nor removed";
+  ::close(held); // the writer is gone now
+  EXPECT_EQ(shm_slots::remove_stale(dir.string()), 1u);
+  EXPECT_FALSE(fs::exists(dir / "luoshu-123-00000000000000cc"));
   EXPECT_EQ(shm_slots::remove_stale((dir / "missing").string()), 0u) << "a missing directory is nothing to do";
   fs::remove_all(dir);
+
+  // A real writer's object is left alone however old it looks.
+  auto w = shm_slots::create(2, 4096);
+  ASSERT_TRUE(w.ok()) << w.err().message;
+  shm_slots::remove_stale("/dev/shm", std::chrono::seconds(0));
+  EXPECT_TRUE(in_dev_shm((*w)->name())) << "a live writer's slots were removed";
 }
 
 } // namespace

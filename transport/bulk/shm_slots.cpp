@@ -1,7 +1,7 @@
 #include "transport/bulk/shm_slots.hpp"
 
 #include <fcntl.h>
-#include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,6 +49,16 @@ bool valid_name(const std::string& n) {
   return true;
 }
 
+/// Exactly what create() makes: "/luoshu-", a process id, '-', 16 hex digits.
+bool created_name(const std::string& n) {
+  if (!valid_name(n)) return false;
+  const size_t dash = n.find('-', 8);
+  if (dash == std::string::npos || dash == 8 || dash > 18 || n.size() != dash + 17) return false;
+  for (size_t i = 8; i < dash; ++i)
+    if (n[i] < '0' || n[i] > '9') return false;
+  return n.find('-', dash + 1) == std::string::npos;
+}
+
 /// Unmaps and closes on every early return.
 struct mapping {
   void* base = MAP_FAILED;
@@ -71,21 +81,22 @@ size_t shm_slots::remove_stale(const std::string& dir, std::chrono::seconds min_
   namespace fs = std::filesystem;
   std::error_code ec;
   size_t removed = 0;
-  const auto now = fs::file_time_type::clock::now();
+  const auto now = std::chrono::system_clock::now();
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::string n = it->path().filename().string();
     n.insert(n.begin(), '/'); // as shm_open names it (not "/" + ...: GCC 12 warns falsely)
-    if (!valid_name(n)) continue;
-    // "/luoshu-PID-RANDOM": the writer's process id.
-    char* stop = nullptr;
-    errno = 0;
-    const long pid = std::strtol(n.c_str() + 8, &stop, 10);
-    if (errno != 0 || stop == n.c_str() + 8 || *stop != '-' || pid <= 0) continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue; // alive (or not ours to judge)
-    std::error_code tec;
-    const auto written = fs::last_write_time(it->path(), tec);
-    if (tec || now - written < min_age) continue;
-    if (::unlink(it->path().c_str()) == 0) ++removed;
+    if (!created_name(n)) continue;
+    // Only this user's plain files, opened without following a link.
+    const int fd = ::open(it->path().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat st {};
+    const bool ours = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid();
+    const auto written = std::chrono::system_clock::from_time_t(st.st_mtime);
+    // A live writer holds a shared lock on it (whatever its PID namespace);
+    // the age covers the moment between a writer's shm_open and its lock.
+    if (ours && now - written >= min_age && ::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::unlink(it->path().c_str()) == 0)
+      ++removed;
+    ::close(fd);
   }
   return removed;
 }
@@ -106,6 +117,12 @@ result<std::unique_ptr<shm_slots>> shm_slots::create(uint32_t slots, uint64_t sl
   mapping m;
   m.fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
   if (m.fd < 0) return error{"shared-memory slots: cannot create " + name + ": " + errno_text(errno)};
+  // Held while this writer lives: remove_stale leaves locked objects alone.
+  if (::flock(m.fd, LOCK_SH | LOCK_NB) != 0) {
+    const int e = errno;
+    ::shm_unlink(name.c_str());
+    return error{"shared-memory slots: cannot lock " + name + ": " + errno_text(e)};
+  }
   auto fail = [&](const std::string& what, int e) -> result<std::unique_ptr<shm_slots>> {
     ::shm_unlink(name.c_str());
     return error{"shared-memory slots: " + what + " " + name + " (" + std::to_string(bytes) + " bytes): " +
@@ -118,6 +135,7 @@ result<std::unique_ptr<shm_slots>> shm_slots::create(uint32_t slots, uint64_t sl
   m.base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, m.fd, 0);
   if (m.base == MAP_FAILED) return fail("cannot map", errno);
   auto s = adopt(std::exchange(m.base, MAP_FAILED), bytes, name, true, nonce, slots, stride);
+  s->lock_fd_ = std::exchange(m.fd, -1);
   for (uint32_t k = 0; k < slots; ++k) s->flag(static_cast<int>(k)).store(slot_free, std::memory_order_relaxed);
   auto* h = static_cast<header*>(s->base_);
   h->nonce = nonce;
@@ -174,6 +192,7 @@ std::unique_ptr<shm_slots> shm_slots::adopt(void* base, size_t bytes, const std:
 shm_slots::~shm_slots() {
   if (base_) ::munmap(base_, mapped_);
   if (owner_) ::shm_unlink(name_.c_str()); // the reader never came, or went first: ENOENT is fine
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 std::atomic_ref<uint32_t> shm_slots::flag(int s) const {

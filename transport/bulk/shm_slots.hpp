@@ -19,7 +19,8 @@
 //   use(r->slot(s), n); r->release(s);             // the writer may reuse it
 //
 // A writer killed between create() and the reader's open() leaves its
-// object; the next create() on the host removes it (remove_stale).
+// object; the next create() on the host removes it (remove_stale), knowing
+// it from a live writer's by the flock a writer holds.
 //
 // A slot is the writer's from acquire(), full from publish() until the
 // reader's release(); a writer
@@ -65,12 +66,14 @@ public:
   shm_slots(const shm_slots&) = delete;
 
   /// Unlinks the objects that create() made in `dir` (/dev/shm, where glibc
-  /// keeps POSIX shared memory) for processes that no longer exist and that
-  /// are older than `min_age`: a writer killed before its reader opened the
-  /// slots leaves its object behind. create() calls it, so such leftovers
-  /// last until the next communicator on the host. Names of other forms,
-  /// live processes' and fresh objects are left alone. Returns how many
-  /// went.
+  /// keeps POSIX shared memory) whose writer is gone and that are older
+  /// than `min_age`: a writer killed before its reader opened the slots
+  /// leaves its object behind. A writer holds a shared flock on its object
+  /// while it lives, so "gone" does not depend on process ids (reused, or
+  /// from another PID namespace sharing /dev/shm). create() calls it, so
+  /// such leftovers last until the next writer on the host. Only this
+  /// user's regular files with create()'s exact name form are touched.
+  /// Returns how many went.
   static size_t remove_stale(const std::string& dir = "/dev/shm",
                              std::chrono::seconds min_age = std::chrono::seconds(60));
   shm_slots& operator=(const shm_slots&) = delete;
@@ -103,6 +106,7 @@ private:
 
   std::string name_;
   bool owner_ = false;  ///< the writer: unlinks the name when it goes
+  int lock_fd_ = -1;    ///< the writer: the object, open with a shared lock (remove_stale)
   uint64_t nonce_ = 0;
   uint32_t slots_ = 0;
   uint64_t slot_bytes_ = 0;
