@@ -74,8 +74,9 @@ struct collective_options {
   /// bytes. A segment of up to 2 * chunk_bytes is cut into two halves
   /// instead, down to chunks of split_floor_bytes (a collective of 1 MiB over
   /// 2 ranks: two 256 KiB chunks per segment, not one of 512 KiB), so that
-  /// small collectives pipeline too; every rank derives the same chunking
-  /// from the call's size.
+  /// small collectives pipeline too. Every rank derives the chunking from
+  /// the call's largest segment and these two options, which must be the
+  /// same on every rank.
   size_t chunk_bytes = size_t{512} << 10;
   /// The smallest chunk that halving a segment makes (above: chunks that
   /// small cost more in per-chunk overhead than pipelining wins back).

@@ -291,11 +291,14 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
     // impl -> ranks -> bytes -> result line of each round
     std::map<std::string, std::map<int, std::map<uint64_t, std::vector<nlohmann::json>>>> rounds;
     std::vector<std::string> problems;
+    auto problem = [&](const std::string& p) { // once, however many rounds see it
+      if (std::find(problems.begin(), problems.end(), p) == problems.end()) problems.push_back(p);
+    };
     auto file = [&](const std::string& impl, int ranks, const std::vector<nlohmann::json>& lines, const std::string& err) {
-      if (!err.empty()) problems.push_back(impl + " with " + std::to_string(ranks) + " ranks: " + err);
+      if (!err.empty()) problem(impl + " with " + std::to_string(ranks) + " ranks: " + err);
       for (const auto& l : lines) {
         if (!l.value("correct", false))
-          problems.push_back(impl + " with " + std::to_string(ranks) + " ranks gave a wrong sum at " +
+          problem(impl + " with " + std::to_string(ranks) + " ranks gave a wrong sum at " +
                              std::to_string(l.value("bytes", uint64_t{0})) + " bytes");
         rounds[impl][ranks][l.value("bytes", uint64_t{0})].push_back(l);
       }
@@ -316,7 +319,7 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
         file("luoshu-shm", n, ours_shm, err);
         for (const auto& l : ours_shm)
           if (l.value("shm_fraction", 0.0) <= 0)
-            problems.push_back("luoshu-shm with " + std::to_string(n) + " ranks: a rank sent nothing through shared "
+            problem("luoshu-shm with " + std::to_string(n) + " ranks: a rank sent nothing through shared "
                                "memory at " + std::to_string(l.value("bytes", uint64_t{0})) + " bytes");
       }
       if (!mpi.empty()) {

@@ -151,7 +151,11 @@ TEST_P(ranks, AllgatherReduceScatterAndBroadcast) {
   const int n = std::get<0>(GetParam());
   collective_options o;
   o.shm_slots = std::get<1>(GetParam());
-  o.chunk_bytes = 64;
+  // Segments up to 256 bytes (37 f32 among them) go as two halves, larger
+  // ones (37 f64) in 128-byte chunks: both cuttings, with uneven all-gather
+  // counts and every broadcast root.
+  o.chunk_bytes = 128;
+  o.split_floor_bytes = 8;
   ring g(n, o);
   for (dtype t : all_types) {
     // All-gather, equal counts, out of place.
