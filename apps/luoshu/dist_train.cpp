@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "actors/collective.hpp"
 #include "actors/node.hpp"
@@ -84,6 +85,18 @@ public:
   virtual std::string report() const { return ""; }
 
 protected:
+  /// Writes this worker's variables, except those named in `on_shards`
+  /// (the parameter server's checkpoint has them), to the replica file.
+  /// For --strategy ps these are the variables nothing trains (batch norm's
+  /// running statistics); without them a resumed run would evaluate with
+  /// fresh ones.
+  static status save_replica(const variable_store& vars, const std::set<std::string>& on_shards,
+                             const std::string& dir, int64_t steps) {
+    variable_store kept(vars.seed());
+    for (const auto& [name, v] : vars.all())
+      if (!on_shards.count(name)) kept.set(name, v);
+    return kept.save(replica_file(dir), {{"step", std::to_string(steps)}});
+  }
   status open_ring() {
     actors::collective_options co;
     co.group = "train";
@@ -129,6 +142,19 @@ public:
     o.worker = worker_;
     o.ids_of = embedding_tables(g, m); // pull only the rows of each batch
     trainer_ = std::make_unique<schedulers::ps_trainer>(g, m.loss, opt, ex, vars, *client_, o);
+    vars_ = &vars;
+    for (expr v : g.variables(true)) on_shards_.insert(v.name());
+    if (resume_step > 0 && worker_ == 0) {
+      // What the shards do not hold (written by save_replica); a checkpoint
+      // from before it was written has none.
+      std::error_code ec;
+      if (std::filesystem::exists(replica_file(resume_dir_), ec)) {
+        if (auto r = vars.load(replica_file(resume_dir_)); !r) return error{"resuming: " + r.err().message};
+      } else if (g.variables(false).size() > on_shards_.size()) {
+        spdlog::warn("resuming from {}: it has no {}; variables nothing trains (batch-norm statistics) start afresh",
+                     resume_dir_, replica_file(resume_dir_));
+      }
+    }
     if (status st = trainer_->init(worker_ == 0 && resume_step == 0); !st) return st;
     if (resume_step > 0 && worker_ == 0)
       if (status st = client_->load(resume_dir_); !st) return error{"resuming: " + st.err().message};
@@ -140,11 +166,14 @@ public:
     if (worker_ != 0) return {};
     if (status st = make_dir(dir); !st) return st;
     if (status st = client_->save(dir); !st) return st;
+    if (status st = save_replica(*vars_, on_shards_, dir, steps); !st) return st;
     return write_state(dir, name_, steps);
   }
 
 private:
   std::vector<caf::actor> shards_;
+  variable_store* vars_ = nullptr;
+  std::set<std::string> on_shards_; ///< the variables the shards hold
   std::unique_ptr<actors::ps_client> client_;
   std::unique_ptr<schedulers::ps_trainer> trainer_;
 };
@@ -197,6 +226,7 @@ public:
       return error{"--strategy hybrid: the model has no embedding table read with its ids (use ps or allreduce)"};
     std::vector<expr> sparse, dense;
     for (expr v : g.variables(true)) (tables.count(v.name()) ? sparse : dense).push_back(v);
+    for (const auto& [name, ids] : tables) on_shards_.insert(name);
     if (dense.empty()) return error{"--strategy hybrid: the model has only embedding tables (use ps)"};
     client_ = std::make_unique<actors::ps_client>(node_.system(), shards_, worker_);
     if (status st = client_->connect(); !st) return st;
@@ -232,7 +262,7 @@ public:
     if (worker_ != 0) return {};
     if (status st = make_dir(dir); !st) return st;
     if (status st = client_->save(dir); !st) return st;
-    if (status st = vars_->save(replica_file(dir), {{"step", std::to_string(steps)}}); !st) return st;
+    if (status st = save_replica(*vars_, on_shards_, dir, steps); !st) return st;
     return write_state(dir, name_, steps);
   }
   std::string report() const override { return ar_ ? exchange_report(ar_->stats(), opt_.overlap) : ""; }
@@ -240,6 +270,7 @@ public:
 private:
   std::vector<caf::actor> shards_;
   variable_store* vars_ = nullptr;
+  std::set<std::string> on_shards_; ///< the embedding tables (the shards hold them)
   std::unique_ptr<actors::ps_client> client_;
   std::unique_ptr<schedulers::ps_trainer> ps_;
   std::unique_ptr<schedulers::allreduce_trainer> ar_;

@@ -6,6 +6,8 @@
 #     (up to float rounding);
 #   - a BSP run stopped after epoch 1 and resumed from its checkpoint
 #     directory ends exactly where the uninterrupted 2-epoch run ends;
+#   - so does a batch-norm MLP (its running statistics are in the
+#     checkpoint, not only the shards' parameters);
 #   - bad strategy options are named.
 # Every run is bounded by `timeout`.
 #   ps_train_test.sh PATH/TO/luoshu
@@ -66,6 +68,46 @@ print(f"ok: ps (bsp) AUC {ps['test_auc']:.4f} log-loss {ps['test_log_loss']:.4f}
       f"{local['test_auc']:.4f} {local['test_log_loss']:.4f}; runs resumed after epoch 1 and mid-epoch (step 14) "
       "equal the uninterrupted one")
 PY
+
+# Batch norm: its running statistics are no parameter the shards hold, so
+# the checkpoint keeps worker 0's (replica.ckpt); a resumed run evaluates
+# with them, exactly as the uninterrupted one does.
+python3 - "$tmp" <<'PY'
+import random, sys
+random.seed(1)
+for name, n in (("bn_train", 2000), ("bn_test", 500)):
+    with open(f"{sys.argv[1]}/{name}.csv", "w") as f:
+        for _ in range(n):
+            x = [random.gauss(3, 2) for _ in range(6)]
+            f.write(",".join(f"{v:.4f}" for v in x) + f",{int(x[0] - x[1] + 0.5 * x[2] > 3)}\n")
+PY
+cat >"$tmp/bn.yaml" <<YAML
+model:
+  input: [6]
+  layers: [{op: linear, units: 16}, {op: batch_norm}, {op: relu}, {op: linear, units: 2}]
+data: {format: csv, train: $tmp/bn_train.csv, test: $tmp/bn_test.csv}
+optimizer: {kind: sgd, lr: 0.1}
+run: {epochs: 2, batch_size: 50, eval_batch_size: 500, seed: 4, threads: 1}
+YAML
+bn_ps=(--strategy ps --servers 1 --workers 2 --job-timeout 100)
+if timeout 120 "$luoshu" train "$tmp/bn.yaml" "${bn_ps[@]}" --quiet --summary-json "$tmp/bn.json" >"$tmp/bn.log" 2>&1 &&
+  timeout 120 "$luoshu" train "$tmp/bn.yaml" "${bn_ps[@]}" --quiet --set run.epochs=1 --set run.checkpoint="$tmp/bn_ckpt" \
+    >"$tmp/bn1.log" 2>&1 &&
+  timeout 120 "$luoshu" train "$tmp/bn.yaml" "${bn_ps[@]}" --quiet --set run.resume="$tmp/bn_ckpt" \
+    --summary-json "$tmp/bn_resumed.json" >"$tmp/bn2.log" 2>&1; then
+  python3 - "$tmp/bn.json" "$tmp/bn_resumed.json" <<'PY' || fails=$((fails + 1))
+import json, sys
+full, resumed = (json.load(open(p)) for p in sys.argv[1:3])
+if abs(full["test_loss"] - resumed["test_loss"]) > 1e-9 or full["test_accuracy"] != resumed["test_accuracy"]:
+    sys.exit(f"FAIL: batch norm: resumed test loss {resumed['test_loss']} vs uninterrupted {full['test_loss']} "
+             "(running statistics lost in the checkpoint?)")
+if not full["test_accuracy"] > 0.8:
+    sys.exit(f"FAIL: batch norm model did not learn: accuracy {full['test_accuracy']}")
+print(f"ok: batch norm through the parameter server resumed equals uninterrupted (test loss {full['test_loss']:.6f})")
+PY
+else
+  fail "batch norm runs"; tail -20 "$tmp"/bn*.log
+fi
 
 timeout 60 "$luoshu" train "$tmp/wd.yaml" --strategy ps --workers 3 >"$tmp/bad.log" 2>&1
 rc=$?
