@@ -87,6 +87,30 @@ expr transformer_encoder_layer(expr x, const transformer_options& o, const std::
   return norm(h + ffn(h), d, o.eps, prefix + "ln2/");
 }
 
+namespace {
+
+/// The mean of h [?, T, d] over the tokens a key-padding mask keeps (every
+/// token without one, or with a mask that depends on the query or head).
+expr pool_tokens(expr h, int64_t t, expr mask) {
+  if (!mask.valid()) return mean(h, {1});
+  // A key-padding mask: [?, 1, 1, T] or [1, 1, T] (the same keys for
+  // every head and query).
+  const shape& ms = mask.shape();
+  const bool key_padding = (ms.rank() == 4 || ms.rank() == 3) && ms[ms.rank() - 1] == t && ms[ms.rank() - 2] == 1 &&
+                           ms[ms.rank() - 3] == 1;
+  if (!key_padding) return mean(h, {1});
+  graph& g = h.g();
+  // Kept: nonzero (u8), or an additive bias above -1e4 (softmax gives a key
+  // behind -1e4 a weight of exactly 0 in f32 and f64).
+  expr keep = mask.type() == dtype::u8 ? not_equal(mask, g.scalar(0, dtype::u8))
+                                       : greater(mask, g.scalar(-1e4, mask.type()));
+  expr w = cast(reshape(keep, {ms.rank() == 4 ? ms[0] : 1, t, 1}), h.type()); // [?, T, 1]
+  // A sequence with no token kept pools to zeros.
+  return sum(h * w, {1}) / maximum(sum(w, {1}), g.scalar(1, h.type()));
+}
+
+} // namespace
+
 expr transformer_classifier(expr x, const transformer_classifier_options& o, const std::string& prefix, expr mask) {
   const std::string what = "transformer_classifier '" + prefix + "'";
   int64_t f = last_dim(x, what), t = x.shape()[1], d = o.layer.d_model;
@@ -101,7 +125,7 @@ expr transformer_classifier(expr x, const transformer_classifier_options& o, con
   for (int64_t i = 0; i < o.layers; ++i)
     h = transformer_encoder_layer(h, o.layer, prefix + "layer" + std::to_string(i + 1) + "/", mask);
   if (o.layer.pre_norm) h = norm(h, d, o.layer.eps, prefix + "final_ln/");
-  return dense(mean(h, {1}), d, o.outputs, prefix, "head/w", "head/b");
+  return dense(pool_tokens(h, t, mask), d, o.outputs, prefix, "head/w", "head/b");
 }
 
 } // namespace luoshu::models

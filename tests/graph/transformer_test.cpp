@@ -7,7 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -201,6 +203,82 @@ TEST(Transformer, ErrorsNameTheBlockAndTheProblem) {
   expect_error([&] { models::transformer_classifier(g.placeholder("any", dtype::f32, {-1, -1, 8}), {}); },
                "needs a known sequence length");
   expect_error([&] { models::transformer_classifier(x, {.layers = 0}); }, "needs at least one encoder layer");
+}
+
+/// A key-padding mask hides the padded tokens from the classifier's pooling
+/// as well as from attention: what stands in them does not change the
+/// logits, with a u8 mask and with an additive one. Without a mask (or with
+/// one that depends on the query) every token is pooled: there it does.
+TEST(Transformer, ClassifierPoolsOnlyTheTokensAKeyPaddingMaskKeeps) {
+  const int64_t b = 2, t = 4, f = 3;
+  // Sequence 0 keeps 3 tokens, sequence 1 keeps 2.
+  const std::vector<double> keep{1, 1, 1, 0, 1, 1, 0, 0};
+  std::vector<double> x1 = wave(b * t * f, 0.7);
+  std::vector<double> x2 = x1; // other values in the padded tokens only
+  for (int64_t s = 0; s < b; ++s)
+    for (int64_t k = 0; k < t; ++k)
+      if (keep[static_cast<size_t>(s * t + k)] == 0)
+        for (int64_t c = 0; c < f; ++c) x2[static_cast<size_t>((s * t + k) * f + c)] += 3.0 + static_cast<double>(c);
+  models::transformer_classifier_options o{.layer = {.d_model = 4, .heads = 2, .ffn = 6, .dropout = 0},
+                                           .layers = 1, .outputs = 3};
+  auto kr = cpu_kernels();
+  // Logits for x1 and x2 with a mask placeholder of mv's dtype and shape
+  // (null: no mask).
+  auto logits = [&](const tensor* mv) {
+    graph g;
+    expr x = g.placeholder("x", dtype::f64, {-1, t, f});
+    expr mask = mv ? g.placeholder("mask", mv->type(), mv->shape()) : expr();
+    expr y = models::transformer_classifier(x, o, "c/", mask);
+    variable_store vars(/*seed=*/3);
+    executor ex(g, vars, kr);
+    std::vector<std::vector<double>> out;
+    for (const std::vector<double>* in : {&x1, &x2}) {
+      feed_map feeds{{x, tensor::from<double>({b, t, f}, *in)}};
+      if (mv) feeds.emplace_back(mask, *mv);
+      auto r = ex.run(feeds, {y});
+      EXPECT_TRUE(r.ok()) << r.err().message;
+      out.push_back(r.ok() ? (*r)[0].to_doubles() : std::vector<double>{});
+    }
+    return out;
+  };
+  std::vector<uint8_t> keep_u8(keep.begin(), keep.end());
+  keep_u8[1] = 7; // any nonzero value keeps
+  std::vector<double> bias(keep.size());
+  for (size_t i = 0; i < keep.size(); ++i) bias[i] = keep[i] != 0 ? 0.0 : -1e9;
+  const tensor mask_u8 = tensor::from<uint8_t>({b, 1, 1, t}, keep_u8);
+  const tensor mask_add = tensor::from<double>({b, 1, 1, t}, bias);
+  const auto u8 = logits(&mask_u8);
+  const auto add = logits(&mask_add);
+  const auto none = logits(nullptr);
+  ASSERT_EQ(u8[0].size(), static_cast<size_t>(b * 3));
+  for (size_t i = 0; i < u8[0].size(); ++i) {
+    EXPECT_NEAR(u8[0][i], u8[1][i], 1e-12) << "u8 mask, logit " << i;
+    EXPECT_NEAR(add[0][i], add[1][i], 1e-12) << "additive mask, logit " << i;
+    EXPECT_NEAR(u8[0][i], add[0][i], 1e-12) << "u8 vs additive mask, logit " << i;
+  }
+  double moved = 0;
+  for (size_t i = 0; i < none[0].size(); ++i) moved = std::max(moved, std::abs(none[0][i] - none[1][i]));
+  EXPECT_GT(moved, 1e-3) << "without a mask the padded tokens are pooled too";
+
+  // Training through the masked pooling: the padded tokens get no gradient,
+  // the kept ones do.
+  graph g;
+  expr x = g.placeholder("x", dtype::f64, {-1, t, f});
+  expr mask = g.placeholder("mask", dtype::u8, {b, 1, 1, t});
+  expr loss = sum(square(models::transformer_classifier(x, o, "c/", mask)));
+  expr dx = gradients(loss, {x})[0].densified(x);
+  variable_store vars(/*seed=*/3);
+  executor ex(g, vars, kr);
+  auto r = ex.run({{x, tensor::from<double>({b, t, f}, x1)}, {mask, mask_u8}}, {dx});
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  const std::vector<double> grad = (*r)[0].to_doubles();
+  for (int64_t s = 0; s < b; ++s)
+    for (int64_t k = 0; k < t; ++k) {
+      double most = 0;
+      for (int64_t c = 0; c < f; ++c) most = std::max(most, std::abs(grad[static_cast<size_t>((s * t + k) * f + c)]));
+      if (keep[static_cast<size_t>(s * t + k)] == 0) EXPECT_EQ(most, 0.0) << "padded token " << k << " of " << s;
+      else EXPECT_GT(most, 0.0) << "kept token " << k << " of " << s;
+    }
 }
 
 } // namespace
