@@ -332,6 +332,12 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
         err.clear();
         auto shm = run_json_lines(mpirun + " '" + mpi + "'" + common + " --label mpi-shm", err);
         file("mpi-shm", n, shm, err);
+        // The floor of a TCP ring here: the same program's own ring on raw
+        // loopback sockets, with no copy beyond the kernel's and the sum's
+        // (MPI only starts and times the ranks).
+        err.clear();
+        auto raw = run_json_lines(mpirun + " '" + mpi + "'" + common + " --ring raw-tcp --label raw-tcp", err);
+        file("raw-tcp", n, raw, err);
       }
       if (have_python) {
         err.clear();
@@ -380,24 +386,28 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
       if (!a || !b || *b <= 0) return std::nullopt;
       return *a / *b;
     };
-    std::printf("%5s %8s %10s %9s %9s %10s %9s | %8s %8s | %8s %8s\n", "ranks", "size", "luoshu-tcp", "mpi-tcp", "gloo",
-                "luoshu-shm", "mpi-shm", "tcp/tcp", "tcp/gloo", "shm/shm", "shm/tcp");
+    std::printf("%5s %8s %10s %9s %9s %9s %10s %9s | %8s %8s %8s %8s | %8s %8s\n", "ranks", "size", "luoshu-tcp",
+                "mpi-tcp", "raw-tcp", "gloo", "luoshu-shm", "mpi-shm", "tcp/tcp", "tcp/gloo", "tcp/raw", "raw/tcp",
+                "shm/shm", "shm/tcp");
     nlohmann::json rows = nlohmann::json::array();
     bool tcp_met = true, gloo_met = true, any_tcp = false, any_gloo = false;
-    std::optional<double> shm_lo, shm_hi;
+    std::optional<double> shm_lo, shm_hi, raw_lo, raw_hi;
     for (int n : o.ranks)
       for (uint64_t b : sizes) {
         auto l = gbps("luoshu-tcp", n, b), ls = gbps("luoshu-shm", n, b), t = gbps("mpi-tcp", n, b),
-             s = gbps("mpi-shm", n, b), g = gbps("gloo", n, b);
-        auto rt = ratio(l, t), rg = ratio(l, g), rs = ratio(ls, s), rst = ratio(ls, t);
+             s = gbps("mpi-shm", n, b), g = gbps("gloo", n, b), w = gbps("raw-tcp", n, b);
+        auto rt = ratio(l, t), rg = ratio(l, g), rs = ratio(ls, s), rst = ratio(ls, t), rw = ratio(l, w),
+             rwt = ratio(w, t);
         if (rt) any_tcp = true, tcp_met = tcp_met && *rt >= mpi_tcp_goal;
         if (rg) any_gloo = true, gloo_met = gloo_met && *rg >= gloo_goal;
         if (rs) shm_lo = std::min(shm_lo.value_or(*rs), *rs), shm_hi = std::max(shm_hi.value_or(*rs), *rs);
-        std::printf("%5d %8s %10s %9s %9s %10s %9s | %8s %8s | %8s %8s\n", n, human(b).c_str(), fmt(l).c_str(),
-                    fmt(t).c_str(), fmt(g).c_str(), fmt(ls).c_str(), fmt(s).c_str(), fmt(rt, "%.2f").c_str(),
-                    fmt(rg, "%.2f").c_str(), fmt(rs, "%.2f").c_str(), fmt(rst, "%.2f").c_str());
+        if (rwt) raw_lo = std::min(raw_lo.value_or(*rwt), *rwt), raw_hi = std::max(raw_hi.value_or(*rwt), *rwt);
+        std::printf("%5d %8s %10s %9s %9s %9s %10s %9s | %8s %8s %8s %8s | %8s %8s\n", n, human(b).c_str(),
+                    fmt(l).c_str(), fmt(t).c_str(), fmt(w).c_str(), fmt(g).c_str(), fmt(ls).c_str(), fmt(s).c_str(),
+                    fmt(rt, "%.2f").c_str(), fmt(rg, "%.2f").c_str(), fmt(rw, "%.2f").c_str(),
+                    fmt(rwt, "%.2f").c_str(), fmt(rs, "%.2f").c_str(), fmt(rst, "%.2f").c_str());
         nlohmann::json row = {{"ranks", n}, {"bytes", b}};
-        for (const char* impl : {"luoshu-tcp", "luoshu-shm", "mpi-tcp", "mpi-shm", "gloo"}) {
+        for (const char* impl : {"luoshu-tcp", "luoshu-shm", "mpi-tcp", "mpi-shm", "gloo", "raw-tcp"}) {
           auto i = results.find(impl);
           if (i != results.end() && i->second.count(n) && i->second[n].count(b)) row[impl] = i->second[n][b];
         }
@@ -406,12 +416,17 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
         row["ratio_tcp_vs_gloo"] = json_of(rg);
         row["ratio_shm_vs_mpi_shm"] = json_of(rs);
         row["ratio_shm_vs_mpi_tcp"] = json_of(rst);
+        row["ratio_tcp_vs_raw_tcp"] = json_of(rw);
+        row["ratio_raw_tcp_vs_mpi_tcp"] = json_of(rwt);
         rows.push_back(row);
       }
     if (any_tcp)
       std::printf("goal >= %.1fx MPI over TCP at every size (Luoshu over TCP): %s\n", mpi_tcp_goal,
                   tcp_met ? "met" : "NOT met");
     if (any_gloo) std::printf("goal >= gloo at every size (Luoshu over TCP): %s\n", gloo_met ? "met" : "NOT met");
+    if (raw_lo)
+      std::printf("a ring on raw TCP sockets (no framework, no extra copy) against MPI over TCP: %.2fx to %.2fx\n",
+                  *raw_lo, *raw_hi);
     if (shm_lo)
       std::printf("moonshot, shared memory against shared memory (Luoshu / MPI): %.2fx to %.2fx\n", *shm_lo, *shm_hi);
     if (o.rounds > 1) {

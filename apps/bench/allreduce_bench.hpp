@@ -3,7 +3,9 @@
 // time) of Luoshu's ring (actors/collective.hpp) at 1, 16 and 128 MiB for 2
 // and 4 ranks, each rank its own process on this machine, and in the same
 // run OpenMPI's MPI_Allreduce (over TCP and over shared memory) and
-// torch.distributed's gloo backend, with the same methodology
+// torch.distributed's gloo backend, and the floor of a TCP ring on this
+// machine (mpi_allreduce.c --ring raw-tcp: a ring on raw loopback sockets
+// that copies nothing beyond the kernel and the sum), with the same methodology
 // (apps/bench/baselines/mpi_allreduce.c, gloo_allreduce.py): f32 sum in
 // place; per size a correctness check, warm-up, then timed iterations each
 // after a barrier, an iteration's time being the slowest rank's; the median

@@ -2,12 +2,15 @@
  *
  *   mpicc -O2 -o /tmp/mpi_allreduce apps/bench/baselines/mpi_allreduce.c
  *   mpirun -np 2 /tmp/mpi_allreduce [--sizes 1048576,16777216,134217728]
- *       [--warmup 3] [--iters N] [--label mpi-tcp]
+ *       [--warmup 3] [--iters N] [--label mpi-tcp] [--ring mpi|raw-tcp]
  *
  * f32 SUM all-reduce in place: MPI_Allreduce(MPI_IN_PLACE, buf, count,
  * MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD). The transport is whatever mpirun was
  * told (e.g. --mca btl tcp,self for TCP, the default picks shared memory on
  * one machine); --label names it in the output ("mpi-tcp", "mpi-shm"...).
+ * With --ring raw-tcp the all-reduce is this program's own ring on raw
+ * loopback sockets instead (see ring_open below): the floor of what a TCP
+ * ring pays here, MPI only starting and timing the ranks.
  *
  * Methodology (the same as Luoshu's own measurement and gloo_allreduce.py):
  * per size, one correctness check (each rank fills its buffer with rank+1,
@@ -31,14 +34,21 @@
  * arguments (message on stderr from rank 0). A failed correctness check is
  * reported ("correct": false), not an error.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <mpi.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
 
 #define MAX_SIZES 64
 #define LARGE_BYTES (64ull << 20) /* sizes from here on default to 10 iters */
@@ -50,6 +60,7 @@ typedef struct {
   int warmup;
   int iters; /* 0 = default per size */
   const char* label;
+  int raw_ring; /* --ring raw-tcp: our ring on raw loopback sockets, not MPI_Allreduce */
 } options;
 
 static double now_s(void) {
@@ -120,6 +131,7 @@ static int parse_args(int argc, char** argv, options* o, char* err, size_t errle
   o->warmup = 3;
   o->iters = 0;
   o->label = "mpi";
+  o->raw_ring = 0;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -127,7 +139,7 @@ static int parse_args(int argc, char** argv, options* o, char* err, size_t errle
       return 0;
     }
     if (strcmp(a, "--sizes") && strcmp(a, "--warmup") && strcmp(a, "--iters") &&
-        strcmp(a, "--label")) {
+        strcmp(a, "--label") && strcmp(a, "--ring")) {
       snprintf(err, errlen, "unknown argument '%s'", a);
       return 0;
     }
@@ -138,6 +150,12 @@ static int parse_args(int argc, char** argv, options* o, char* err, size_t errle
     const char* v = argv[++i];
     if (!strcmp(a, "--sizes")) {
       if (!parse_sizes(v, o, err, errlen)) return 0;
+    } else if (!strcmp(a, "--ring")) {
+      if (strcmp(v, "raw-tcp") && strcmp(v, "mpi")) {
+        snprintf(err, errlen, "--ring: '%s' is neither mpi nor raw-tcp", v);
+        return 0;
+      }
+      o->raw_ring = !strcmp(v, "raw-tcp");
     } else if (!strcmp(a, "--label")) {
       if (!*v || strpbrk(v, "\"\\") || strlen(v) > 64) {
         snprintf(err, errlen, "--label: 1 to 64 characters, no quotes or backslashes");
@@ -160,8 +178,135 @@ static int parse_args(int argc, char** argv, options* o, char* err, size_t errle
   return 1;
 }
 
+/* --- --ring raw-tcp: a ring all-reduce on raw loopback TCP sockets -------------
+ * The least a TCP ring can cost on this machine, as a reference for
+ * Luoshu's ring (which moves its bytes through CAF's buffers): each rank
+ * has one connection to its right neighbour and one from its left, both
+ * non-blocking; a step sends a whole segment while receiving one, waiting in
+ * poll() when neither can move. The reduce-scatter receives into a scratch
+ * buffer and adds each piece into place as it arrives; the all-gather
+ * receives straight into place. No copy beyond the kernel's and the sum's.
+ * MPI only starts the ranks, exchanges the ports, and times (barriers). */
+
+typedef struct {
+  int left, right; /* fds: from rank-1, to rank+1 */
+  float* scratch;
+  size_t scratch_count;
+} raw_ring;
+
+static void ring_die(int rank, const char* what) {
+  fprintf(stderr, "mpi_allreduce --ring raw-tcp: rank %d: %s: %s\n", rank, what, strerror(errno));
+  MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+static void ring_open(raw_ring* g, int rank, int n) {
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  socklen_t len = sizeof a;
+  if (ls < 0 || bind(ls, (struct sockaddr*)&a, sizeof a) != 0 || listen(ls, 4) != 0 ||
+      getsockname(ls, (struct sockaddr*)&a, &len) != 0)
+    ring_die(rank, "listen");
+  int port = ntohs(a.sin_port);
+  int* ports = malloc((size_t)n * sizeof(int));
+  if (!ports) ring_die(rank, "malloc");
+  MPI_Allgather(&port, 1, MPI_INT, ports, 1, MPI_INT, MPI_COMM_WORLD);
+  a.sin_port = htons((uint16_t)ports[(rank + 1) % n]);
+  free(ports);
+  /* Loopback connects complete in the listener's backlog: connect, then accept. */
+  g->right = socket(AF_INET, SOCK_STREAM, 0);
+  if (g->right < 0 || connect(g->right, (struct sockaddr*)&a, sizeof a) != 0) ring_die(rank, "connect");
+  g->left = accept(ls, NULL, NULL);
+  if (g->left < 0) ring_die(rank, "accept");
+  close(ls);
+  int one = 1;
+  int fds[2] = {g->left, g->right};
+  for (int k = 0; k < 2; ++k) {
+    setsockopt(fds[k], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fcntl(fds[k], F_SETFL, fcntl(fds[k], F_GETFL, 0) | O_NONBLOCK);
+  }
+  g->scratch = NULL;
+  g->scratch_count = 0;
+}
+
+static void ring_close(raw_ring* g) {
+  close(g->left);
+  close(g->right);
+  free(g->scratch);
+}
+
+/* Sends `sbytes` from `s` to the right while receiving `rbytes` into `r`
+ * from the left; with `sum_into`, each float received is added to
+ * sum_into[i] as soon as it is whole. */
+static void ring_step(const raw_ring* g, int rank, const char* s, size_t sbytes, char* r, size_t rbytes,
+                      float* sum_into) {
+  size_t sent = 0, got = 0, summed = 0;
+  while (sent < sbytes || got < rbytes) {
+    int moved = 0;
+    if (sent < sbytes) {
+      ssize_t k = send(g->right, s + sent, sbytes - sent, MSG_NOSIGNAL);
+      if (k > 0) sent += (size_t)k, moved = 1;
+      else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ring_die(rank, "send");
+    }
+    if (got < rbytes) {
+      ssize_t k = recv(g->left, r + got, rbytes - got, 0);
+      if (k > 0) {
+        got += (size_t)k, moved = 1;
+        if (sum_into) {
+          const float* in = (const float*)r;
+          const size_t whole = got / sizeof(float);
+          for (; summed < whole; ++summed) sum_into[summed] += in[summed];
+        }
+      } else if (k == 0) {
+        errno = ECONNRESET;
+        ring_die(rank, "the left neighbour closed its connection");
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        ring_die(rank, "recv");
+      }
+    }
+    if (!moved) {
+      struct pollfd p[2] = {{g->right, sent < sbytes ? POLLOUT : 0, 0}, {g->left, got < rbytes ? POLLIN : 0, 0}};
+      if (poll(p, 2, -1) < 0 && errno != EINTR) ring_die(rank, "poll");
+    }
+  }
+}
+
+/* buf[count] summed over the ring, in place: reduce-scatter, then all-gather. */
+static void ring_allreduce(raw_ring* g, int rank, int n, float* buf, size_t count) {
+  if (n == 1) return;
+  const size_t most = count / (size_t)n + 1;
+  if (g->scratch_count < most) {
+    free(g->scratch);
+    g->scratch = malloc(most * sizeof(float));
+    if (!g->scratch) ring_die(rank, "malloc");
+    g->scratch_count = most;
+  }
+#define SEG_BEGIN(k) ((size_t)(k) * count / (size_t)n)
+#define SEG_BYTES(k) ((SEG_BEGIN((k) + 1) - SEG_BEGIN(k)) * sizeof(float))
+  for (int st = 0; st < n - 1; ++st) {
+    const int out = (rank - st + n) % n, in = (rank - st - 1 + 2 * n) % n;
+    ring_step(g, rank, (const char*)(buf + SEG_BEGIN(out)), SEG_BYTES(out), (char*)g->scratch, SEG_BYTES(in),
+              buf + SEG_BEGIN(in));
+  }
+  for (int st = 0; st < n - 1; ++st) {
+    const int out = (rank + 1 - st + n) % n, in = (rank - st + n) % n;
+    ring_step(g, rank, (const char*)(buf + SEG_BEGIN(out)), SEG_BYTES(out), (char*)(buf + SEG_BEGIN(in)),
+              SEG_BYTES(in), NULL);
+  }
+#undef SEG_BEGIN
+#undef SEG_BYTES
+}
+
 static void fill(float* buf, size_t count, float v) {
   for (size_t i = 0; i < count; ++i) buf[i] = v;
+}
+
+/* One f32 sum all-reduce of buf in place, by MPI or by the raw ring. */
+static void allreduce(const options* o, raw_ring* g, int rank, int n, float* buf, size_t count) {
+  if (o->raw_ring) ring_allreduce(g, rank, n, buf, count);
+  else MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 }
 
 int main(int argc, char** argv) {
@@ -178,15 +323,19 @@ int main(int argc, char** argv) {
       if (strcmp(err, "help")) fprintf(stderr, "mpi_allreduce: %s\n", err);
       fprintf(stderr,
               "usage: mpirun -np N mpi_allreduce [--sizes B1,B2,..] [--warmup N] [--iters N] "
-              "[--label NAME]\n"
+              "[--label NAME] [--ring mpi|raw-tcp]\n"
               "  sizes in bytes, multiples of 4 (default 1048576,16777216,134217728);\n"
               "  warmup default 3; iters default 10 for sizes >= 64 MiB, 20 from 4 MiB, 100 below;\n"
-              "  label names the run in the output (default \"mpi\").\n");
+              "  label names the run in the output (default \"mpi\");\n"
+              "  ring raw-tcp: all-reduce on this program's own ring of loopback TCP sockets\n"
+              "  (MPI only starts the ranks and times them), not MPI_Allreduce.\n");
     }
     MPI_Finalize();
     return strcmp(err, "help") ? 2 : 0;
   }
 
+  raw_ring ring;
+  if (o.raw_ring) ring_open(&ring, rank, n);
   const float expected = (float)n * (float)(n + 1) / 2.0f;
   for (int s = 0; s < o.nsizes; ++s) {
     const unsigned long long bytes = o.sizes[s];
@@ -202,7 +351,7 @@ int main(int argc, char** argv) {
 
     /* Correctness, once per size; "correct" only if every rank agrees. */
     fill(buf, count, (float)(rank + 1));
-    MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    allreduce(&o, &ring, rank, n, buf, count);
     int ok = 1;
     for (size_t i = 0; i < count; ++i)
       if (buf[i] != expected) {
@@ -212,12 +361,11 @@ int main(int argc, char** argv) {
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
 
     fill(buf, count, (float)(rank + 1));
-    for (int i = 0; i < o.warmup; ++i)
-      MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    for (int i = 0; i < o.warmup; ++i) allreduce(&o, &ring, rank, n, buf, count);
     for (int i = 0; i < iters; ++i) {
       MPI_Barrier(MPI_COMM_WORLD);
       double t0 = now_s();
-      MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      allreduce(&o, &ring, rank, n, buf, count);
       double dt = now_s() - t0;
       MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       times[i] = dt;
@@ -238,6 +386,7 @@ int main(int argc, char** argv) {
     free(times);
     free(buf);
   }
+  if (o.raw_ring) ring_close(&ring);
   MPI_Finalize();
   return 0;
 }
