@@ -232,7 +232,10 @@ tensor tensor::cast(dtype t) const {
       using O = decltype(zo);
       const I* in = static_cast<const I*>(raw());
       O* out = static_cast<O*>(r.raw());
-      for (int64_t i = 0; i < numel(); ++i) out[i] = static_cast<O>(in[i]);
+      // n hoisted: numel() is out of line, and the stores to `out` could
+      // alias the shape for all the compiler knows (no vectorising then).
+      const int64_t n = numel();
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<O>(in[i]);
     });
   });
   return r;

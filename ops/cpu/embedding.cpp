@@ -51,7 +51,8 @@ void k_embedding_bag(const kernel_call& c) {
   const tensor &table = c.in[0], &ids = c.in[1];
   bag_attrs a(c.n);
   int64_t rows = table.dim(0), d = table.dim(1), bags = ids.dim(0), l = ids.dim(1);
-  for (int64_t i = 0; i < ids.numel(); ++i) {
+  const int64_t n_ids = ids.numel();
+  for (int64_t i = 0; i < n_ids; ++i) {
     int64_t v = index_at(ids, i);
     if (!a.padding(v) && (v < 0 || v >= rows))
       throw luoshu_error("embedding_bag id " + std::to_string(v) + " at position " + std::to_string(i) + " (bag " +

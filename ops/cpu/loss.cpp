@@ -10,7 +10,8 @@ namespace luoshu::cpu {
 namespace {
 
 void check_labels(const kernel_call& c, const tensor& labels, int64_t classes) {
-  for (int64_t i = 0; i < labels.numel(); ++i) {
+  const int64_t n = labels.numel();
+  for (int64_t i = 0; i < n; ++i) {
     int64_t v = index_at(labels, i);
     if (v < 0 || v >= classes)
       throw luoshu_error("label " + std::to_string(v) + " at row " + std::to_string(i) +
