@@ -424,9 +424,27 @@ result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> ps_client::split(u
 
 namespace {
 
+/// Whether slot_of[i] == i for every key (no key twice, already in the
+/// shards' order: every dense push and pull of whole tables).
+bool in_order(const std::vector<size_t>& slot_of, size_t rows) {
+  if (rows != slot_of.size()) return false;
+  for (size_t i = 0; i < slot_of.size(); ++i)
+    if (slot_of[i] != i) return false;
+  return true;
+}
+
 /// Sums the rows of duplicate keys, in order, into the shards' key lists.
 tensor gather_rows(const tensor& grads, const std::vector<size_t>& slot_of, size_t rows) {
   const int64_t width = grads.dim(1);
+  if (in_order(slot_of, rows)) return grads; // nothing to move
+  if (rows == slot_of.size()) {                // no key twice: the rows only move, in their own dtype
+    tensor out(grads.type(), grads.shape());
+    const size_t row = static_cast<size_t>(width) * size_of(grads.type());
+    for (size_t i = 0; i < slot_of.size(); ++i)
+      std::memcpy(static_cast<char*>(out.raw()) + slot_of[i] * row, static_cast<const char*>(grads.raw()) + i * row,
+                  row);
+    return out;
+  }
   std::vector<double> v = grads.to_doubles(), out(rows * static_cast<size_t>(width), 0.0);
   for (size_t i = 0; i < slot_of.size(); ++i)
     for (int64_t j = 0; j < width; ++j) out[slot_of[i] * static_cast<size_t>(width) + static_cast<size_t>(j)] += v[i * width + j];
@@ -434,6 +452,7 @@ tensor gather_rows(const tensor& grads, const std::vector<size_t>& slot_of, size
 }
 
 tensor slice_rows(const tensor& all, size_t from, size_t n) {
+  if (from == 0 && static_cast<int64_t>(n) == all.dim(0)) return all; // one shard's part is the whole
   const int64_t width = all.dim(1);
   tensor t(all.type(), shape{static_cast<int64_t>(n), width});
   std::memcpy(t.raw(), static_cast<const char*>(all.raw()) + from * static_cast<size_t>(width) * size_of(all.type()),
@@ -443,65 +462,23 @@ tensor slice_rows(const tensor& all, size_t from, size_t n) {
 
 } // namespace
 
-void ps_client::pull(uint32_t table, const std::vector<uint64_t>& keys, int64_t clock,
-                     std::function<void(result<tensor>)> done) {
-  std::vector<size_t> slot_of;
-  auto parts = split(table, keys, slot_of);
-  if (!parts) return done(parts.err());
-  const ps_table_spec spec = specs_.at(table);
-  std::vector<std::pair<size_t, std::vector<char>>> msgs;
-  for (auto& [s, ks] : *parts) {
-    ps_request r;
-    r.seq = ++seq_;
-    r.worker = worker_;
-    r.clock = clock;
-    r.op = ps_op::pull;
-    r.table = table;
-    r.keys = ks;
-    msgs.emplace_back(s, transport::encode(r));
-  }
-  std::vector<size_t> order;
-  for (auto& [s, ks] : *parts) order.push_back(s);
-  send(std::move(msgs), [stale = max_staleness_, spec, slot_of, order, n = keys.size(), done = std::move(done)](replies got) {
-    std::vector<tensor> pieces;
-    for (size_t i = 0; i < got.size(); ++i) {
-      auto rep = open_reply(got[i], order[i]);
-      if (!rep) return done(rep.err());
-      int64_t st = rep->staleness, prev = stale->load();
-      while (st > prev && !stale->compare_exchange_weak(prev, st)) {
-      }
-      pieces.push_back(std::move(rep->values));
-    }
-    tensor out(spec.type, shape{static_cast<int64_t>(n), static_cast<int64_t>(spec.width)});
-    const size_t row = spec.width * size_of(spec.type);
-    std::vector<const char*> src;
-    for (auto& p : pieces)
-      for (int64_t r = 0; r < p.dim(0); ++r) src.push_back(static_cast<const char*>(p.raw()) + static_cast<size_t>(r) * row);
-    for (size_t i = 0; i < n; ++i) std::memcpy(static_cast<char*>(out.raw()) + i * row, src[slot_of[i]], row);
-    done(std::move(out));
-  });
-}
-
-void ps_client::push(uint32_t table, const std::vector<uint64_t>& keys, const tensor& grads, int64_t clock,
-                     std::function<void(result<bool>)> done) {
-  send_rows(ps_op::push, table, keys, grads, clock, std::move(done));
-}
-
-void ps_client::send_rows(ps_op op, uint32_t table, const std::vector<uint64_t>& keys, const tensor& rows_in,
-                          int64_t clock, std::function<void(result<bool>)> done) {
-  std::vector<size_t> slot_of;
-  auto parts = split(table, keys, slot_of);
-  if (!parts) return done(parts.err());
+result<ps_client::routed> ps_client::route(ps_op op, uint32_t table, const std::vector<uint64_t>& keys,
+                                           const tensor* rows_in, int64_t clock) {
+  routed out;
+  auto parts = split(table, keys, out.slot_of);
+  if (!parts) return parts.err();
   const ps_table_spec& spec = specs_.at(table);
-  if (!rows_in.defined() || rows_in.rank() != 2 || rows_in.dim(0) != static_cast<int64_t>(keys.size()) ||
-      rows_in.dim(1) != static_cast<int64_t>(spec.width))
-    return done(error{std::string(transport::name(op)) + " to table '" + spec.name + "': rows are " +
-                      (rows_in.defined() ? rows_in.shape().to_string() : std::string("missing")) + ", want [" +
-                      std::to_string(keys.size()) + ", " + std::to_string(spec.width) + "]"});
-  size_t rows = 0;
-  for (auto& [s, ks] : *parts) rows += ks.size();
-  tensor all = gather_rows(rows_in.to_host(), slot_of, rows);
-  std::vector<std::pair<size_t, std::vector<char>>> msgs;
+  tensor all;
+  if (rows_in) {
+    if (!rows_in->defined() || rows_in->rank() != 2 || rows_in->dim(0) != static_cast<int64_t>(keys.size()) ||
+        rows_in->dim(1) != static_cast<int64_t>(spec.width))
+      return error{std::string(transport::name(op)) + " to table '" + spec.name + "': rows are " +
+                   (rows_in->defined() ? rows_in->shape().to_string() : std::string("missing")) + ", want [" +
+                   std::to_string(keys.size()) + ", " + std::to_string(spec.width) + "]"};
+    size_t rows = 0;
+    for (auto& [s, ks] : *parts) rows += ks.size();
+    all = gather_rows(rows_in->to_host(), out.slot_of, rows);
+  }
   size_t at = 0;
   for (auto& [s, ks] : *parts) {
     ps_request r;
@@ -511,15 +488,79 @@ void ps_client::send_rows(ps_op op, uint32_t table, const std::vector<uint64_t>&
     r.op = op;
     r.table = table;
     r.keys = ks;
-    r.values = slice_rows(all, at, ks.size());
+    if (rows_in) r.values = slice_rows(all, at, ks.size());
     at += ks.size();
-    msgs.emplace_back(s, transport::encode(r));
+    out.msgs.emplace_back(s, transport::encode(r));
+    out.shards.push_back(s);
+    out.counts.push_back(ks.size());
   }
-  std::vector<size_t> order;
-  for (auto& [s, ks] : *parts) order.push_back(s);
-  send(std::move(msgs), [order, done = std::move(done)](replies got) {
+  return out;
+}
+
+namespace {
+
+/// The rows [n, width] for the keys of a pull, from each shard's reply: its
+/// rows of its part, checked (a reply with other rows is an error naming the
+/// shard, never a read past its end).
+result<tensor> assemble_rows(const ps_table_spec& spec, const std::vector<size_t>& shards,
+                             const std::vector<size_t>& counts, const std::vector<size_t>& slot_of, size_t n,
+                             std::vector<result<wire_bytes>>& got, std::atomic<int64_t>& stale) {
+  std::vector<tensor> pieces;
+  for (size_t i = 0; i < got.size(); ++i) {
+    auto rep = open_reply(got[i], shards[i]);
+    if (!rep) return rep.err();
+    const tensor& v = rep->values;
+    if (!v.defined() || v.type() != spec.type || v.rank() != 2 || v.dim(0) != static_cast<int64_t>(counts[i]) ||
+        v.dim(1) != static_cast<int64_t>(spec.width))
+      return error{"shard " + std::to_string(shards[i]) + " answered a pull of " + std::to_string(counts[i]) +
+                   " rows of table '" + spec.name + "' with " +
+                   (v.defined() ? std::string(name(v.type())) + v.shape().to_string() : std::string("no rows")) +
+                   " (want " + name(spec.type) + "[" + std::to_string(counts[i]) + ", " +
+                   std::to_string(spec.width) + "])"};
+    int64_t st = rep->staleness, prev = stale.load();
+    while (st > prev && !stale.compare_exchange_weak(prev, st)) {
+    }
+    pieces.push_back(std::move(rep->values));
+  }
+  if (pieces.size() == 1 && in_order(slot_of, n)) return std::move(pieces[0]); // the one reply is the answer
+  tensor out(spec.type, shape{static_cast<int64_t>(n), static_cast<int64_t>(spec.width)});
+  const size_t row = spec.width * size_of(spec.type);
+  std::vector<const char*> src;
+  for (auto& p : pieces)
+    for (int64_t r = 0; r < p.dim(0); ++r) src.push_back(static_cast<const char*>(p.raw()) + static_cast<size_t>(r) * row);
+  for (size_t i = 0; i < n; ++i) std::memcpy(static_cast<char*>(out.raw()) + i * row, src[slot_of[i]], row);
+  return out;
+}
+
+} // namespace
+
+void ps_client::exchange_rows(ps_op op, uint32_t table, const std::vector<uint64_t>& keys, const tensor* rows,
+                              int64_t clock, std::function<void(result<tensor>)> done) {
+  auto r = route(op, table, keys, rows, clock);
+  if (!r) return done(r.err());
+  send(std::move(r->msgs), [stale = max_staleness_, spec = specs_.at(table), shards = r->shards, counts = r->counts,
+                            slot_of = std::move(r->slot_of), n = keys.size(), done = std::move(done)](replies got) {
+    done(assemble_rows(spec, shards, counts, slot_of, n, got, *stale));
+  });
+}
+
+void ps_client::pull(uint32_t table, const std::vector<uint64_t>& keys, int64_t clock,
+                     std::function<void(result<tensor>)> done) {
+  exchange_rows(ps_op::pull, table, keys, nullptr, clock, std::move(done));
+}
+
+void ps_client::push(uint32_t table, const std::vector<uint64_t>& keys, const tensor& grads, int64_t clock,
+                     std::function<void(result<bool>)> done) {
+  send_rows(ps_op::push, table, keys, grads, clock, std::move(done));
+}
+
+void ps_client::send_rows(ps_op op, uint32_t table, const std::vector<uint64_t>& keys, const tensor& rows_in,
+                          int64_t clock, std::function<void(result<bool>)> done) {
+  auto r = route(op, table, keys, &rows_in, clock);
+  if (!r) return done(r.err());
+  send(std::move(r->msgs), [shards = r->shards, done = std::move(done)](replies got) {
     for (size_t i = 0; i < got.size(); ++i)
-      if (auto rep = open_reply(got[i], order[i]); !rep) return done(rep.err());
+      if (auto rep = open_reply(got[i], shards[i]); !rep) return done(rep.err());
     done(true);
   });
 }
@@ -545,10 +586,9 @@ ps_future<bool> ps_client::push(uint32_t table, const std::vector<uint64_t>& key
 ps_future<tensor> ps_client::push_pull(uint32_t table, const std::vector<uint64_t>& keys, const tensor& grads,
                                        int64_t clock) {
   return future_of<tensor>([&](auto done) {
-    push(table, keys, grads, clock, [this, table, keys, clock, done](result<bool> r) mutable {
-      if (!r) return done(r.err());
-      pull(table, keys, clock, std::move(done));
-    });
+    // One request per shard: the shard applies (or, under BSP, holds) the
+    // push, then serves the pull as a pull of that clock.
+    exchange_rows(ps_op::push_pull, table, keys, &grads, clock, std::move(done));
   });
 }
 

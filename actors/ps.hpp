@@ -109,7 +109,8 @@ public:
   ps_future<tensor> pull(uint32_t table, const std::vector<uint64_t>& keys, int64_t clock);
   /// Pushes gradient rows [keys, width] of step `clock`.
   ps_future<bool> push(uint32_t table, const std::vector<uint64_t>& keys, const tensor& grads, int64_t clock);
-  /// Pushes, then pulls the same rows (the pull waits as pull() does).
+  /// Pushes, then pulls the same rows (the pull waits as pull() does), in
+  /// one request per shard.
   ps_future<tensor> push_pull(uint32_t table, const std::vector<uint64_t>& keys, const tensor& grads, int64_t clock);
   /// Callback forms: `done` runs on the client's actor thread.
   void pull(uint32_t table, const std::vector<uint64_t>& keys, int64_t clock, std::function<void(result<tensor>)> done);
@@ -133,9 +134,23 @@ private:
   /// `timeout` 0: the client's.
   void send(std::vector<std::pair<size_t, std::vector<char>>> msgs, std::function<void(replies)> done,
             std::chrono::milliseconds timeout = {});
+  /// One request of `op` per shard that owns some of `keys`.
+  struct routed {
+    std::vector<std::pair<size_t, std::vector<char>>> msgs;
+    std::vector<size_t> shards;  ///< msgs' shards, in order
+    std::vector<size_t> counts;  ///< rows asked of each
+    std::vector<size_t> slot_of; ///< key i's row in the concatenated replies (see split)
+  };
+  /// Requests of `op` for `keys`; with `rows` ([keys, width], duplicates
+  /// summed) each carries its part of them.
+  result<routed> route(transport::ps_op op, uint32_t table, const std::vector<uint64_t>& keys, const tensor* rows,
+                       int64_t clock);
   /// push / assign: rows [keys, width] (duplicates summed) to their shards.
   void send_rows(transport::ps_op op, uint32_t table, const std::vector<uint64_t>& keys, const tensor& rows,
                  int64_t clock, std::function<void(result<bool>)> done);
+  /// pull / push_pull: the rows [keys, width] the shards answer with.
+  void exchange_rows(transport::ps_op op, uint32_t table, const std::vector<uint64_t>& keys, const tensor* rows,
+                     int64_t clock, std::function<void(result<tensor>)> done);
   result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> split(uint32_t table, const std::vector<uint64_t>& keys,
                                                                       std::vector<size_t>& slot_of) const;
   status everywhere(std::function<void(transport::ps_request&)> fill, const std::string& what,

@@ -264,6 +264,74 @@ TEST(ParameterServer, CreateAsksAgainWhenARequestIsLost) {
   caf::anon_send_exit(front, caf::exit_reason::user_shutdown);
 }
 
+/// push_pull (one request per shard) ends where push, then pull, ends:
+/// the same rows back and the same tables after, for whole dense tables in
+/// order (no row moved on the client), keys out of order, duplicates and
+/// subsets, over 3 shards.
+TEST(ParameterServer, PushPullEqualsPushThenPull) {
+  cluster a(3, 1, "asp"), b(3, 1, "asp");
+  ps_client ca(a.sys, a.shards, 0), cb(b.sys, b.shards, 0);
+  for (auto f32 : {false, true}) {
+    const uint32_t id = f32 ? 12 : 11;
+    auto spec = table_spec(id, false, 10, 4, ps_optimizer::rule_t::momentum);
+    if (f32) spec.type = dtype::f32;
+    ASSERT_TRUE(ca.create(spec).ok());
+    ASSERT_TRUE(cb.create(spec).ok());
+    std::mt19937_64 rng(5);
+    const std::vector<std::vector<uint64_t>> key_sets = {
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {9, 3, 0, 7}, {2, 2, 5, 2, 8}, {6}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}};
+    for (size_t step = 0; step < key_sets.size(); ++step) {
+      const auto& keys = key_sets[step];
+      tensor g = rows_of(rng, keys.size(), 4);
+      if (f32) g = g.cast(dtype::f32);
+      auto got = ca.push_pull(id, keys, g, static_cast<int64_t>(step)).get();
+      ASSERT_TRUE(got.ok()) << got.err().message;
+      ASSERT_TRUE(cb.push(id, keys, g, static_cast<int64_t>(step)).get().ok());
+      auto want = cb.pull(id, keys, static_cast<int64_t>(step)).get();
+      ASSERT_TRUE(want.ok()) << want.err().message;
+      EXPECT_EQ(got->type(), spec.type);
+      EXPECT_EQ(got->shape(), (shape{static_cast<int64_t>(keys.size()), 4}));
+      EXPECT_EQ(got->to_doubles(), want->to_doubles()) << "step " << step << (f32 ? " f32" : " f64");
+    }
+    std::vector<uint64_t> all(10);
+    for (uint64_t k = 0; k < 10; ++k) all[k] = k;
+    auto ta = ca.pull(id, all, 9).get(), tb = cb.pull(id, all, 9).get();
+    ASSERT_TRUE(ta.ok() && tb.ok());
+    EXPECT_EQ(ta->to_doubles(), tb->to_doubles());
+  }
+}
+
+/// Answers every request as a shard would, except that a pull gets one row
+/// fewer than it asked for.
+caf::behavior short_puller(caf::event_based_actor*) {
+  return {[](ps_atom, const transport::wire_bytes& b) {
+    auto req = transport::decode_ps_request(std::span<const char>(b.data(), b.size()));
+    transport::ps_reply r;
+    if (req.ok()) {
+      r.seq = req->seq;
+      if (req->op == transport::ps_op::pull && !req->keys.empty())
+        r.values = tensor::zeros(dtype::f64, shape{static_cast<int64_t>(req->keys.size()) - 1, 3});
+    }
+    return transport::encode(r);
+  }};
+}
+
+TEST(ParameterServer, AShardAnsweringWithOtherRowsIsAnErrorNamingIt) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  caf::actor fake = sys.spawn(short_puller);
+  ps_client cl(sys, {fake}, 0, std::chrono::seconds(5));
+  ASSERT_TRUE(cl.create(table_spec(7, false, 8, 3, ps_optimizer::rule_t::sgd)).ok());
+  for (const std::vector<uint64_t>& keys : {std::vector<uint64_t>{0, 1, 2, 3}, std::vector<uint64_t>{3, 1, 1}}) {
+    auto r = cl.pull(7, keys, 0).get();
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.err().message.find("shard 0 answered a pull of"), std::string::npos) << r.err().message;
+    EXPECT_NE(r.err().message.find("f64[" + std::to_string(keys.size() == 4 ? 3 : 1) + ", 3]"), std::string::npos)
+        << r.err().message;
+  }
+  caf::anon_send_exit(fake, caf::exit_reason::user_shutdown);
+}
+
 TEST(ParameterServer, MalformedRequestsAreErrors) {
   cluster c(2, 1, "asp");
   ps_client cl(c.sys, c.shards, 0);
