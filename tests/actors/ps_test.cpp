@@ -302,15 +302,17 @@ TEST(ParameterServer, PushPullEqualsPushThenPull) {
 }
 
 /// Answers every request as a shard would, except that a pull gets one row
-/// fewer than it asked for.
-caf::behavior short_puller(caf::event_based_actor*) {
-  return {[](ps_atom, const transport::wire_bytes& b) {
+/// fewer than it asked for (rows of `width`). (Spawned with an argument:
+/// CAF 0.17 binds a null reference for an argument-less function actor,
+/// which UBSan reports.)
+caf::behavior short_puller(caf::event_based_actor*, int64_t width) {
+  return {[width](ps_atom, const transport::wire_bytes& b) {
     auto req = transport::decode_ps_request(std::span<const char>(b.data(), b.size()));
     transport::ps_reply r;
     if (req.ok()) {
       r.seq = req->seq;
       if (req->op == transport::ps_op::pull && !req->keys.empty())
-        r.values = tensor::zeros(dtype::f64, shape{static_cast<int64_t>(req->keys.size()) - 1, 3});
+        r.values = tensor::zeros(dtype::f64, shape{static_cast<int64_t>(req->keys.size()) - 1, width});
     }
     return transport::encode(r);
   }};
@@ -319,7 +321,7 @@ caf::behavior short_puller(caf::event_based_actor*) {
 TEST(ParameterServer, AShardAnsweringWithOtherRowsIsAnErrorNamingIt) {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
-  caf::actor fake = sys.spawn(short_puller);
+  caf::actor fake = sys.spawn(short_puller, int64_t{3});
   ps_client cl(sys, {fake}, 0, std::chrono::seconds(5));
   ASSERT_TRUE(cl.create(table_spec(7, false, 8, 3, ps_optimizer::rule_t::sgd)).ok());
   for (const std::vector<uint64_t>& keys : {std::vector<uint64_t>{0, 1, 2, 3}, std::vector<uint64_t>{3, 1, 1}}) {
