@@ -425,7 +425,8 @@ result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> ps_client::split(u
 namespace {
 
 /// Whether slot_of[i] == i for every key (no key twice, already in the
-/// shards' order: every dense push and pull of whole tables).
+/// shards' order: e.g. a push or pull of a whole range-partitioned table
+/// with its keys in order).
 bool in_order(const std::vector<size_t>& slot_of, size_t rows) {
   if (rows != slot_of.size()) return false;
   for (size_t i = 0; i < slot_of.size(); ++i)
@@ -500,8 +501,8 @@ result<ps_client::routed> ps_client::route(ps_op op, uint32_t table, const std::
 namespace {
 
 /// The rows [n, width] for the keys of a pull, from each shard's reply: its
-/// rows of its part, checked (a reply with other rows is an error naming the
-/// shard, never a read past its end).
+/// rows of its part, checked (a reply with another number of rows, width or
+/// dtype is an error naming the shard, never a read past its end).
 result<tensor> assemble_rows(const ps_table_spec& spec, const std::vector<size_t>& shards,
                              const std::vector<size_t>& counts, const std::vector<size_t>& slot_of, size_t n,
                              std::vector<result<wire_bytes>>& got, std::atomic<int64_t>& stale) {

@@ -1,6 +1,7 @@
 #include "graph/transformer.hpp"
 
 #include <cstdint>
+#include <vector>
 
 namespace luoshu::models {
 
@@ -93,18 +94,20 @@ namespace {
 /// token without one, or with a mask that depends on the query or head).
 expr pool_tokens(expr h, int64_t t, expr mask) {
   if (!mask.valid()) return mean(h, {1});
-  // A key-padding mask: [?, 1, 1, T] or [1, 1, T] (the same keys for
-  // every head and query).
-  const shape& ms = mask.shape();
-  const bool key_padding = (ms.rank() == 4 || ms.rank() == 3) && ms[ms.rank() - 1] == t && ms[ms.rank() - 2] == 1 &&
-                           ms[ms.rank() - 3] == 1;
+  // A key-padding mask: broadcast right-aligned to [?, heads, Tq, T] like
+  // attention's, it varies along the keys (and the batch) only: [T],
+  // [1, T], [1, 1, T], [?, 1, 1, T].
+  std::vector<int64_t> ms = mask.shape().dims();
+  if (ms.size() > 4) return mean(h, {1});
+  ms.insert(ms.begin(), 4 - ms.size(), 1);
+  const bool key_padding = ms[3] == t && ms[2] == 1 && ms[1] == 1;
   if (!key_padding) return mean(h, {1});
   graph& g = h.g();
-  // Kept: nonzero (u8), or an additive bias above -1e4 (softmax gives a key
-  // behind -1e4 a weight of exactly 0 in f32 and f64).
+  // Kept: nonzero (u8), or an additive bias above -100 (a key behind -100
+  // weighs at most e^-100 of a kept one: blocked, in effect).
   expr keep = mask.type() == dtype::u8 ? not_equal(mask, g.scalar(0, dtype::u8))
-                                       : greater(mask, g.scalar(-1e4, mask.type()));
-  expr w = cast(reshape(keep, {ms.rank() == 4 ? ms[0] : 1, t, 1}), h.type()); // [?, T, 1]
+                                       : greater(mask, g.scalar(-100, mask.type()));
+  expr w = cast(reshape(keep, {ms[0], t, 1}), h.type()); // [?, T, 1]
   // A sequence with no token kept pools to zeros.
   return sum(h * w, {1}) / maximum(sum(w, {1}), g.scalar(1, h.type()));
 }

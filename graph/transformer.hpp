@@ -59,10 +59,10 @@ struct transformer_classifier_options {
 /// then dropout and `layers` encoder layers (prefix + "layer1/", ...), a
 /// final layer norm with pre-LN (prefix + "final_ln/..."), the mean over the
 /// tokens, and a linear head (prefix + "head/w", "head/b"). With a
-/// key-padding mask ([?, 1, 1, T] or [1, 1, T]: u8 nonzero, or an additive
-/// bias above -1e4, keeps a token) the mean is over the kept tokens only
-/// (zeros for a sequence with none); with another mask (one that depends
-/// on the query, e.g. [T, T]) it is over every token.
+/// key-padding mask ([?, 1, 1, T], [1, 1, T], [1, T] or [T]: u8 nonzero, or
+/// an additive bias above -100, keeps a token) the mean is over the kept
+/// tokens only (zeros for a sequence with none); with another mask (one
+/// that depends on the query, e.g. [T, T]) it is over every token.
 expr transformer_classifier(expr x, const transformer_classifier_options& o, const std::string& prefix = "",
                             expr mask = {});
 

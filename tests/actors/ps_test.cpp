@@ -267,9 +267,9 @@ TEST(ParameterServer, CreateAsksAgainWhenARequestIsLost) {
 /// push_pull (one request per shard) ends where push, then pull, ends:
 /// the same rows back and the same tables after, for whole dense tables in
 /// order (no row moved on the client), keys out of order, duplicates and
-/// subsets, over 3 shards.
-TEST(ParameterServer, PushPullEqualsPushThenPull) {
-  cluster a(3, 1, "asp"), b(3, 1, "asp");
+/// subsets, over 3 shards and over one (its reply is the answer as it is).
+void push_pull_equals_push_then_pull(int shards) {
+  cluster a(shards, 1, "asp"), b(shards, 1, "asp");
   ps_client ca(a.sys, a.shards, 0), cb(b.sys, b.shards, 0);
   for (auto f32 : {false, true}) {
     const uint32_t id = f32 ? 12 : 11;
@@ -299,6 +299,59 @@ TEST(ParameterServer, PushPullEqualsPushThenPull) {
     ASSERT_TRUE(ta.ok() && tb.ok());
     EXPECT_EQ(ta->to_doubles(), tb->to_doubles());
   }
+}
+
+TEST(ParameterServer, PushPullEqualsPushThenPull) {
+  push_pull_equals_push_then_pull(3);
+  push_pull_equals_push_then_pull(1);
+}
+
+/// Under BSP, two workers' push_pull of step t: each shard holds the push
+/// until both finished step t, and the pull of step t waits until both
+/// finished step t - 1 (worker 0 runs ahead here and must wait); the rows
+/// equal one process applying the averaged gradient.
+TEST(ParameterServer, BspPushPullWaitsForEveryWorkerLikePushThenPull) {
+  cluster c(2, 2, "bsp");
+  ps_client w0(c.sys, c.shards, 0), w1(c.sys, c.shards, 1);
+  auto spec = table_spec(13, false, 6, 3, ps_optimizer::rule_t::sgd);
+  ASSERT_TRUE(w0.create(spec).ok());
+  ASSERT_TRUE(w1.create(spec).ok());
+  ps_store local(0, 1);
+  ASSERT_TRUE(local.create(spec).ok());
+  const std::vector<uint64_t> keys{0, 1, 2, 3, 4, 5};
+  std::mt19937_64 rng(9);
+  const int64_t steps = 4;
+  std::vector<tensor> g0, g1;
+  for (int64_t t = 0; t < steps; ++t) g0.push_back(rows_of(rng, 6, 3)), g1.push_back(rows_of(rng, 6, 3));
+  auto p0 = w0.push_pull(13, keys, g0[0], 0);
+  for (int64_t t = 0; t < steps; ++t) {
+    auto p1 = w1.push_pull(13, keys, g1[static_cast<size_t>(t)], t);
+    auto r0 = p0.get(), r1 = p1.get();
+    ASSERT_TRUE(r0.ok()) << r0.err().message;
+    ASSERT_TRUE(r1.ok()) << r1.err().message;
+    auto want = local.pull(13, keys);
+    ASSERT_TRUE(want.ok());
+    EXPECT_EQ(r0->to_doubles(), want->to_doubles()) << "worker 0, step " << t;
+    EXPECT_EQ(r1->to_doubles(), want->to_doubles()) << "worker 1, step " << t;
+    ASSERT_TRUE(w0.clock(t).ok());
+    if (t + 1 < steps) {
+      // Worker 0 goes on to step t + 1 while worker 1 has not finished t.
+      p0 = w0.push_pull(13, keys, g0[static_cast<size_t>(t + 1)], t + 1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      EXPECT_FALSE(p0.ready()) << "step " << t + 1 << " was served before worker 1 finished step " << t;
+    }
+    ASSERT_TRUE(w1.clock(t).ok());
+    std::vector<double> avg = g0[static_cast<size_t>(t)].to_doubles(), v1 = g1[static_cast<size_t>(t)].to_doubles();
+    for (size_t i = 0; i < avg.size(); ++i) avg[i] = (avg[i] + v1[i]) / 2;
+    ASSERT_TRUE(local.push(13, keys, tensor::from<double>(shape{6, 3}, avg)).ok());
+  }
+  auto end = w0.pull(13, keys, 4).get();
+  ASSERT_TRUE(end.ok()) << end.err().message;
+  auto want = local.pull(13, keys);
+  ASSERT_TRUE(want.ok());
+  const auto e = end->to_doubles(), wv = want->to_doubles();
+  ASSERT_EQ(e.size(), wv.size());
+  for (size_t i = 0; i < e.size(); ++i) EXPECT_NEAR(e[i], wv[i], 1e-12) << i;
 }
 
 /// Answers every request as a shard would, except that a pull gets one row

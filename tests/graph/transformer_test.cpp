@@ -256,6 +256,18 @@ TEST(Transformer, ClassifierPoolsOnlyTheTokensAKeyPaddingMaskKeeps) {
     EXPECT_NEAR(add[0][i], add[1][i], 1e-12) << "additive mask, logit " << i;
     EXPECT_NEAR(u8[0][i], add[0][i], 1e-12) << "u8 vs additive mask, logit " << i;
   }
+  // The same key-padding mask for every sequence, as [T] (broadcast like
+  // attention's): x3 differs from x1 in tokens 2 and 3 of both sequences.
+  std::vector<double> x3 = x1;
+  for (int64_t s = 0; s < b; ++s)
+    for (int64_t k = 2; k < t; ++k)
+      for (int64_t c = 0; c < f; ++c) x3[static_cast<size_t>((s * t + k) * f + c)] -= 2.0;
+  x2.swap(x3); // logits() reads x1 and x2
+  const tensor mask_t = tensor::from<uint8_t>({t}, {1, 1, 0, 0});
+  const auto shared = logits(&mask_t);
+  for (size_t i = 0; i < shared[0].size(); ++i) EXPECT_NEAR(shared[0][i], shared[1][i], 1e-12) << "[T] mask, logit " << i;
+  x2.swap(x3);
+
   double moved = 0;
   for (size_t i = 0; i < none[0].size(); ++i) moved = std::max(moved, std::abs(none[0][i] - none[1][i]));
   EXPECT_GT(moved, 1e-3) << "without a mask the padded tokens are pooled too";

@@ -3,21 +3,23 @@
  *   mpicc -O2 -o /tmp/mpi_allreduce apps/bench/baselines/mpi_allreduce.c
  *   mpirun -np 2 /tmp/mpi_allreduce [--sizes 1048576,16777216,134217728]
  *       [--warmup 3] [--iters N] [--label mpi-tcp] [--ring mpi|raw-tcp]
+ *       [--ring-chunk 262144]
  *
  * f32 SUM all-reduce in place: MPI_Allreduce(MPI_IN_PLACE, buf, count,
  * MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD). The transport is whatever mpirun was
  * told (e.g. --mca btl tcp,self for TCP, the default picks shared memory on
  * one machine); --label names it in the output ("mpi-tcp", "mpi-shm"...).
  * With --ring raw-tcp the all-reduce is this program's own ring on raw
- * loopback sockets instead (see ring_open below): the floor of what a TCP
- * ring pays here, MPI only starting and timing the ranks.
+ * loopback sockets instead (see ring_open below): a pipelined ring with no
+ * framework and no copy beyond the kernel's and the sum's, MPI only
+ * starting and timing the ranks.
  *
  * Methodology (the same as Luoshu's own measurement and gloo_allreduce.py):
  * per size, one correctness check (each rank fills its buffer with rank+1,
  * after one all-reduce every element must be n(n+1)/2, on every rank), a
  * refill with rank+1, --warmup untimed iterations, then --iters timed ones,
  * each preceded by MPI_Barrier; an iteration's time is the MAX over ranks of
- * that rank's CLOCK_MONOTONIC elapsed time around the MPI_Allreduce call
+ * that rank's CLOCK_MONOTONIC elapsed time around the all-reduce call
  * (the max is taken afterwards, outside the timing). Reported: median (mean of
  * the two middle values when --iters is even), min and mean iteration time,
  * and busbw = 2(n-1)/n * bytes / median in GB/s (1e9 bytes/s).
@@ -30,7 +32,8 @@
  * Output: one JSON line per size on stdout, from rank 0 only:
  *   {"impl": "mpi-tcp", "ranks": 2, "bytes": 1048576, "median_s": ..,
  *    "min_s": .., "mean_s": .., "busbw_gbps": .., "correct": true, "iters": 20}
- * Exit status: 0 ok (also --help); 1 allocation failure (MPI_Abort); 2 bad
+ * Exit status: 0 ok (also --help); 1 allocation or (raw ring) socket
+ * failure, named on stderr (MPI_Abort); 2 bad
  * arguments (message on stderr from rank 0). A failed correctness check is
  * reported ("correct": false), not an error.
  */
@@ -61,6 +64,7 @@ typedef struct {
   int iters; /* 0 = default per size */
   const char* label;
   int raw_ring; /* --ring raw-tcp: our ring on raw loopback sockets, not MPI_Allreduce */
+  unsigned long long ring_chunk; /* --ring-chunk: bytes per pipelined chunk of the raw ring */
 } options;
 
 static double now_s(void) {
@@ -132,6 +136,7 @@ static int parse_args(int argc, char** argv, options* o, char* err, size_t errle
   o->iters = 0;
   o->label = "mpi";
   o->raw_ring = 0;
+  o->ring_chunk = 256ull << 10;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -139,7 +144,7 @@ static int parse_args(int argc, char** argv, options* o, char* err, size_t errle
       return 0;
     }
     if (strcmp(a, "--sizes") && strcmp(a, "--warmup") && strcmp(a, "--iters") &&
-        strcmp(a, "--label") && strcmp(a, "--ring")) {
+        strcmp(a, "--label") && strcmp(a, "--ring") && strcmp(a, "--ring-chunk")) {
       snprintf(err, errlen, "unknown argument '%s'", a);
       return 0;
     }
@@ -156,6 +161,11 @@ static int parse_args(int argc, char** argv, options* o, char* err, size_t errle
         return 0;
       }
       o->raw_ring = !strcmp(v, "raw-tcp");
+    } else if (!strcmp(a, "--ring-chunk")) {
+      if (!parse_ull(v, &o->ring_chunk) || o->ring_chunk < sizeof(float) || o->ring_chunk > (1ull << 30)) {
+        snprintf(err, errlen, "--ring-chunk: '%s' is not a byte count in [4, 2^30]", v);
+        return 0;
+      }
     } else if (!strcmp(a, "--label")) {
       if (!*v || strpbrk(v, "\"\\") || strlen(v) > 64) {
         snprintf(err, errlen, "--label: 1 to 64 characters, no quotes or backslashes");
@@ -179,14 +189,16 @@ static int parse_args(int argc, char** argv, options* o, char* err, size_t errle
 }
 
 /* --- --ring raw-tcp: a ring all-reduce on raw loopback TCP sockets -------------
- * The least a TCP ring can cost on this machine, as a reference for
- * Luoshu's ring (which moves its bytes through CAF's buffers): each rank
- * has one connection to its right neighbour and one from its left, both
- * non-blocking; a step sends a whole segment while receiving one, waiting in
- * poll() when neither can move. The reduce-scatter receives into a scratch
- * buffer and adds each piece into place as it arrives; the all-gather
- * receives straight into place. No copy beyond the kernel's and the sum's.
- * MPI only starts the ranks, exchanges the ports, and times (barriers). */
+ * A reference for Luoshu's ring (which moves its bytes through CAF's
+ * buffers and multiplexer): the same pipelined ring with nothing between it
+ * and the sockets. Each rank has one connection to its right neighbour and
+ * one from its left, both non-blocking, and sends and receives chunks in one
+ * loop, waiting in poll() when neither can move; a chunk goes on to the next
+ * step as soon as it has arrived (and been summed). The reduce-scatter
+ * receives into a scratch chunk and adds each piece into place as it
+ * arrives; the all-gather receives straight into place. No copy beyond the
+ * kernel's and the sum's. MPI only starts the ranks, exchanges the ports,
+ * and times (barriers). */
 
 typedef struct {
   int left, right; /* fds: from rank-1, to rank+1 */
@@ -237,66 +249,106 @@ static void ring_close(raw_ring* g) {
   free(g->scratch);
 }
 
-/* Sends `sbytes` from `s` to the right while receiving `rbytes` into `r`
- * from the left; with `sum_into`, each float received is added to
- * sum_into[i] as soon as it is whole. */
-static void ring_step(const raw_ring* g, int rank, const char* s, size_t sbytes, char* r, size_t rbytes,
-                      float* sum_into) {
-  size_t sent = 0, got = 0, summed = 0;
-  while (sent < sbytes || got < rbytes) {
-    int moved = 0;
-    if (sent < sbytes) {
-      ssize_t k = send(g->right, s + sent, sbytes - sent, MSG_NOSIGNAL);
-      if (k > 0) sent += (size_t)k, moved = 1;
-      else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ring_die(rank, "send");
-    }
-    if (got < rbytes) {
-      ssize_t k = recv(g->left, r + got, rbytes - got, 0);
-      if (k > 0) {
-        got += (size_t)k, moved = 1;
-        if (sum_into) {
-          const float* in = (const float*)r;
-          const size_t whole = got / sizeof(float);
-          for (; summed < whole; ++summed) sum_into[summed] += in[summed];
-        }
-      } else if (k == 0) {
-        errno = ECONNRESET;
-        ring_die(rank, "the left neighbour closed its connection");
-      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        ring_die(rank, "recv");
-      }
-    }
-    if (!moved) {
-      struct pollfd p[2] = {{g->right, sent < sbytes ? POLLOUT : 0, 0}, {g->left, got < rbytes ? POLLIN : 0, 0}};
-      if (poll(p, 2, -1) < 0 && errno != EINTR) ring_die(rank, "poll");
-    }
-  }
+/* One chunk of a step: step st's segment (which depends on the rank and on
+ * whether st is a reduce-scatter or an all-gather step), chunk j of it.
+ * Units run in order, u = st * k + j; unit u's send reads what unit u - k
+ * received (the same segment and chunk, one step earlier), so the ring
+ * pipelines across steps chunk by chunk. */
+typedef struct {
+  size_t count, chunk, k; /* elements, elements per chunk, chunks per segment */
+  int n, rank;
+} ring_plan;
+
+static size_t seg_begin(const ring_plan* p, int seg) { return (size_t)seg * p->count / (size_t)p->n; }
+
+/* Elements [*b, *e) of chunk j of segment seg (empty past its end). */
+static void chunk_range(const ring_plan* p, int seg, size_t j, size_t* b, size_t* e) {
+  const size_t sb = seg_begin(p, seg), se = seg_begin(p, seg + 1);
+  *b = sb + j * p->chunk;
+  *e = *b + p->chunk;
+  if (*b > se) *b = se;
+  if (*e > se) *e = se;
 }
 
-/* buf[count] summed over the ring, in place: reduce-scatter, then all-gather. */
-static void ring_allreduce(raw_ring* g, int rank, int n, float* buf, size_t count) {
-  if (n == 1) return;
-  const size_t most = count / (size_t)n + 1;
-  if (g->scratch_count < most) {
+static int mod(int a, int n) { return ((a % n) + n) % n; }
+static int send_seg(const ring_plan* p, size_t st) {
+  const int s = (int)st;
+  return s < p->n - 1 ? mod(p->rank - s, p->n) : mod(p->rank + 1 - (s - (p->n - 1)), p->n);
+}
+static int recv_seg(const ring_plan* p, size_t st) {
+  const int s = (int)st;
+  return s < p->n - 1 ? mod(p->rank - s - 1, p->n) : mod(p->rank - (s - (p->n - 1)), p->n);
+}
+
+/* buf[count] summed over the ring, in place. */
+static void ring_allreduce(raw_ring* g, size_t chunk_bytes, int rank, int n, float* buf, size_t count) {
+  if (n == 1 || count == 0) return;
+  ring_plan p;
+  p.count = count;
+  p.n = n;
+  p.rank = rank;
+  p.chunk = chunk_bytes / sizeof(float);
+  if (p.chunk == 0) p.chunk = 1;
+  const size_t largest = count / (size_t)n + 1;
+  p.k = (largest + p.chunk - 1) / p.chunk;
+  if (g->scratch_count < p.chunk) {
     free(g->scratch);
-    g->scratch = malloc(most * sizeof(float));
+    g->scratch = malloc(p.chunk * sizeof(float));
     if (!g->scratch) ring_die(rank, "malloc");
-    g->scratch_count = most;
+    g->scratch_count = p.chunk;
   }
-#define SEG_BEGIN(k) ((size_t)(k) * count / (size_t)n)
-#define SEG_BYTES(k) ((SEG_BEGIN((k) + 1) - SEG_BEGIN(k)) * sizeof(float))
-  for (int st = 0; st < n - 1; ++st) {
-    const int out = (rank - st + n) % n, in = (rank - st - 1 + 2 * n) % n;
-    ring_step(g, rank, (const char*)(buf + SEG_BEGIN(out)), SEG_BYTES(out), (char*)g->scratch, SEG_BYTES(in),
-              buf + SEG_BEGIN(in));
+  const size_t rs_units = (size_t)(n - 1) * p.k, total = 2 * rs_units;
+  size_t su = 0, sent = 0;          /* the unit being sent, its bytes sent */
+  size_t ru = 0, got = 0, summed = 0; /* the unit being received, its bytes received, floats summed */
+  while (su < total || ru < total) {
+    int moved = 0;
+    const int may_send = su < total && (su < p.k || su - p.k < ru);
+    if (may_send) {
+      size_t b, e;
+      chunk_range(&p, send_seg(&p, su / p.k), su % p.k, &b, &e);
+      const size_t bytes = (e - b) * sizeof(float);
+      if (sent < bytes) {
+        ssize_t w = send(g->right, (const char*)(buf + b) + sent, bytes - sent, MSG_NOSIGNAL);
+        if (w > 0) sent += (size_t)w, moved = 1;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ring_die(rank, "send");
+      }
+      if (sent == bytes) ++su, sent = 0, moved = 1;
+    }
+    if (ru < total) {
+      size_t b, e;
+      chunk_range(&p, recv_seg(&p, ru / p.k), ru % p.k, &b, &e);
+      const size_t bytes = (e - b) * sizeof(float);
+      const int reduce = ru < rs_units;
+      char* dst = reduce ? (char*)g->scratch : (char*)(buf + b);
+      if (got < bytes) {
+        ssize_t r = recv(g->left, dst + got, bytes - got, 0);
+        if (r > 0) {
+          got += (size_t)r, moved = 1;
+          if (reduce) {
+            const size_t whole = got / sizeof(float);
+            float* into = buf + b;
+            for (; summed < whole; ++summed) into[summed] += g->scratch[summed];
+          }
+        } else if (r == 0) {
+          errno = ECONNRESET;
+          ring_die(rank, "the left neighbour closed its connection");
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          ring_die(rank, "recv");
+        }
+      }
+      if (got == bytes) ++ru, got = 0, summed = 0, moved = 1;
+    }
+    if (!moved) {
+      struct pollfd pf[2] = {{g->right, may_send ? POLLOUT : 0, 0}, {g->left, ru < total ? POLLIN : 0, 0}};
+      if (poll(pf, 2, -1) < 0 && errno != EINTR) ring_die(rank, "poll");
+      for (int i = 0; i < 2; ++i)
+        if (pf[i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+          errno = ECONNRESET;
+          ring_die(rank, i == 0 ? "the connection to the right neighbour failed"
+                                : "the connection from the left neighbour failed");
+        }
+    }
   }
-  for (int st = 0; st < n - 1; ++st) {
-    const int out = (rank + 1 - st + n) % n, in = (rank - st + n) % n;
-    ring_step(g, rank, (const char*)(buf + SEG_BEGIN(out)), SEG_BYTES(out), (char*)(buf + SEG_BEGIN(in)),
-              SEG_BYTES(in), NULL);
-  }
-#undef SEG_BEGIN
-#undef SEG_BYTES
 }
 
 static void fill(float* buf, size_t count, float v) {
@@ -305,7 +357,7 @@ static void fill(float* buf, size_t count, float v) {
 
 /* One f32 sum all-reduce of buf in place, by MPI or by the raw ring. */
 static void allreduce(const options* o, raw_ring* g, int rank, int n, float* buf, size_t count) {
-  if (o->raw_ring) ring_allreduce(g, rank, n, buf, count);
+  if (o->raw_ring) ring_allreduce(g, (size_t)o->ring_chunk, rank, n, buf, count);
   else MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 }
 
@@ -323,12 +375,13 @@ int main(int argc, char** argv) {
       if (strcmp(err, "help")) fprintf(stderr, "mpi_allreduce: %s\n", err);
       fprintf(stderr,
               "usage: mpirun -np N mpi_allreduce [--sizes B1,B2,..] [--warmup N] [--iters N] "
-              "[--label NAME] [--ring mpi|raw-tcp]\n"
+              "[--label NAME] [--ring mpi|raw-tcp] [--ring-chunk BYTES]\n"
               "  sizes in bytes, multiples of 4 (default 1048576,16777216,134217728);\n"
               "  warmup default 3; iters default 10 for sizes >= 64 MiB, 20 from 4 MiB, 100 below;\n"
               "  label names the run in the output (default \"mpi\");\n"
               "  ring raw-tcp: all-reduce on this program's own ring of loopback TCP sockets\n"
-              "  (MPI only starts the ranks and times them), not MPI_Allreduce.\n");
+              "  (MPI only starts the ranks and times them), not MPI_Allreduce;\n"
+              "  ring-chunk: its pipelining chunk (default 262144).\n");
     }
     MPI_Finalize();
     return strcmp(err, "help") ? 2 : 0;
