@@ -480,20 +480,28 @@ result<ps_client::routed> ps_client::route(ps_op op, uint32_t table, const std::
     for (auto& [s, ks] : *parts) rows += ks.size();
     all = gather_rows(rows_in->to_host(), out.slot_of, rows);
   }
+  // A shard's part goes in requests of at most max_request_bytes of rows,
+  // all in flight at once: the shard applies one while the next is on its
+  // way (one large request would leave every other stage idle meanwhile).
+  const size_t row_bytes = static_cast<size_t>(spec.width) * size_of(spec.type);
+  const size_t per_request = std::max<size_t>(1, max_request_bytes / std::max<size_t>(1, row_bytes));
   size_t at = 0;
   for (auto& [s, ks] : *parts) {
-    ps_request r;
-    r.seq = ++seq_;
-    r.worker = worker_;
-    r.clock = clock;
-    r.op = op;
-    r.table = table;
-    r.keys = ks;
-    if (rows_in) r.values = slice_rows(all, at, ks.size());
-    at += ks.size();
-    out.msgs.emplace_back(s, transport::encode(r));
-    out.shards.push_back(s);
-    out.counts.push_back(ks.size());
+    for (size_t from = 0; from < ks.size(); from += per_request) { // split() makes no empty part
+      const size_t n = std::min(per_request, ks.size() - from);
+      ps_request r;
+      r.seq = ++seq_;
+      r.worker = worker_;
+      r.clock = clock;
+      r.op = op;
+      r.table = table;
+      r.keys.assign(ks.begin() + static_cast<std::ptrdiff_t>(from), ks.begin() + static_cast<std::ptrdiff_t>(from + n));
+      if (rows_in) r.values = slice_rows(all, at, n);
+      at += n;
+      out.msgs.emplace_back(s, transport::encode(r));
+      out.shards.push_back(s);
+      out.counts.push_back(n);
+    }
   }
   return out;
 }

@@ -7,6 +7,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -304,6 +305,35 @@ void push_pull_equals_push_then_pull(int shards) {
 TEST(ParameterServer, PushPullEqualsPushThenPull) {
   push_pull_equals_push_then_pull(3);
   push_pull_equals_push_then_pull(1);
+}
+
+/// Pushes and pulls larger than ps_client::max_request_bytes go to each
+/// shard as several requests at once: the rows still land where they
+/// belong (against a local store), for keys in order and shuffled.
+TEST(ParameterServer, LargePushesAndPullsSplitIntoRequestsStayExact) {
+  cluster c(3, 1, "asp");
+  ps_client cl(c.sys, c.shards, 0);
+  const uint64_t rows = 3 * ps_client::max_request_bytes / (4 * sizeof(double)) + 17; // > 1 request per shard
+  auto spec = table_spec(14, false, rows, 4, ps_optimizer::rule_t::adagrad);
+  ASSERT_TRUE(cl.create(spec).ok());
+  ps_store local(0, 1);
+  ASSERT_TRUE(local.create(spec).ok());
+  std::vector<uint64_t> keys(rows);
+  for (uint64_t k = 0; k < rows; ++k) keys[k] = k;
+  std::mt19937_64 rng(21);
+  for (int step = 0; step < 3; ++step) {
+    if (step == 1) std::shuffle(keys.begin(), keys.end(), rng);
+    tensor g = rows_of(rng, keys.size(), 4);
+    auto got = cl.push_pull(14, keys, g, step).get();
+    ASSERT_TRUE(got.ok()) << got.err().message;
+    ASSERT_TRUE(local.push(14, keys, g).ok());
+    auto want = local.pull(14, keys);
+    ASSERT_TRUE(want.ok());
+    ASSERT_EQ(got->to_doubles(), want->to_doubles()) << "step " << step;
+  }
+  auto all = cl.pull(14, keys, 3).get();
+  ASSERT_TRUE(all.ok()) << all.err().message;
+  EXPECT_EQ(all->to_doubles(), local.pull(14, keys)->to_doubles());
 }
 
 /// Under BSP, two workers' push_pull of step t: each shard holds the push
