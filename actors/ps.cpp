@@ -150,7 +150,7 @@ status take_push(shard_state& s, const ps_request& req) {
     return error{"push of worker " + std::to_string(req.worker) + " for step " + std::to_string(req.clock) +
                  ", which it already finished"};
   // Touch the rows now, so a bad key fails this push and not a later step.
-  if (auto v = s.store->pull(req.table, req.keys); !v) return v.err();
+  if (status st = s.store->touch(req.table, req.keys); !st) return st;
   s.held[req.clock][req.worker].push_back({req.table, req.keys, req.values});
   return {};
 }

@@ -308,9 +308,19 @@ status ps_store::assign(uint32_t id, std::span<const uint64_t> ids, const tensor
   if (!rows) return rows.err();
   const tensor v = values.type() == dtype::f64 ? values : values.cast(dtype::f64);
   const int64_t width = t.spec.width;
-  for (size_t i = 0; i < ids.size(); ++i)
-    std::copy_n(v.data<double>() + static_cast<int64_t>(i) * width, width, t.w.begin() + (*rows)[i] * width);
-  for (double& x : t.w) t.round(x);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    double* row = t.w.data() + (*rows)[i] * width;
+    std::copy_n(v.data<double>() + static_cast<int64_t>(i) * width, width, row);
+    for (int64_t j = 0; j < width; ++j) t.round(row[j]); // these rows only, not the whole table
+  }
+  return {};
+}
+
+status ps_store::touch(uint32_t id, std::span<const uint64_t> ids) {
+  auto tr = find(id, "push");
+  if (!tr) return tr.err();
+  auto rows = locate(**tr, ids, shard_, shards_, true);
+  if (!rows) return rows.err();
   return {};
 }
 

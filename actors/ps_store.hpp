@@ -73,6 +73,9 @@ public:
   /// Applies gradient rows [ids, width] (f32 or f64), times `scale`, with
   /// the table's optimizer; each id at most once per call.
   status push(uint32_t table, std::span<const uint64_t> ids, const tensor& grads, double scale = 1);
+  /// Checks that every id belongs here (making sparse rows on first touch),
+  /// as pull does, without copying anything out.
+  status touch(uint32_t table, std::span<const uint64_t> ids);
   /// Sets rows to `values` [ids, width] (no optimizer; slots untouched).
   status assign(uint32_t table, std::span<const uint64_t> ids, const tensor& values);
   /// Runs the server-side function `name` over this shard's rows of `table`.
