@@ -160,28 +160,41 @@ status apply_finished(shard_state& s) {
   const int64_t all = slowest(s);
   while (!s.held.empty() && s.held.begin()->first < all) {
     auto& by_worker = s.held.begin()->second;
-    // Sum per table and key, in worker order then push order.
-    std::map<uint32_t, std::pair<std::vector<uint64_t>, std::unordered_map<uint64_t, std::vector<double>>>> sums;
+    // Sum per table and key, in worker order then push order: each key's
+    // row at a place in one flat buffer (no allocation per key).
+    struct table_sum {
+      std::vector<uint64_t> order;               ///< keys, first seen first
+      std::unordered_map<uint64_t, size_t> at;   ///< key -> its row in flat
+      std::vector<double> flat;
+      int64_t width = 0;
+    };
+    std::map<uint32_t, table_sum> sums;
     for (auto& [w, pushes] : by_worker)
       for (auto& p : pushes) {
-        auto& [order, rows] = sums[p.table];
-        const int64_t width = p.values.dim(1);
-        std::vector<double> v = p.values.to_doubles();
+        table_sum& t = sums[p.table];
+        t.width = p.values.dim(1);
+        const size_t width = static_cast<size_t>(t.width);
+        const tensor v = p.values.type() == dtype::f64 ? p.values : p.values.cast(dtype::f64);
+        const double* src = v.data<double>();
+        if (t.order.empty()) {
+          t.at.reserve(p.keys.size());
+          t.order.reserve(p.keys.size());
+          t.flat.reserve(p.keys.size() * width);
+        }
         for (size_t i = 0; i < p.keys.size(); ++i) {
-          auto [it, fresh] = rows.try_emplace(p.keys[i], std::vector<double>(static_cast<size_t>(width), 0.0));
-          if (fresh) order.push_back(p.keys[i]);
-          for (int64_t j = 0; j < width; ++j) it->second[static_cast<size_t>(j)] += v[i * width + j];
+          auto [it, fresh] = t.at.try_emplace(p.keys[i], t.order.size());
+          if (fresh) {
+            t.order.push_back(p.keys[i]);
+            t.flat.resize(t.flat.size() + width, 0.0);
+          }
+          double* dst = t.flat.data() + it->second * width;
+          for (size_t j = 0; j < width; ++j) dst[j] += src[i * width + j];
         }
       }
-    for (auto& [table, kr] : sums) {
-      auto& [order, rows] = kr;
-      const int64_t width = static_cast<int64_t>(rows.begin()->second.size());
-      std::vector<double> flat;
-      flat.reserve(order.size() * static_cast<size_t>(width));
-      for (auto k : order) flat.insert(flat.end(), rows[k].begin(), rows[k].end());
-      status st = s.store->push(table, order, tensor::from<double>(shape{static_cast<int64_t>(order.size()), width}, flat),
-                                1.0 / s.opt.workers);
-      if (!st) return st;
+    for (auto& [table, t] : sums) {
+      tensor rows(dtype::f64, shape{static_cast<int64_t>(t.order.size()), t.width});
+      std::copy(t.flat.begin(), t.flat.end(), rows.data<double>());
+      if (status st = s.store->push(table, t.order, rows, 1.0 / s.opt.workers); !st) return st;
     }
     s.held.erase(s.held.begin());
   }
@@ -396,8 +409,8 @@ result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> ps_client::split(u
                                                                                std::vector<size_t>& slot_of) const {
   auto it = specs_.find(table);
   if (it == specs_.end()) return error{"table " + std::to_string(table) + " was not created by this client"};
-  std::map<size_t, std::vector<uint64_t>> by;
-  std::unordered_map<uint64_t, size_t> seen; // key -> position in its shard's list
+  std::vector<std::vector<uint64_t>> by(shards_.size()); // each shard's keys, first seen first
+  std::unordered_map<uint64_t, size_t> seen;            // key -> position in its shard's list
   seen.reserve(keys.size());
   std::vector<std::pair<size_t, size_t>> where(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -405,17 +418,21 @@ result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> ps_client::split(u
     if (s < 0)
       return error{"table '" + it->second.name + "': row " + std::to_string(keys[i]) + " is out of range [0, " +
                    std::to_string(it->second.rows) + ")"};
-    auto [f, fresh] = seen.try_emplace(keys[i], by[static_cast<size_t>(s)].size());
-    if (fresh) by[static_cast<size_t>(s)].push_back(keys[i]);
+    auto& list = by[static_cast<size_t>(s)];
+    auto [f, fresh] = seen.try_emplace(keys[i], list.size());
+    if (fresh) list.push_back(keys[i]);
     where[i] = {static_cast<size_t>(s), f->second};
   }
-  std::vector<std::pair<size_t, std::vector<uint64_t>>> out(by.begin(), by.end());
-  // slot_of[i]: row of key i in the concatenation of the shards' lists.
-  std::map<size_t, size_t> base;
+  // slot_of[i]: row of key i in the concatenation of the shards' lists (in
+  // shard order, shards without keys left out).
+  std::vector<std::pair<size_t, std::vector<uint64_t>>> out;
+  std::vector<size_t> base(shards_.size(), 0);
   size_t acc = 0;
-  for (auto& [s, ks] : out) {
+  for (size_t s = 0; s < by.size(); ++s) {
+    if (by[s].empty()) continue;
     base[s] = acc;
-    acc += ks.size();
+    acc += by[s].size();
+    out.emplace_back(s, std::move(by[s]));
   }
   slot_of.resize(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) slot_of[i] = base[where[i].first] + where[i].second;

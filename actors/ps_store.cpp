@@ -287,15 +287,33 @@ status ps_store::push(uint32_t id, std::span<const uint64_t> ids, const tensor& 
   h.step = t.step;
   auto rule = static_cast<ops::update_rule>(static_cast<uint8_t>(o.rule)); // sgd..adam share their codes
   const auto k = ops::make_coeffs<double>(rule, h);
-  for (size_t i = 0; i < ids.size(); ++i)
-    for (int64_t j = 0; j < width; ++j) {
-      size_t e = static_cast<size_t>((*rows)[i] * width + j);
-      ops::update_element<double>(k, t.w[e], scale * gp[static_cast<int64_t>(i) * width + j],
-                                  t.slots > 0 ? &t.s0[e] : nullptr, t.slots > 1 ? &t.s1[e] : nullptr);
-      t.round(t.w[e]);
-      if (t.slots > 0) t.round(t.s0[e]);
-      if (t.slots > 1) t.round(t.s1[e]);
+  // The gradient times `scale`, then one vectorised update per run of
+  // consecutive local rows (a dense push of every row in order is one run).
+  std::vector<double> scaled;
+  if (scale != 1) {
+    scaled.assign(gp, gp + ids.size() * static_cast<size_t>(width));
+    for (double& v : scaled) v *= scale;
+    gp = scaled.data();
+  }
+  const bool f32 = t.spec.type == dtype::f32;
+  auto round_all = [](double* p, int64_t n) {
+    for (int64_t e = 0; e < n; ++e) p[e] = static_cast<double>(static_cast<float>(p[e]));
+  };
+  for (size_t i = 0; i < ids.size();) {
+    size_t j = i + 1;
+    while (j < ids.size() && (*rows)[j] == (*rows)[j - 1] + 1) ++j;
+    const int64_t at = (*rows)[i] * width, n = static_cast<int64_t>(j - i) * width;
+    double* w = t.w.data() + at;
+    double* s0 = t.slots > 0 ? t.s0.data() + at : nullptr;
+    double* s1 = t.slots > 1 ? t.s1.data() + at : nullptr;
+    ops::apply_update<double>(k, w, gp + static_cast<int64_t>(i) * width, s0, s1, n);
+    if (f32) {
+      round_all(w, n);
+      if (s0) round_all(s0, n);
+      if (s1) round_all(s1, n);
     }
+    i = j;
+  }
   return {};
 }
 

@@ -113,12 +113,12 @@ LUOSHU_UPDATE_HD inline void ftrl_element(const ftrl_hyper& h, T& w, T g, T& z, 
 }
 
 #ifndef __CUDACC__ // host loops (CPU kernels, PS shards); CUDA kernels call update_element
-/// Updates n elements of w in place from gradient g and the rule's slots.
+/// Updates n elements of w in place from gradient g and the rule's slots,
+/// with coefficients made once (make_coeffs) for many calls.
 template <class T>
-void apply_update(update_rule rule, const update_hyper& h, T* w, const T* g, T* s0, T* s1, int64_t n) {
-  const update_coeffs<T> k = make_coeffs<T>(rule, h);
+void apply_update(const update_coeffs<T>& k, T* w, const T* g, T* s0, T* s1, int64_t n) {
   // One loop per slot layout, so each vectorizes.
-  switch (rule) {
+  switch (k.rule) {
     case update_rule::sgd:
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) update_element<T>(k, w[i], g[i], nullptr, nullptr);
@@ -133,6 +133,12 @@ void apply_update(update_rule rule, const update_hyper& h, T* w, const T* g, T* 
       for (int64_t i = 0; i < n; ++i) update_element<T>(k, w[i], g[i], s0 + i, s1 + i);
       return;
   }
+}
+
+/// Updates n elements of w in place from gradient g and the rule's slots.
+template <class T>
+void apply_update(update_rule rule, const update_hyper& h, T* w, const T* g, T* s0, T* s1, int64_t n) {
+  apply_update<T>(make_coeffs<T>(rule, h), w, g, s0, s1, n);
 }
 #endif
 

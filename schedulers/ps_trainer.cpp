@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "schedulers/ps_trainer.hpp"
 
 #include <cstring>
@@ -109,11 +110,12 @@ status ps_trainer::pull_into_store(const feed_map* feeds) {
       for (auto& [e, t] : *feeds)
         if (e.id() == p.ids.id()) ids = &t;
     if (ids) {
-      std::set<uint64_t> u;
-      // Negative ids are no rows (embedding_bag's padding id -1): nothing to pull.
+      // The distinct ids, ascending. Negative ids are no rows (embedding_bag's
+      // padding id -1): nothing to pull.
       for (double v : ids->to_doubles())
-        if (v >= 0) u.insert(static_cast<uint64_t>(v));
-      k.assign(u.begin(), u.end());
+        if (v >= 0) k.push_back(static_cast<uint64_t>(v));
+      std::sort(k.begin(), k.end());
+      k.erase(std::unique(k.begin(), k.end()), k.end());
     } else {
       k = iota_keys(p.spec.rows);
     }
