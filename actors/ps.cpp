@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <limits>
 #include <map>
-#include <unordered_map>
 
 #include "actors/atoms.hpp"
+#include "actors/id_index.hpp"
 #include "actors/node.hpp"
 #include "actors/runtime.hpp"
 #include "transport/codec.hpp"
@@ -164,7 +164,7 @@ status apply_finished(shard_state& s) {
     // row at a place in one flat buffer (no allocation per key).
     struct table_sum {
       std::vector<uint64_t> order;               ///< keys, first seen first
-      std::unordered_map<uint64_t, size_t> at;   ///< key -> its row in flat
+      id_index at;                               ///< key -> its row in flat
       std::vector<double> flat;
       int64_t width = 0;
     };
@@ -182,12 +182,12 @@ status apply_finished(shard_state& s) {
           t.flat.reserve(p.keys.size() * width);
         }
         for (size_t i = 0; i < p.keys.size(); ++i) {
-          auto [it, fresh] = t.at.try_emplace(p.keys[i], t.order.size());
+          auto [row, fresh] = t.at.try_emplace(p.keys[i], static_cast<int64_t>(t.order.size()));
           if (fresh) {
             t.order.push_back(p.keys[i]);
             t.flat.resize(t.flat.size() + width, 0.0);
           }
-          double* dst = t.flat.data() + it->second * width;
+          double* dst = t.flat.data() + static_cast<size_t>(row) * width;
           for (size_t j = 0; j < width; ++j) dst[j] += src[i * width + j];
         }
       }
@@ -410,8 +410,7 @@ result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> ps_client::split(u
   auto it = specs_.find(table);
   if (it == specs_.end()) return error{"table " + std::to_string(table) + " was not created by this client"};
   std::vector<std::vector<uint64_t>> by(shards_.size()); // each shard's keys, first seen first
-  std::unordered_map<uint64_t, size_t> seen;            // key -> position in its shard's list
-  seen.reserve(keys.size());
+  id_index seen(keys.size());                           // key -> position in its shard's list
   std::vector<std::pair<size_t, size_t>> where(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     int s = ps_shard_of(it->second, keys[i], static_cast<int>(shards_.size()));
@@ -419,9 +418,9 @@ result<std::vector<std::pair<size_t, std::vector<uint64_t>>>> ps_client::split(u
       return error{"table '" + it->second.name + "': row " + std::to_string(keys[i]) + " is out of range [0, " +
                    std::to_string(it->second.rows) + ")"};
     auto& list = by[static_cast<size_t>(s)];
-    auto [f, fresh] = seen.try_emplace(keys[i], list.size());
+    auto [pos, fresh] = seen.try_emplace(keys[i], static_cast<int64_t>(list.size()));
     if (fresh) list.push_back(keys[i]);
-    where[i] = {static_cast<size_t>(s), f->second};
+    where[i] = {static_cast<size_t>(s), static_cast<size_t>(pos)};
   }
   // slot_of[i]: row of key i in the concatenation of the shards' lists (in
   // shard order, shards without keys left out).

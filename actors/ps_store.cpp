@@ -2,8 +2,8 @@
 
 #include <cmath>
 #include <mutex>
-#include <unordered_map>
 
+#include "actors/id_index.hpp"
 #include "graph/checkpoint.hpp"
 #include "graph/variables.hpp"
 #include "ops/random.hpp"
@@ -101,7 +101,7 @@ struct ps_store::table {
   int slots = 0;
   bool ranged = false;  ///< dense range partitioning: local row = id - begin
   uint64_t begin = 0, end = 0;
-  std::unordered_map<uint64_t, int64_t> index; ///< id -> local row (not ranged)
+  id_index index;                              ///< id -> local row (not ranged)
   std::vector<uint64_t> ids;                   ///< local row -> id (not ranged)
   std::vector<double> w, s0, s1;               ///< rows * width each (slots as the rule needs)
   int64_t step = 0;                            ///< pushes applied (adam's t)
@@ -208,16 +208,15 @@ result<std::vector<int64_t>> locate(ps_store::table& t, std::span<const uint64_t
       rows[i] = static_cast<int64_t>(id - t.begin);
       continue;
     }
-    auto it = t.index.find(id);
-    if (it != t.index.end()) {
-      rows[i] = it->second;
+    if (const int64_t* at = t.index.find(id)) {
+      rows[i] = *at;
       continue;
     }
     if (!make) return error{"table '" + s.name + "': row " + std::to_string(id) + " was never touched"};
     int64_t r = t.rows();
     t.grow(r + 1);
     t.init_row(id, t.w.data() + static_cast<size_t>(r) * s.width);
-    t.index.emplace(id, r);
+    t.index.try_emplace(id, r);
     t.ids.push_back(id);
     rows[i] = r;
   }
@@ -410,7 +409,8 @@ status ps_store::load(const std::string& dir) {
       const tensor& ids = ck->tensors.at(p + "ids");
       t->ids.assign(ids.data<int64_t>(), ids.data<int64_t>() + ids.numel());
       t->index.clear();
-      for (size_t r = 0; r < t->ids.size(); ++r) t->index.emplace(t->ids[r], static_cast<int64_t>(r));
+      t->index.reserve(t->ids.size());
+      for (size_t r = 0; r < t->ids.size(); ++r) t->index.try_emplace(t->ids[r], static_cast<int64_t>(r));
     }
   }
   return {};

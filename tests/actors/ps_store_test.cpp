@@ -7,7 +7,10 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <random>
+#include <unordered_map>
 
+#include "actors/id_index.hpp"
 #include "actors/ps_store.hpp"
 #include "ops/random.hpp"
 
@@ -266,3 +269,35 @@ TEST(PsStore, CheckpointRestoresRowsSlotsAndStepsExactly) {
 }
 
 } // namespace
+
+/// id_index against std::unordered_map: random, consecutive and strided ids
+/// (past several doublings), repeats keep their first position, missing ids
+/// are not found, clear() forgets everything.
+TEST(IdIndex, AgreesWithAnUnorderedMap) {
+  actors::id_index idx;
+  std::unordered_map<uint64_t, int64_t> ref;
+  std::mt19937_64 rng(4);
+  auto add = [&](uint64_t id) {
+    auto [pos, fresh] = idx.try_emplace(id, static_cast<int64_t>(ref.size()));
+    auto [it, ref_fresh] = ref.try_emplace(id, static_cast<int64_t>(ref.size()));
+    ASSERT_EQ(fresh, ref_fresh) << id;
+    ASSERT_EQ(pos, it->second) << id;
+  };
+  for (int i = 0; i < 5000; ++i) add(rng() % 20000);          // random, with repeats
+  for (uint64_t i = 0; i < 3000; ++i) add(1000000 + i);       // consecutive
+  for (uint64_t i = 0; i < 3000; ++i) add(i << 32);           // strided (low bits all zero)
+  add(0);
+  add(~uint64_t{0});
+  EXPECT_EQ(idx.size(), ref.size());
+  for (const auto& [id, pos] : ref) {
+    const int64_t* p = idx.find(id);
+    ASSERT_NE(p, nullptr) << id;
+    EXPECT_EQ(*p, pos) << id;
+  }
+  for (uint64_t id : {uint64_t{20001}, uint64_t{999999}, uint64_t{3001} << 32}) EXPECT_EQ(idx.find(id), nullptr) << id;
+  idx.clear();
+  EXPECT_TRUE(idx.empty());
+  EXPECT_EQ(idx.find(5), nullptr);
+  EXPECT_TRUE(idx.try_emplace(5, 7).second);
+  EXPECT_EQ(*idx.find(5), 7);
+}
