@@ -4,11 +4,15 @@
 // request's keys, BSP's sums of held pushes): open addressing with linear
 // probing in one flat array, so a lookup costs one probe sequence and an
 // insert never allocates a node (std::unordered_map allocates one per key).
-// Grows by doubling at half load; nothing is ever erased (clear() empties
-// it all).
+// A slot is 16 bytes (an id and its position; a negative position marks it
+// empty), at most half of them used: 32 bytes or less per id. Grows by
+// doubling at half load; nothing is ever erased (clear() empties it all).
+// Positions are >= 0.
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -36,19 +40,20 @@ public:
     if (slots_.empty()) return nullptr;
     for (size_t i = home(id);; i = (i + 1) & mask_) {
       const slot& s = slots_[i];
-      if (!s.used) return nullptr;
+      if (s.pos < 0) return nullptr;
       if (s.id == id) return &s.pos;
     }
   }
 
-  /// Stores `pos` for `id` unless it has a position already. Returns the
-  /// stored position and whether it is new.
+  /// Stores `pos` (>= 0) for `id` unless it has a position already.
+  /// Returns the stored position and whether it is new.
   std::pair<int64_t, bool> try_emplace(uint64_t id, int64_t pos) {
+    if (pos < 0) throw std::invalid_argument("id_index: position " + std::to_string(pos) + " is negative");
     if (2 * (size_ + 1) > slots_.size()) rehash(slots_.empty() ? 16 : 2 * slots_.size());
     for (size_t i = home(id);; i = (i + 1) & mask_) {
       slot& s = slots_[i];
-      if (!s.used) {
-        s = {id, pos, true};
+      if (s.pos < 0) {
+        s = {id, pos};
         ++size_;
         return {pos, true};
       }
@@ -65,8 +70,7 @@ public:
 private:
   struct slot {
     uint64_t id = 0;
-    int64_t pos = 0;
-    bool used = false;
+    int64_t pos = -1; ///< -1: empty
   };
 
   /// Mixed first, so that consecutive or strided ids still spread.
@@ -79,7 +83,7 @@ private:
     mask_ = cap - 1;
     size_ = 0;
     for (const slot& s : old)
-      if (s.used) try_emplace(s.id, s.pos);
+      if (s.pos >= 0) try_emplace(s.id, s.pos);
   }
 
   std::vector<slot> slots_;

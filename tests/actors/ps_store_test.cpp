@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <unordered_map>
 
 #include "actors/id_index.hpp"
@@ -300,4 +301,7 @@ TEST(IdIndex, AgreesWithAnUnorderedMap) {
   EXPECT_EQ(idx.find(5), nullptr);
   EXPECT_TRUE(idx.try_emplace(5, 7).second);
   EXPECT_EQ(*idx.find(5), 7);
+  EXPECT_THROW(idx.try_emplace(6, -1), std::invalid_argument); // would read as an empty slot
+  EXPECT_EQ(idx.find(6), nullptr);
+  EXPECT_EQ(idx.size(), 1u);
 }
