@@ -468,13 +468,12 @@ tensor gather_rows(const tensor& grads, const std::vector<size_t>& slot_of, size
   return tensor::from<double>(shape{static_cast<int64_t>(rows), width}, out).cast(grads.type());
 }
 
+/// Rows [from, from + n) of `all`: a view of its storage, not a copy (the
+/// request's encoder copies them once, into the message).
 tensor slice_rows(const tensor& all, size_t from, size_t n) {
-  if (from == 0 && static_cast<int64_t>(n) == all.dim(0)) return all; // one shard's part is the whole
   const int64_t width = all.dim(1);
-  tensor t(all.type(), shape{static_cast<int64_t>(n), width});
-  std::memcpy(t.raw(), static_cast<const char*>(all.raw()) + from * static_cast<size_t>(width) * size_of(all.type()),
-              t.nbytes());
-  return t;
+  return tensor(all.storage(), all.offset() + from * static_cast<size_t>(width) * size_of(all.type()), all.type(),
+                shape{static_cast<int64_t>(n), width});
 }
 
 } // namespace

@@ -260,8 +260,24 @@ status ps_store::push(uint32_t id, std::span<const uint64_t> ids, const tensor& 
   if (status st = check_rows(t.spec, ids, grads, "push"); !st) return st;
   auto rows = locate(t, ids, shard_, shards_, true);
   if (!rows) return rows.err();
-  const tensor g = grads.type() == dtype::f64 ? grads : grads.cast(dtype::f64);
-  const double* gp = g.data<double>();
+  // The gradient as f64 times `scale`, made in one pass (none for an f64
+  // gradient at scale 1).
+  const size_t count = ids.size() * static_cast<size_t>(t.spec.width);
+  std::vector<double> scaled;
+  const double* gp = nullptr;
+  if (grads.type() == dtype::f64 && scale == 1) {
+    gp = grads.data<double>();
+  } else {
+    scaled.resize(count);
+    if (grads.type() == dtype::f64) {
+      const double* in = grads.data<double>();
+      for (size_t e = 0; e < count; ++e) scaled[e] = scale * in[e];
+    } else {
+      const float* in = grads.data<float>();
+      for (size_t e = 0; e < count; ++e) scaled[e] = scale * static_cast<double>(in[e]);
+    }
+    gp = scaled.data();
+  }
   const int64_t width = t.spec.width;
   const auto& o = t.spec.optimizer;
   ++t.step;
@@ -270,7 +286,7 @@ status ps_store::push(uint32_t id, std::span<const uint64_t> ids, const tensor& 
     for (size_t i = 0; i < ids.size(); ++i)
       for (int64_t j = 0; j < width; ++j) {
         size_t e = static_cast<size_t>((*rows)[i] * width + j);
-        ops::ftrl_element<double>(h, t.w[e], scale * gp[static_cast<int64_t>(i) * width + j], t.s0[e], t.s1[e]);
+        ops::ftrl_element<double>(h, t.w[e], gp[static_cast<int64_t>(i) * width + j], t.s0[e], t.s1[e]);
         t.round(t.w[e]);
         t.round(t.s0[e]);
         t.round(t.s1[e]);
@@ -286,14 +302,8 @@ status ps_store::push(uint32_t id, std::span<const uint64_t> ids, const tensor& 
   h.step = t.step;
   auto rule = static_cast<ops::update_rule>(static_cast<uint8_t>(o.rule)); // sgd..adam share their codes
   const auto k = ops::make_coeffs<double>(rule, h);
-  // The gradient times `scale`, then one vectorised update per run of
-  // consecutive local rows (a dense push of every row in order is one run).
-  std::vector<double> scaled;
-  if (scale != 1) {
-    scaled.assign(gp, gp + ids.size() * static_cast<size_t>(width));
-    for (double& v : scaled) v *= scale;
-    gp = scaled.data();
-  }
+  // One vectorised update per run of consecutive local rows (a dense push
+  // of every row in order is one run).
   const bool f32 = t.spec.type == dtype::f32;
   auto round_all = [](double* p, int64_t n) {
     for (int64_t e = 0; e < n; ++e) p[e] = static_cast<double>(static_cast<float>(p[e]));
