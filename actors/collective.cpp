@@ -38,8 +38,23 @@ struct collective_call {
   uint64_t total = 0;        ///< elements of the whole buffer the ring works on
   std::vector<uint64_t> seg; ///< segment k is [seg[k], seg[k + 1]) (size + 1 entries)
   int root = 0;              ///< broadcast
+  int mean_divisor = 0;      ///< reduce_op::mean divides by this (0: the ring's size)
   std::promise<status> done;
+  /// Called (before `done` is kept, outside the engine's mutex) when the
+  /// call completes: the next step of a halving-doubling all-reduce, or
+  /// the communicator's call order.
+  std::function<void(const status&)> on_done;
 };
+
+/// Keeps `c`'s promise, then calls its on_done.
+void complete(collective_call& c, status st) {
+  auto then = std::move(c.on_done);
+  c.on_done = nullptr;
+  if (!then) return c.done.set_value(std::move(st));
+  const status copy = st;
+  c.done.set_value(std::move(st));
+  then(copy);
+}
 
 /// A received payload: a buffer from the lane's pool, given back to it
 /// unless it is passed on (to the right neighbour, without a copy).
@@ -121,6 +136,15 @@ using link_atom = caf::atom_constant<caf::atom("colllink")>;
 
 int mod(int64_t a, int n) { return static_cast<int>(((a % n) + n) % n); }
 
+/// The number errors give rank `r` of a ring: its rank there, or the one
+/// the options give it (the rank in the job of a pair ring's member).
+int rank_id(const collective_options& o, int r) {
+  const auto k = static_cast<size_t>(r);
+  return k < o.rank_names.size() ? o.rank_names[k] : r;
+}
+
+std::string rank_name(const collective_options& o, int r) { return std::to_string(rank_id(o, r)); }
+
 // --- element-wise work ------------------------------------------------------------
 
 template <class T>
@@ -167,7 +191,7 @@ void combine_bytes(dtype t, void* dst, const void* a, const void* b, size_t n, r
 struct shared_state {
   mutable std::mutex mu;
   std::string failure;
-  std::atomic<uint64_t> ops{0}, sent{0}, received{0}, sent_shm{0}, chunks{0};
+  std::atomic<uint64_t> ops{0}, sent{0}, received{0}, sent_shm{0}, chunks{0}, ops_hd{0};
 };
 
 /// This rank's part of the collectives: the one in progress, the queue, and
@@ -196,6 +220,8 @@ public:
 
   int left() const { return mod(rank_ - 1, size_); }
   int right_rank() const { return mod(rank_ + 1, size_); }
+  /// How errors name rank `r` of this ring (collective_options::rank_names).
+  std::string who(int r) const { return rank_name(opt_, r); }
   const std::string& group() const { return group_; }
 
   /// Queues a collective (the caller's thread); it starts at once when none runs.
@@ -222,10 +248,10 @@ public:
     run([&] {
       if (failed_ || !left_known_ || conn != left_conn_) return;
       if (clean) {
-        gone_.emplace(left(), "closed its connection to rank " + std::to_string(rank_));
+        gone_.emplace(left(), "closed its connection to rank " + who(rank_));
         return;
       }
-      fail(error{"collective '" + group_ + "': the connection from rank " + std::to_string(left()) + " ended" +
+      fail(error{"collective '" + group_ + "': the connection from rank " + who(left()) + " ended" +
                  (cur_ ? " during " + op_label() : std::string()) + ": " + what},
            left());
     });
@@ -238,7 +264,7 @@ public:
     std::string err;
     run([&] {
       if (stopped_) {
-        err = "collective '" + group_ + "': rank " + std::to_string(rank_) + " was closed";
+        err = "collective '" + group_ + "': rank " + who(rank_) + " was closed";
         return;
       }
       right_ = std::make_shared<bulk::sender>(std::move(s));
@@ -268,8 +294,8 @@ public:
     left_cv_.wait_for(lock, timeout, [&] { return left_known_ || failed_ || stopped_; });
     if (left_known_) return left_hello_;
     if (failed_) return *failed_;
-    return error{"collective '" + group_ + "': rank " + std::to_string(left()) + " did not connect to rank " +
-                 std::to_string(rank_) + " within " + std::to_string(timeout.count()) + " ms"};
+    return error{"collective '" + group_ + "': rank " + who(left()) + " did not connect to rank " +
+                 who(rank_) + " within " + std::to_string(timeout.count()) + " ms"};
   }
 
   /// The left neighbour's slots, mapped here (before it sends through them).
@@ -303,11 +329,17 @@ public:
   /// Rank `k`'s peer actor is gone otherwise (killed, its process died).
   void rank_died(int k) {
     run([&] {
-      fail(error{"collective '" + group_ + "': rank " + std::to_string(k) +
+      fail(error{"collective '" + group_ + "': rank " + who(k) +
                  " is gone (its process exited or its connection dropped)" +
                  (cur_ ? " during " + op_label() : std::string())},
            k, false);
     });
+  }
+
+  /// Ends the communicator with `e` (the collective in progress and every
+  /// queued one fail; the right neighbour is told), unless it already failed.
+  void abort(const error& e) {
+    run([&] { fail(e); });
   }
 
   /// The peer actor's periodic check: the job's failure (as the coordinator
@@ -320,14 +352,14 @@ public:
         return fail(error{"collective '" + group_ + "': " + op_label() + " stopped: the job failed: " + job_failure});
       if (!gone_.empty() && idle > std::min<std::chrono::milliseconds>(opt_.timeout, std::chrono::seconds(2))) {
         const auto& [k, why] = *gone_.begin();
-        return fail(error{"collective '" + group_ + "': rank " + std::to_string(k) + " " + why + " while rank " +
-                          std::to_string(rank_) + " still waits in " + op_label() +
+        return fail(error{"collective '" + group_ + "': rank " + who(k) + " " + why + " while rank " +
+                          who(rank_) + " still waits in " + op_label() +
                           " (did every rank issue the same collectives?)"},
                     k);
       }
       if (idle > opt_.timeout)
-        fail(error{"collective '" + group_ + "': rank " + std::to_string(rank_) + " received nothing from rank " +
-                   std::to_string(left()) + " for " + std::to_string(opt_.timeout.count()) + " ms during " +
+        fail(error{"collective '" + group_ + "': rank " + who(rank_) + " received nothing from rank " +
+                   who(left()) + " for " + std::to_string(opt_.timeout.count()) + " ms during " +
                    op_label() + " (" + std::to_string(received_) + " of " + std::to_string(expected_) +
                    " chunks arrived)"},
              left());
@@ -348,7 +380,7 @@ public:
     std::shared_ptr<bulk::sender> right;
     run([&] {
       stopped_ = true;
-      fail(error{"collective '" + group_ + "': rank " + std::to_string(rank_) + "'s communicator was closed"}, -1,
+      fail(error{"collective '" + group_ + "': rank " + who(rank_) + "'s communicator was closed"}, -1,
            false);
       right = std::move(right_);
     });
@@ -392,7 +424,7 @@ private:
         auto done = std::move(done_);
         done_.clear();
         lock.unlock();
-        for (auto& [c, st] : done) c->done.set_value(std::move(st));
+        for (auto& [c, st] : done) complete(*c, std::move(st));
         done.clear(); // the calls' tensors are released outside the mutex too
         lock.lock();
         continue;
@@ -405,7 +437,7 @@ private:
       lock.lock();
       if (failed_ || !cur_ || cur_op_ != p.op) continue;
       if (!err.empty()) {
-        fail(error{"collective '" + group_ + "': cannot send to rank " + std::to_string(right_rank()) + " during " +
+        fail(error{"collective '" + group_ + "': cannot send to rank " + who(right_rank()) + " during " +
                    op_label() + ": " + err},
              right_rank(), false);
         continue;
@@ -565,7 +597,7 @@ private:
                      : send_one(*right_, shm_out_on_ ? shm_out_.get() : nullptr, *shared_, *cur_, cur_op_, stage, seg,
                                 offset, count, src);
     if (!r)
-      return fail(error{"collective '" + group_ + "': cannot send to rank " + std::to_string(right_rank()) +
+      return fail(error{"collective '" + group_ + "': cannot send to rank " + who(right_rank()) +
                         " during " + op_label() + ": " + r.err().message},
                   right_rank(), false);
   }
@@ -648,8 +680,8 @@ private:
     if (p.copy_to == p.copy_from) p.bytes = 0;
     if (p.send && chunks_in(p.seg) == 0) p.send = false;
     if (p.send && !right_)
-      return fail(error{"collective '" + group_ + "': rank " + std::to_string(rank_) + " is not connected to rank " +
-                        std::to_string(right_rank())},
+      return fail(error{"collective '" + group_ + "': rank " + who(rank_) + " is not connected to rank " +
+                        who(right_rank())},
                   -1, false);
     if (p.send || p.bytes != 0) {
       first_ = std::move(p);
@@ -671,9 +703,9 @@ private:
   }
 
   error mismatch(const collective_chunk& c, const std::string& what) const {
-    return error{"collective '" + group_ + "': rank " + std::to_string(left()) + " sent " + name(c.kind) + " #" +
+    return error{"collective '" + group_ + "': rank " + who(left()) + " sent " + name(c.kind) + " #" +
                  std::to_string(c.op) + " of " + std::to_string(c.total) + " " + name(c.type) + " (" +
-                 name(c.reduce) + ") but rank " + std::to_string(rank_) + " runs " + name(cur_->kind) + " of " +
+                 name(c.reduce) + ") but rank " + who(rank_) + " runs " + name(cur_->kind) + " of " +
                  std::to_string(cur_->total) + " " + name(cur_->type) + " (" + name(cur_->op) + "): " + what};
   }
 
@@ -712,7 +744,7 @@ private:
       else if (cnt * es > shm_in_->slot_bytes()) bad = "with " + std::to_string(cnt * es) + " bytes, over its size";
       else if (!shm_in_->full(c.slot)) bad = "not marked full";
       if (!bad.empty())
-        return fail(error{"collective '" + group_ + "': rank " + std::to_string(left()) + " sent a chunk in " +
+        return fail(error{"collective '" + group_ + "': rank " + who(left()) + " sent a chunk in " +
                           "shared-memory slot " + std::to_string(c.slot) + " " + bad},
                     left());
       p = shm_in_->slot(c.slot);
@@ -741,7 +773,8 @@ private:
           // The last step: this rank's segment is complete.
           const uint64_t at = call.kind == collective_kind::allreduce ? o : o - sb;
           char* out = call.dst + at * es;
-          combine_bytes(call.type, out, p, mine, cnt, call.op, call.op == reduce_op::mean, n);
+          combine_bytes(call.type, out, p, mine, cnt, call.op, call.op == reduce_op::mean,
+                        call.mean_divisor ? call.mean_divisor : n);
           if (call.kind == collective_kind::allreduce) send_chunk(c.stage + 1, seg, o, cnt, {.from = out});
         }
       } else {
@@ -774,7 +807,7 @@ private:
                      rank_, m.err().message);
         return;
       }
-      return fail(error{"collective '" + group_ + "': rank " + std::to_string(left()) + " sent " + m.err().message},
+      return fail(error{"collective '" + group_ + "': rank " + who(left()) + " sent " + m.err().message},
                   left());
     }
     if (!left_known_) {
@@ -793,7 +826,7 @@ private:
     }
     switch (m->kind) {
       case collective_message::kind_t::hello:
-        return fail(error{"collective '" + group_ + "': rank " + std::to_string(left()) + " introduced itself twice"},
+        return fail(error{"collective '" + group_ + "': rank " + who(left()) + " introduced itself twice"},
                     left());
       case collective_message::kind_t::abort: return fail(error{m->abort.reason}, m->abort.failed_rank);
       case collective_message::kind_t::chunk: {
@@ -803,8 +836,8 @@ private:
         } else if (op > cur_op_) {
           early_[op].push_back({std::move(meta), std::move(payload)}); // the left neighbour is ahead of this rank
         } else {
-          fail(error{"collective '" + group_ + "': rank " + std::to_string(left()) + " sent a chunk of " +
-                     name(m->chunk.kind) + " #" + std::to_string(op) + ", which rank " + std::to_string(rank_) +
+          fail(error{"collective '" + group_ + "': rank " + who(left()) + " sent a chunk of " +
+                     name(m->chunk.kind) + " #" + std::to_string(op) + ", which rank " + who(rank_) +
                      " has already finished"},
                left());
         }
@@ -902,8 +935,8 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
       lo.send_timeout = opt.timeout;
       auto snd = bulk::connect(self->system(), l->host, l->port, lo);
       if (!snd)
-        return "collective '" + opt.group + "': rank " + std::to_string(rank) + " cannot connect to rank " +
-               std::to_string(mod(rank + 1, size)) + " at " + l->host + ":" + std::to_string(l->port) + ": " +
+        return "collective '" + opt.group + "': rank " + rank_name(opt, rank) + " cannot connect to rank " +
+               rank_name(opt, mod(rank + 1, size)) + " at " + l->host + ":" + std::to_string(l->port) + ": " +
                snd.err().message;
       std::shared_ptr<bulk::shm_slots> offer;
       if (l->offer_shm && opt.shm_slots > 0) {
@@ -929,6 +962,180 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
 
 // --- the communicator -------------------------------------------------------------
 
+namespace {
+
+/// Keeps a communicator's collectives in call order when some run on its
+/// ring and some as halving-doubling on its pair rings: a ring call starts
+/// once the halving-doubling ones before it are done (ring calls queue
+/// behind each other in the ring's engine), a halving-doubling one once
+/// everything before it is done. Calls start on the thread that submits
+/// them or on the one that completed what they waited for, one thread at a
+/// time, in order.
+class call_order : public std::enable_shared_from_this<call_order> {
+public:
+  using start_fn = std::function<void(std::shared_ptr<collective_call>, const std::shared_ptr<call_order>&)>;
+  call_order(start_fn ring, start_fn hd) : start_ring_(std::move(ring)), start_hd_(std::move(hd)) {}
+
+  void push(std::shared_ptr<collective_call> c, bool hd) {
+    if (!hd)
+      c->on_done = [w = weak_from_this()](const status&) {
+        if (auto o = w.lock()) o->ring_done();
+      };
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back({std::move(c), hd});
+    }
+    pump();
+  }
+  void ring_done() {
+    {
+      std::lock_guard lock(mu_);
+      --ring_running_;
+    }
+    pump();
+  }
+  void hd_done() {
+    {
+      std::lock_guard lock(mu_);
+      hd_running_ = false;
+    }
+    pump();
+  }
+
+private:
+  struct entry {
+    std::shared_ptr<collective_call> call;
+    bool hd = false;
+  };
+
+  void pump() {
+    std::unique_lock lock(mu_);
+    if (pumping_) return; // that thread sees what changed before it stops
+    pumping_ = true;
+    while (!queue_.empty() && !hd_running_ && (!queue_.front().hd || ring_running_ == 0)) {
+      entry e = std::move(queue_.front());
+      queue_.pop_front();
+      if (e.hd) hd_running_ = true;
+      else ++ring_running_;
+      lock.unlock();
+      (e.hd ? start_hd_ : start_ring_)(std::move(e.call), shared_from_this());
+      lock.lock();
+    }
+    pumping_ = false;
+  }
+
+  const start_fn start_ring_, start_hd_;
+  std::mutex mu_;
+  std::deque<entry> queue_;
+  int ring_running_ = 0;
+  bool hd_running_ = false;
+  bool pumping_ = false;
+};
+
+/// A ring's engine and counters, as a halving-doubling all-reduce uses them.
+struct ring_parts {
+  std::shared_ptr<ring_engine> engine;
+  std::shared_ptr<shared_state> shared;
+};
+
+/// Starts `c` on a ring (its buffers' first bytes set here); it fails at
+/// once when the ring has failed.
+void start_call(const ring_parts& r, std::shared_ptr<collective_call> c) {
+  c->src = static_cast<const char*>(c->in.raw());
+  c->dst = static_cast<char*>(c->out.raw());
+  std::string failure;
+  {
+    std::lock_guard lock(r.shared->mu);
+    failure = r.shared->failure;
+  }
+  if (!failure.empty()) return complete(*c, error{failure});
+  r.engine->submit(std::move(c));
+}
+
+/// One all-reduce by recursive halving and doubling: step p < k (k =
+/// log2 n pair rings) is a reduce-scatter with the partner at distance 2^p
+/// that keeps the half of the current range this rank's bit p picks; steps
+/// k..2k-1 all-gather back in reverse order. Each step starts when the one
+/// before completes (on the thread that completed it).
+class hd_allreduce : public std::enable_shared_from_this<hd_allreduce> {
+public:
+  hd_allreduce(std::shared_ptr<collective_call> user, int rank, ring_parts main, std::vector<ring_parts> pairs,
+               std::shared_ptr<call_order> order)
+      : user_(std::move(user)), rank_(rank), main_(std::move(main)), pairs_(std::move(pairs)),
+        order_(std::move(order)) {
+    // ranges_[d]: the part this rank holds after d reduce-scatters.
+    ranges_.push_back({0, user_->total});
+    for (size_t d = 0; d < pairs_.size(); ++d) {
+      const auto [lo, len] = ranges_.back();
+      const uint64_t first = (len + 1) / 2;
+      ranges_.push_back(((rank_ >> d) & 1) ? std::pair{lo + first, len - first} : std::pair{lo, first});
+    }
+  }
+
+  void start() {
+    std::string failure;
+    {
+      std::lock_guard lock(main_.shared->mu);
+      failure = main_.shared->failure;
+    }
+    if (!failure.empty()) return finish(error{failure});
+    step(status::success());
+  }
+
+private:
+  /// `out` elements [lo, lo + len) as a 1-d tensor sharing its storage.
+  tensor view(std::pair<uint64_t, uint64_t> r) const {
+    const tensor& o = user_->out;
+    return tensor(o.storage(), o.offset() + r.first * size_of(o.type()), o.type(),
+                  shape{static_cast<int64_t>(r.second)});
+  }
+
+  void step(const status& st) {
+    const auto k = static_cast<int>(pairs_.size());
+    if (!st || phase_ == 2 * k) return finish(st);
+    const int p = phase_++;
+    const bool scatter = p < k;
+    const int level = scatter ? p : 2 * k - 1 - p;
+    const auto whole = ranges_[static_cast<size_t>(level)], half = ranges_[static_cast<size_t>(level) + 1];
+    auto c = std::make_shared<collective_call>();
+    c->kind = scatter ? collective_kind::reduce_scatter : collective_kind::allgather;
+    // A mean sums, and the last reduce-scatter divides by every rank (as
+    // the ring does: dividing at each step would round integers twice).
+    c->op = !scatter || (user_->op == reduce_op::mean && p + 1 < k) ? reduce_op::sum : user_->op;
+    c->mean_divisor = 1 << k;
+    c->type = user_->type;
+    c->in = scatter ? (p == 0 ? user_->in : view(whole)) : view(half);
+    c->out = scatter ? view(half) : view(whole);
+    c->total = whole.second;
+    c->seg = {0, (whole.second + 1) / 2, whole.second};
+    c->on_done = [self = shared_from_this()](const status& s) { self->step(s); };
+    start_call(pairs_[static_cast<size_t>(level)], std::move(c));
+  }
+
+  void finish(const status& st) {
+    if (!st) {
+      // Every ring of this rank fails with it, and tells its neighbour.
+      main_.engine->abort(st.err());
+      for (auto& r : pairs_) r.engine->abort(st.err());
+    } else {
+      ++main_.shared->ops;
+      ++main_.shared->ops_hd;
+    }
+    complete(*user_, st);
+    order_->hd_done();
+  }
+
+  std::shared_ptr<collective_call> user_;
+  const int rank_;
+  const ring_parts main_;
+  const std::vector<ring_parts> pairs_;
+  const std::shared_ptr<call_order> order_;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges_; ///< {first element, count}
+  int phase_ = 0;
+};
+
+} // namespace
+
 struct communicator::impl {
   caf::actor_system* sys = nullptr;
   caf::actor peer;
@@ -936,6 +1143,31 @@ struct communicator::impl {
   std::shared_ptr<ring_engine> engine;
   std::optional<bulk::listener> listener;
   std::string advertised;
+  /// Halving-doubling: pairs[p] is the two-rank ring with rank ^ 2^p (empty:
+  /// the ring only); all-reduces up to hd_max_bytes use them; `order`
+  /// keeps calls in order across the two.
+  std::vector<std::shared_ptr<impl>> pairs;
+  size_t hd_max_bytes = 0;
+  std::shared_ptr<call_order> order;
+
+  ring_parts parts() const { return {engine, shared}; }
+
+  /// Takes the pair rings (rank `rank`'s, pairs[p] with rank ^ 2^p) and
+  /// routes calls through a call order from now on.
+  void attach_pairs(int rank, std::vector<std::shared_ptr<impl>> p, size_t max_bytes) {
+    pairs = std::move(p);
+    hd_max_bytes = max_bytes;
+    std::vector<ring_parts> rings;
+    for (auto& q : pairs) rings.push_back(q->parts());
+    const ring_parts main = parts();
+    order = std::make_shared<call_order>(
+        [main](std::shared_ptr<collective_call> c, const std::shared_ptr<call_order>&) {
+          start_call(main, std::move(c));
+        },
+        [main, rings, rank](std::shared_ptr<collective_call> c, const std::shared_ptr<call_order>& o) {
+          std::make_shared<hd_allreduce>(std::move(c), rank, main, rings, o)->start();
+        });
+  }
 
   ~impl() {
     if (peer) {
@@ -945,6 +1177,7 @@ struct communicator::impl {
       self->receive([](const caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
     }
     if (listener) listener->close();
+    pairs.clear(); // after the ring: a halving-doubling step in progress fails, then the call
   }
 };
 
@@ -1012,6 +1245,37 @@ result<uint64_t> accept_left_shm(ring_engine& e, int rank, const collective_opti
 
 } // namespace
 
+namespace {
+
+/// Whether a ring of `size` ranks all-reduces small buffers by halving and
+/// doubling (a power of two, 4 or more, and the option on).
+bool wants_pairs(const collective_options& o, int size) {
+  return o.halving_doubling_max_bytes > 0 && size >= 4 && (size & (size - 1)) == 0;
+}
+
+/// The options of the two-rank ring between `rank` and rank ^ 2^p.
+collective_options pair_options(const collective_options& o, int rank, int p) {
+  collective_options q = o;
+  const int low = rank & ~(1 << p), high = low | (1 << p);
+  q.group = o.group + "/halving-doubling/" + std::to_string(1 << p) + "/" + rank_name(o, low);
+  q.rank_names = {rank_id(o, low), rank_id(o, high)};
+  q.halving_doubling_max_bytes = 0;
+  return q;
+}
+
+/// Stops rank `im`'s peer actor abruptly and closes its lane.
+void kill_peer(communicator::impl& im) {
+  if (!im.peer) return;
+  caf::scoped_actor self{*im.sys};
+  self->monitor(im.peer);
+  self->send_exit(im.peer, caf::exit_reason::kill);
+  self->receive([](const caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
+  im.peer = caf::actor();
+  if (im.listener) im.listener->close();
+}
+
+} // namespace
+
 result<std::vector<std::unique_ptr<communicator>>> communicator::create_local(caf::actor_system& sys, int size,
                                                                               collective_options o) {
   if (size < 1) return error{"collective '" + o.group + "': size " + std::to_string(size) + " (want >= 1)"};
@@ -1043,6 +1307,21 @@ result<std::vector<std::unique_ptr<communicator>>> communicator::create_local(ca
     auto nonce = accept_left_shm(*out[static_cast<size_t>(r)]->impl_->engine, r, o);
     if (!nonce) return nonce.err();
     out[static_cast<size_t>((r + size - 1) % size)]->impl_->engine->settle_shm(*nonce);
+  }
+  if (wants_pairs(o, size)) {
+    std::vector<std::vector<std::shared_ptr<impl>>> pairs(static_cast<size_t>(size));
+    for (int p = 0; (1 << p) < size; ++p)
+      for (int low = 0; low < size; ++low) {
+        if (low & (1 << p)) continue;
+        auto sub = create_local(sys, 2, pair_options(o, low, p));
+        if (!sub)
+          return error{"collective '" + o.group + "': connecting the halving-doubling pairs: " + sub.err().message};
+        pairs[static_cast<size_t>(low)].push_back(std::move((*sub)[0]->impl_));
+        pairs[static_cast<size_t>(low | (1 << p))].push_back(std::move((*sub)[1]->impl_));
+      }
+    for (int r = 0; r < size; ++r)
+      out[static_cast<size_t>(r)]->impl_->attach_pairs(r, std::move(pairs[static_cast<size_t>(r)]),
+                                                       o.halving_doubling_max_bytes);
   }
   return out;
 }
@@ -1108,18 +1387,25 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
     const uint64_t nonce = std::strtoull(answer->c_str(), &end, 10);
     c->impl_->engine->settle_shm(end == answer->c_str() + answer->size() && !answer->empty() ? nonce : 0);
   }
+  if (wants_pairs(o, size)) {
+    // Every rank connects its pairs in the same order (distance 1, 2, ...).
+    std::vector<std::shared_ptr<impl>> pairs;
+    for (int p = 0; (1 << p) < size; ++p) {
+      auto sub = create(n, (rank >> p) & 1, 2, pair_options(o, rank, p));
+      if (!sub)
+        return error{"collective '" + o.group + "': connecting the halving-doubling pairs: " + sub.err().message};
+      pairs.push_back(std::move((*sub)->impl_));
+    }
+    c->impl_->attach_pairs(rank, std::move(pairs), o.halving_doubling_max_bytes);
+  }
   return c;
 }
 
 communicator::~communicator() = default;
 
 void communicator::kill_for_testing() {
-  caf::scoped_actor self{*impl_->sys};
-  self->monitor(impl_->peer);
-  self->send_exit(impl_->peer, caf::exit_reason::kill);
-  self->receive([](const caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
-  impl_->peer = caf::actor();
-  if (impl_->listener) impl_->listener->close();
+  kill_peer(*impl_);
+  for (auto& p : impl_->pairs) kill_peer(*p);
 }
 
 std::string communicator::failure() const {
@@ -1129,9 +1415,19 @@ std::string communicator::failure() const {
 
 bool communicator::shared_memory() const { return impl_->engine->shm_enabled(); }
 
+bool communicator::halving_doubling() const { return !impl_->pairs.empty(); }
+
 collective_stats communicator::stats() const {
-  return {impl_->shared->ops.load(), impl_->shared->sent.load(), impl_->shared->received.load(),
-          impl_->shared->sent_shm.load(), impl_->shared->chunks.load()};
+  const shared_state& m = *impl_->shared;
+  collective_stats s{m.ops.load(), m.sent.load(), m.received.load(), m.sent_shm.load(), m.chunks.load(),
+                     m.ops_hd.load()};
+  for (const auto& p : impl_->pairs) { // their ops are steps of the all-reduces counted above
+    s.bytes_sent += p->shared->sent.load();
+    s.bytes_received += p->shared->received.load();
+    s.bytes_sent_shm += p->shared->sent_shm.load();
+    s.chunks_sent += p->shared->chunks.load();
+  }
+  return s;
 }
 
 namespace {
@@ -1174,18 +1470,10 @@ std::vector<uint64_t> even_segments(uint64_t total, int n) {
 
 } // namespace
 
-collective_future communicator::submit(std::shared_ptr<collective_call> call) {
+collective_future communicator::submit(std::shared_ptr<collective_call> call, bool halving_doubling) {
   auto f = call->done.get_future();
-  {
-    std::lock_guard lock(impl_->shared->mu);
-    if (!impl_->shared->failure.empty()) {
-      call->done.set_value(error{impl_->shared->failure});
-      return collective_future(std::move(f));
-    }
-  }
-  call->src = static_cast<const char*>(call->in.raw());
-  call->dst = static_cast<char*>(call->out.raw());
-  impl_->engine->submit(std::move(call));
+  if (impl_->order) impl_->order->push(std::move(call), halving_doubling);
+  else start_call(impl_->parts(), std::move(call));
   return collective_future(std::move(f));
 }
 
@@ -1211,7 +1499,8 @@ collective_future communicator::allreduce(const tensor& in, tensor& out, reduce_
   if (auto e = check_tensor(in, "in"); !e.empty()) return failed("allreduce: " + e);
   if (auto e = prepare_out(in, out, in.numel(), in.shape()); !e.empty()) return failed("allreduce: " + e);
   const auto total = static_cast<uint64_t>(in.numel());
-  return submit(make_call(collective_kind::allreduce, op, in, out, total, even_segments(total, size_)));
+  const bool hd = !impl_->pairs.empty() && in.nbytes() <= impl_->hd_max_bytes;
+  return submit(make_call(collective_kind::allreduce, op, in, out, total, even_segments(total, size_)), hd);
 }
 
 collective_future communicator::allgather(const tensor& in, tensor& out) {

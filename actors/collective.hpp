@@ -30,6 +30,19 @@
 // 2(n-1)/n * B bytes. Reduce-scatter and all-gather are the two halves;
 // broadcast pipelines the chunks along the ring from the root.
 //
+// Over a power-of-two number of ranks (4 or more), an all-reduce of at most
+// `halving_doubling_max_bytes` runs as recursive halving and doubling
+// instead (Rabenseifner's algorithm, which MPI libraries pick for such
+// sizes): log2(n) reduce-scatters between pairs of ranks, each halving the
+// part a rank holds (first with rank ^ 1, then rank ^ 2, ...), then the
+// all-gathers back in reverse order. It moves as many bytes as the ring
+// but in 2 log2(n) steps instead of 2(n-1), which wins where the steps,
+// not the bytes, cost the time: small buffers, many ranks, more ranks than
+// cores. Each pair is a two-rank ring of its own (same lanes, chunking and
+// shared memory, and failures reported the same way, naming ranks by their
+// rank in the job); create() connects them, and calls keep their order
+// across the two kinds. A failure in any of them fails the communicator.
+//
 // Semantics are NCCL's: every rank issues the same collectives in the same
 // order (a mismatch in kind, type, operation or size is an error naming both
 // sides); in place when `in` and `out` are the same tensor (for all-gather:
@@ -92,6 +105,14 @@ struct collective_options {
   /// The address this rank's lane listens on and advertises; empty: the
   /// node's bulk_host (node::create) or 127.0.0.1 (create_local).
   std::string host;
+  /// All-reduces of at most this many bytes run as recursive halving and
+  /// doubling when the ring has a power-of-two number of ranks, 4 or more
+  /// (see the top of this file); 0: always the ring (and no pair rings are
+  /// connected). Must be the same on every rank.
+  size_t halving_doubling_max_bytes = size_t{1} << 20;
+  /// How errors name the ranks: rank k as rank_names[k] (e.g. its rank in
+  /// the job, for a ring among some of its ranks); empty: by rank here.
+  std::vector<int> rank_names;
 };
 
 /// The outcome of one collective: wait with get() (once), or poll ready().
@@ -109,10 +130,11 @@ private:
 /// Counters of one communicator (a snapshot).
 struct collective_stats {
   uint64_t ops = 0;            ///< collectives completed
-  uint64_t bytes_sent = 0;     ///< payload bytes sent to the right neighbour
-  uint64_t bytes_received = 0; ///< payload bytes received from the left
+  uint64_t bytes_sent = 0;     ///< payload bytes sent (to the right neighbour, and to halving-doubling partners)
+  uint64_t bytes_received = 0; ///< payload bytes received (from the left, and from partners)
   uint64_t bytes_sent_shm = 0; ///< of bytes_sent, those that went through shared memory
   uint64_t chunks_sent = 0;    ///< chunks (messages carrying payload) sent to the right
+  uint64_t ops_halving_doubling = 0; ///< of ops, all-reduces done by halving and doubling
 };
 
 /// One rank's membership in a ring. Calls are safe from one thread at a time.
@@ -159,12 +181,15 @@ public:
   /// Whether payloads to the right neighbour go through shared memory (it
   /// mapped the slots this rank offered; settled when create returns).
   bool shared_memory() const;
+  /// Whether all-reduces up to halving_doubling_max_bytes run as halving
+  /// and doubling (a power-of-two ring of 4 or more ranks, the option > 0).
+  bool halving_doubling() const;
 
   struct impl;
 
 private:
   communicator() = default;
-  collective_future submit(std::shared_ptr<struct collective_call> call);
+  collective_future submit(std::shared_ptr<struct collective_call> call, bool halving_doubling = false);
 
   std::shared_ptr<impl> impl_;
   int rank_ = 0;

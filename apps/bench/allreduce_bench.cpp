@@ -71,6 +71,7 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
   co.timeout = std::chrono::seconds(30);
   if (o.chunk_bytes) co.chunk_bytes = o.chunk_bytes;
   if (o.shm_slots >= 0) co.shm_slots = static_cast<uint32_t>(o.shm_slots);
+  if (o.hd_max_bytes >= 0) co.halving_doubling_max_bytes = static_cast<size_t>(o.hd_max_bytes);
   auto comm = actors::communicator::create(node, rank, n, co);
   if (!comm) {
     spdlog::error("rank {}: {}", rank, comm.err().message);
@@ -108,12 +109,15 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
     }
     tensor times(dtype::f64, shape{iters});
     const auto before = c.stats();
+    uint64_t hd_timed = 0;
     for (int i = 0; st && i < iters; ++i) {
       st = barrier();
       if (!st) break;
+      const uint64_t hd_before = c.stats().ops_halving_doubling;
       auto t0 = std::chrono::steady_clock::now();
       st = all_ok(c.allreduce(buf, buf, reduce_op::sum), "allreduce");
       times.data<double>()[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      hd_timed += c.stats().ops_halving_doubling - hd_before; // not the barriers
     }
     // The slowest rank's time per iteration, whether every rank was right,
     // and the smallest share of payload bytes any rank sent through shared
@@ -142,6 +146,7 @@ int run_worker(const allreduce_bench_options& o, const std::vector<uint64_t>& si
                              {"busbw_gbps", busbw_gbps(n, bytes, med)},
                              {"correct", okt.data<int32_t>()[0] == 1},
                              {"shm_fraction", shm_share.data<double>()[0]},
+                             {"algorithm", hd_timed == static_cast<uint64_t>(iters) ? "halving-doubling" : "ring"},
                              {"iters", iters}};
       if (out.is_open()) out << line.dump() << "\n" << std::flush;
       else std::printf("%s\n", line.dump().c_str());
@@ -177,6 +182,8 @@ std::vector<nlohmann::json> measure_luoshu(const allreduce_bench_options& o, con
   if (o.iters > 0) plan.command.insert(plan.command.end(), {"--iters", std::to_string(o.iters)});
   if (o.chunk_bytes > 0) plan.command.insert(plan.command.end(), {"--chunk-bytes", std::to_string(o.chunk_bytes)});
   plan.command.insert(plan.command.end(), {"--shm-slots", std::to_string(shm_slots)});
+  if (o.hd_max_bytes >= 0)
+    plan.command.insert(plan.command.end(), {"--halving-doubling-max-bytes", std::to_string(o.hd_max_bytes)});
   plan.timeout_s = 900;
   plan.bind_cores = o.bind_cores;
   if (int rc = app::launch(plan); rc != 0) {

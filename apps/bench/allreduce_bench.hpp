@@ -29,6 +29,9 @@ struct allreduce_bench_options {
   int rounds = 3;          ///< interleaved repetitions of every measurement; the median counts
   size_t chunk_bytes = 0;  ///< 0: the communicator's default
   int shm_slots = -1;      ///< shared-memory slots per ring edge (-1: the communicator's default; 0: TCP only)
+  /// All-reduces up to this many bytes by halving and doubling (power-of-two
+  /// rank counts from 4; -1: the communicator's default; 0: the ring only).
+  long long hd_max_bytes = -1;
   std::string json_path;
   std::string python;      ///< for gloo (default: .venv-bench)
   bool baselines = true;

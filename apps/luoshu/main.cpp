@@ -195,6 +195,11 @@ int main(int argc, char** argv) {
                      "Shared-memory slots (of --chunk-bytes) per ring edge between ranks on one host; 0: TCP only "
                      "(default 16)")
       ->check(CLI::Range(0, 1024));
+  ar_cmd->add_option("--halving-doubling-max-bytes", ao.hd_max_bytes,
+                     "Luoshu all-reduces up to this size by recursive halving and doubling over 4, 8, 16... ranks; "
+                     "0: always the ring (default 4M)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(0LL, 1LL << 40));
   ar_cmd->add_option("--python", ao.python, "Python with torch for gloo (default: $LUOSHU_BENCH_PYTHON or .venv-bench)");
   ar_cmd->add_flag("--no-baselines", ar_no_baselines, "Measure Luoshu only");
   bool ar_no_bind = false;

@@ -10,9 +10,12 @@
 #   - an all-reduce run stopped after epoch 1 and resumed from its
 #     checkpoint ends exactly where the uninterrupted run ends;
 #   - a rank killed with SIGKILL in the middle of collectives is named by
-#     every survivor, which exit with an error instead of hanging;
+#     every survivor, which exit with an error instead of hanging (3 ranks
+#     on the ring, 4 ranks by halving and doubling);
 #   - three ranks on this host all-reduce through shared memory (every
 #     rank's payloads), right, and leave nothing in /dev/shm;
+#   - four ranks all-reduce small buffers by halving and doubling and large
+#     ones on the ring, right, over TCP and shared memory;
 #   - bad options are named.
 #   allreduce_train_test.sh PATH/TO/luoshu
 set -u
@@ -82,34 +85,40 @@ rc=$?
 if [ $rc -ne 0 ] && grep -q "strategy" "$tmp/bad2.log"; then ok "an unknown strategy is named"
 else fail "unknown strategy: rc=$rc $(tail -3 "$tmp/bad2.log")"; fi
 
-# A rank killed in the middle of collectives: three ranks of a standalone
+# A rank killed in the middle of collectives: the ranks of a standalone
 # coordinator run all-reduces; rank 1 kills itself (SIGKILL) after its
-# warm-up. Ranks 0 and 2 must fail naming it, well within their timeouts.
-timeout 120 "$luoshu" coordinator --world 3 --host 127.0.0.1 --token t --port-file "$tmp/port" \
-  --heartbeat-timeout 30 >"$tmp/coord.log" 2>&1 &
-pids_to_reap+=("$!")
-for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
-port=$(cat "$tmp/port" 2>/dev/null)
-kids=()
-start=$(date +%s)
-for r in 0 1 2; do
-  LUOSHU_COORDINATOR=127.0.0.1:$port LUOSHU_TOKEN=t LUOSHU_RANK=$r LUOSHU_WORLD_SIZE=3 LUOSHU_NODE_NAME=rank$r \
-    timeout 90 "$luoshu" bench allreduce --worker --sizes 16M --iters 50 --die-rank 1 >"$tmp/k$r.log" 2>&1 &
-  kids+=("$!")
+# warm-up. The others must fail naming it, well within their timeouts.
+killed_rank() { # world size, all-reduce size, what it exercises
+  local world=$1 size=$2 what=$3
+  timeout 120 "$luoshu" coordinator --world "$world" --host 127.0.0.1 --token t --port-file "$tmp/port$world" \
+    --heartbeat-timeout 30 >"$tmp/coord$world.log" 2>&1 &
   pids_to_reap+=("$!")
-done
-rcs=()
-for p in "${kids[@]}"; do wait "$p"; rcs+=("$?"); done
-took=$(( $(date +%s) - start ))
-named=0
-for r in 0 2; do grep -qE "rank 1|rank1" "$tmp/k$r.log" && named=$((named + 1)); done
-if [ "${rcs[1]}" -eq 137 ] && [ "${rcs[0]}" -ne 0 ] && [ "${rcs[0]}" -ne 124 ] && [ "${rcs[2]}" -ne 0 ] &&
-   [ "${rcs[2]}" -ne 124 ] && [ $named -eq 2 ] && [ $took -lt 60 ]; then
-  ok "a killed rank is named by both survivors in ${took} s: $(grep -ohE "collective.*" "$tmp/k0.log" | head -1)"
-else
-  fail "killed rank: exit codes ${rcs[*]}, named by $named survivors, ${took} s"
-  for r in 0 1 2; do sed "s/^/    rank $r: /" "$tmp/k$r.log" | tail -5; done
-fi
+  for _ in $(seq 100); do [ -s "$tmp/port$world" ] && break; sleep 0.1; done
+  local port kids=() rcs=() r p named=0 bad=0 start took
+  port=$(cat "$tmp/port$world" 2>/dev/null)
+  start=$(date +%s)
+  for r in $(seq 0 $((world - 1))); do
+    LUOSHU_COORDINATOR=127.0.0.1:$port LUOSHU_TOKEN=t LUOSHU_RANK=$r LUOSHU_WORLD_SIZE=$world LUOSHU_NODE_NAME=rank$r \
+      timeout 90 "$luoshu" bench allreduce --worker --sizes "$size" --iters 50 --die-rank 1 >"$tmp/k$world-$r.log" 2>&1 &
+    kids+=("$!")
+    pids_to_reap+=("$!")
+  done
+  for p in "${kids[@]}"; do wait "$p"; rcs+=("$?"); done
+  took=$(( $(date +%s) - start ))
+  for r in $(seq 0 $((world - 1))); do
+    [ "$r" -eq 1 ] && continue
+    if grep -qE "rank 1|rank1" "$tmp/k$world-$r.log"; then named=$((named + 1)); fi
+    if [ "${rcs[$r]}" -eq 0 ] || [ "${rcs[$r]}" -eq 124 ]; then bad=$((bad + 1)); fi
+  done
+  if [ "${rcs[1]}" -eq 137 ] && [ $bad -eq 0 ] && [ $named -eq $((world - 1)) ] && [ $took -lt 60 ]; then
+    ok "$what: a killed rank is named by all $named survivors in ${took} s: $(grep -ohE "collective.*" "$tmp/k$world-0.log" | head -1)"
+  else
+    fail "$what: killed rank: exit codes ${rcs[*]}, named by $named of $((world - 1)) survivors, ${took} s"
+    for r in $(seq 0 $((world - 1))); do sed "s/^/    rank $r: /" "$tmp/k$world-$r.log" | tail -5; done
+  fi
+}
+killed_rank 3 16M "ring"
+killed_rank 4 64K "halving-doubling"
 
 # Shared memory between processes on one host: `bench allreduce` runs 3
 # ranks over TCP only and with shared-memory slots (256 KiB chunks, several
@@ -133,6 +142,26 @@ then
   else fail "shared memory: $((after - before)) objects left in /dev/shm"; fi
 else
   fail "shared memory between processes: $(tail -5 "$tmp/ar.log")"
+fi
+
+# Halving and doubling across processes: 4 ranks all-reduce 256 KiB by it
+# and 3 MiB on the ring (the default threshold is 1 MiB), right, over TCP
+# and through shared memory (the pairs' payloads too).
+if timeout 180 "$luoshu" bench allreduce --ranks 4 --sizes 256K,3M --no-baselines --overlap-rows 0 --iters 3 --warmup 1 \
+     --json "$tmp/hd.json" >"$tmp/hd.log" 2>&1 &&
+   python3 - "$tmp/hd.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+assert [r["bytes"] for r in rows] == [262144, 3145728], rows
+for r, want in zip(rows, ("halving-doubling", "ring")):
+    for impl in ("luoshu-tcp", "luoshu-shm"):
+        assert r[impl]["correct"] and r[impl]["algorithm"] == want, (impl, r[impl])
+    assert r["luoshu-shm"]["shm_fraction"] > 0.5, r
+PY
+then
+  ok "4 ranks all-reduce 256 KiB by halving and doubling and 3 MiB on the ring, over TCP and shared memory"
+else
+  fail "halving-doubling between processes: $(tail -5 "$tmp/hd.log")"
 fi
 
 [ $fails -eq 0 ] || exit 1

@@ -93,24 +93,37 @@ void expect_values(const tensor& got, const std::function<double(int64_t)>& want
 
 const dtype all_types[] = {dtype::f32, dtype::f64, dtype::i32, dtype::i64};
 
-/// Ranks, and the shared-memory slots each offers its right neighbour (0:
-/// TCP only; 2: most chunks find their slot still in use and go inline).
-class ranks : public ::testing::TestWithParam<std::tuple<int, uint32_t>> {};
+/// Ranks, the shared-memory slots each offers its right neighbour (0: TCP
+/// only; 2: most chunks find their slot still in use and go inline), and
+/// halving_doubling_max_bytes (0: every all-reduce on the ring; large:
+/// every all-reduce by halving and doubling over 4 and 8 ranks).
+class ranks : public ::testing::TestWithParam<std::tuple<int, uint32_t, size_t>> {
+protected:
+  collective_options options() const {
+    collective_options o;
+    o.shm_slots = std::get<1>(GetParam());
+    o.halving_doubling_max_bytes = std::get<2>(GetParam());
+    return o;
+  }
+  /// Whether this ring all-reduces by halving and doubling.
+  bool hd() const { return std::get<2>(GetParam()) > 0 && std::get<0>(GetParam()) >= 4; }
+};
 
 TEST_P(ranks, AllreduceEverySizeTypeAndOpInPlaceAndNot) {
   const int n = std::get<0>(GetParam());
-  collective_options o;
-  o.shm_slots = std::get<1>(GetParam());
+  collective_options o = options();
   o.chunk_bytes = 256; // many chunks per segment: the pipeline is exercised
   o.timeout = std::chrono::seconds(30);
   ring g(n, o);
   const int64_t sizes[] = {0, 1, n - 1, n, 7919, 100003};
   int round = 0;
+  uint64_t calls = 0;
   for (dtype t : all_types)
     for (int64_t size : sizes)
       for (reduce_op op : {reduce_op::sum, reduce_op::mean, reduce_op::max, reduce_op::min}) {
         if (size == 100003 && op != reduce_op::sum) continue; // the large prime once per type
         const bool in_place = (round++ % 2) == 0;
+        ++calls;
         std::vector<tensor> in, out(static_cast<size_t>(n));
         std::vector<collective_future> f;
         for (int r = 0; r < n; ++r) {
@@ -133,8 +146,12 @@ TEST_P(ranks, AllreduceEverySizeTypeAndOpInPlaceAndNot) {
       }
   for (auto& c : g.comms) {
     EXPECT_EQ(c->failure(), "");
-    // The payloads really took the path the parameters ask for.
+    // The payloads really took the path the parameters ask for, and the
+    // all-reduces the algorithm.
     const auto st = c->stats();
+    EXPECT_EQ(c->halving_doubling(), hd());
+    EXPECT_EQ(st.ops, calls);
+    EXPECT_EQ(st.ops_halving_doubling, hd() ? calls : 0u);
     const uint32_t slots = std::get<1>(GetParam());
     if (slots == 0) {
       EXPECT_EQ(st.bytes_sent_shm, 0u);
@@ -149,8 +166,7 @@ TEST_P(ranks, AllreduceEverySizeTypeAndOpInPlaceAndNot) {
 
 TEST_P(ranks, AllgatherReduceScatterAndBroadcast) {
   const int n = std::get<0>(GetParam());
-  collective_options o;
-  o.shm_slots = std::get<1>(GetParam());
+  collective_options o = options();
   // Segments up to 256 bytes (37 f32 among them) go as two halves, larger
   // ones (37 f64) in 128-byte chunks: both cuttings, with uneven all-gather
   // counts and every broadcast root.
@@ -229,8 +245,7 @@ TEST_P(ranks, ManyCollectivesInFlight) {
   // Issued back to back without waiting: ranks run ahead of each other and
   // chunks of later collectives arrive early.
   const int n = std::get<0>(GetParam());
-  collective_options o;
-  o.shm_slots = std::get<1>(GetParam());
+  collective_options o = options();
   o.chunk_bytes = 1024;
   ring g(n, o);
   const int k = 25;
@@ -249,14 +264,73 @@ TEST_P(ranks, ManyCollectivesInFlight) {
                     [&](int64_t i) { return expected(reduce_op::sum, n, i, dtype::f32); }, "in flight");
     }
   EXPECT_EQ(g.comms[0]->stats().ops, static_cast<uint64_t>(k));
+  EXPECT_EQ(g.comms[0]->stats().ops_halving_doubling, hd() ? static_cast<uint64_t>(k) : 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(collective, ranks,
-                         ::testing::Combine(::testing::Values(1, 2, 3, 4, 8), ::testing::Values(0u, 2u, 16u)),
-                         [](const auto& p) {
-                           return std::to_string(std::get<0>(p.param)) + "ranks_" +
-                                  std::to_string(std::get<1>(p.param)) + "slots";
-                         });
+/// Every rank count with 0, 2 and 16 slots on the ring; 4 and 8 ranks (the
+/// powers of two that halving-doubling takes) also with it for every size.
+std::vector<std::tuple<int, uint32_t, size_t>> ring_params() {
+  std::vector<std::tuple<int, uint32_t, size_t>> out;
+  for (int n : {1, 2, 3, 4, 8})
+    for (uint32_t slots : {0u, 2u, 16u}) {
+      out.emplace_back(n, slots, 0);
+      if (n >= 4) out.emplace_back(n, slots, size_t{1} << 30);
+    }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(collective, ranks, ::testing::ValuesIn(ring_params()), [](const auto& p) {
+  return std::to_string(std::get<0>(p.param)) + "ranks_" + std::to_string(std::get<1>(p.param)) + "slots" +
+         (std::get<2>(p.param) > 0 ? "_halving_doubling" : "");
+});
+
+TEST(collective, RingAndHalvingDoublingCallsKeepTheirOrder) {
+  // Small all-reduces go by halving and doubling, the rest on the ring;
+  // issued back to back, each must see what the one before it wrote.
+  collective_options o;
+  o.halving_doubling_max_bytes = 4096;
+  o.chunk_bytes = 4096;
+  const int n = 4;
+  ring g(n, o);
+  ASSERT_TRUE(g.comms[0]->halving_doubling());
+  const int rounds = 8;
+  const int64_t big = 30011, small = 101;
+  std::vector<std::vector<tensor>> a(n), b(n);
+  std::vector<std::vector<collective_future>> f(n);
+  for (int j = 0; j < rounds; ++j)
+    for (int r = 0; r < n; ++r) {
+      auto& c = *g.comms[static_cast<size_t>(r)];
+      // a: halving-doubling all-reduce, then a ring broadcast of the result
+      // from a rank that must not send before its all-reduce is done.
+      a[r].push_back(filled(dtype::f32, small, r + j));
+      f[r].push_back(c.allreduce(a[r].back(), a[r].back(), reduce_op::sum));
+      f[r].push_back(c.broadcast(a[r].back(), a[r].back(), j % n));
+      // b: a ring all-reduce, then a halving-doubling one of its first
+      // elements (a view), which must not read them before the ring wrote.
+      b[r].push_back(filled(dtype::f32, big, r + j));
+      tensor& whole = b[r].back();
+      f[r].push_back(c.allreduce(whole, whole, reduce_op::sum));
+      tensor head(whole.storage(), whole.offset(), dtype::f32, shape{small});
+      f[r].push_back(c.allreduce(head, head, reduce_op::max));
+    }
+  for (int r = 0; r < n; ++r)
+    for (auto& x : f[r]) ASSERT_TRUE(x.get());
+  auto sum = [&](int j, int64_t i) {
+    double s = 0;
+    for (int r = 0; r < n; ++r) s += value(r + j, i);
+    return s;
+  };
+  for (int r = 0; r < n; ++r)
+    for (int j = 0; j < rounds; ++j) {
+      const std::string what = "rank " + std::to_string(r) + " round " + std::to_string(j);
+      expect_values(a[r][static_cast<size_t>(j)], [&](int64_t i) { return sum(j, i); }, what + ": all-reduce, broadcast");
+      // The max over ranks of equal sums is that sum; beyond the head, the ring's.
+      expect_values(b[r][static_cast<size_t>(j)], [&](int64_t i) { return sum(j, i); }, what + ": ring, then head");
+    }
+  const auto st = g.comms[0]->stats();
+  EXPECT_EQ(st.ops, 4u * rounds);
+  EXPECT_EQ(st.ops_halving_doubling, 2u * rounds);
+}
 
 /// This process's shared-memory objects in /dev/shm.
 std::vector<std::string> own_shm_objects() {
@@ -286,8 +360,10 @@ TEST(collective, SharedMemoryLeavesNothingInDevShm) {
 }
 
 TEST(collective, SegmentsUpToTwoChunksAreHalvedAndLargerOnesCutIntoChunks) {
-  // Default chunk_bytes 512 KiB, split_floor_bytes 256 KiB; f32 all-reduce,
-  // chunks each rank sends over its 2(n-1) steps.
+  // Default chunk_bytes 512 KiB, split_floor_bytes 256 KiB; f32 all-reduce
+  // on the ring, chunks each rank sends over its 2(n-1) steps.
+  collective_options o;
+  o.halving_doubling_max_bytes = 0;
   struct cut {
     int ranks;
     int64_t elems;
@@ -296,7 +372,7 @@ TEST(collective, SegmentsUpToTwoChunksAreHalvedAndLargerOnesCutIntoChunks) {
   for (const cut& c : {cut{2, 262144, 4},     // 1 MiB: 512 KiB segments in two halves
                        cut{4, 262144, 6},     // 256 KiB segments: halves would be under the floor
                        cut{2, 4194304, 32}}) { // 16 MiB: 8 MiB segments in 512 KiB chunks
-    ring g(c.ranks);
+    ring g(c.ranks, o);
     std::vector<tensor> x;
     std::vector<collective_future> f;
     for (int r = 0; r < c.ranks; ++r) x.push_back(filled(dtype::f32, c.elems, r));
@@ -309,23 +385,28 @@ TEST(collective, SegmentsUpToTwoChunksAreHalvedAndLargerOnesCutIntoChunks) {
 }
 
 TEST(collective, MismatchedCallsFailOnEveryRankNamingTheProblem) {
-  ring g(3);
-  std::vector<tensor> x;
-  std::vector<collective_future> f;
-  for (int r = 0; r < 3; ++r) {
-    x.push_back(filled(dtype::f32, r == 1 ? 11 : 10, r));
-    f.push_back(g.comms[static_cast<size_t>(r)]->allreduce(x.back(), x.back(), reduce_op::sum));
+  for (int n : {3, 4}) { // the ring; halving and doubling (rank 1's pair fails, then every pair)
+    ring g(n);
+    ASSERT_EQ(g.comms[0]->halving_doubling(), n == 4);
+    std::vector<tensor> x;
+    std::vector<collective_future> f;
+    for (int r = 0; r < n; ++r) {
+      x.push_back(filled(dtype::f32, r == 1 ? 11 : 10, r));
+      f.push_back(g.comms[static_cast<size_t>(r)]->allreduce(x.back(), x.back(), reduce_op::sum));
+    }
+    for (int r = 0; r < n; ++r) {
+      status st = f[static_cast<size_t>(r)].get();
+      ASSERT_FALSE(st) << n << " ranks, rank " << r;
+      EXPECT_NE(st.err().message.find("same collectives"), std::string::npos) << st.err().message;
+    }
+    // The communicator stays failed, with the same error, for either algorithm.
+    for (int64_t size : {4, 1 << 20}) {
+      tensor y = filled(dtype::f32, size, 0);
+      status later = g.comms[0]->allreduce(y, y, reduce_op::sum).get();
+      ASSERT_FALSE(later);
+      EXPECT_NE(later.err().message.find("same collectives"), std::string::npos) << later.err().message;
+    }
   }
-  for (int r = 0; r < 3; ++r) {
-    status st = f[static_cast<size_t>(r)].get();
-    ASSERT_FALSE(st) << "rank " << r;
-    EXPECT_NE(st.err().message.find("same collectives"), std::string::npos) << st.err().message;
-  }
-  // The communicator stays failed, with the same error.
-  tensor y = filled(dtype::f32, 4, 0);
-  status later = g.comms[0]->allreduce(y, y, reduce_op::sum).get();
-  ASSERT_FALSE(later);
-  EXPECT_NE(later.err().message.find("same collectives"), std::string::npos);
 }
 
 TEST(collective, BadArgumentsAreErrors) {
@@ -395,6 +476,31 @@ TEST(collective, ARankThatDiesIsNamedByEverySurvivor) {
     EXPECT_NE(st.err().message.find("rank 1"), std::string::npos) << st.err().message;
   }
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+TEST(collective, ARankThatDiesDuringHalvingDoublingIsNamedByEverySurvivor) {
+  // Rank 1 dies: rank 0 waits for it in the first pair, rank 3 in the
+  // second, and rank 2 for rank 0, which failed: each must name rank 1 by
+  // its rank in the ring, not in the pair.
+  collective_options o;
+  o.timeout = std::chrono::seconds(60);
+  ring g(4, o);
+  std::vector<tensor> x;
+  std::vector<collective_future> f;
+  for (int r : {0, 2, 3}) {
+    x.push_back(filled(dtype::f64, 5000, r));
+    f.push_back(g.comms[static_cast<size_t>(r)]->allreduce(x.back(), x.back(), reduce_op::sum));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t0 = std::chrono::steady_clock::now();
+  g.comms[1]->kill_for_testing();
+  for (auto& fu : f) {
+    status st = fu.get();
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.err().message.find("rank 1 "), std::string::npos) << st.err().message;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  for (int r : {0, 2, 3}) EXPECT_NE(g.comms[static_cast<size_t>(r)]->failure(), "") << "rank " << r;
 }
 
 TEST(collective, ASilentRankTimesOutNamingTheRankWaitedFor) {
