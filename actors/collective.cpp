@@ -1059,10 +1059,11 @@ void start_call(const ring_parts& r, std::shared_ptr<collective_call> c) {
 /// before completes (on the thread that completed it).
 class hd_allreduce : public std::enable_shared_from_this<hd_allreduce> {
 public:
+  /// `partners[p]`: how errors name the partner at distance 2^p.
   hd_allreduce(std::shared_ptr<collective_call> user, int rank, ring_parts main, std::vector<ring_parts> pairs,
-               std::shared_ptr<call_order> order)
+               std::shared_ptr<call_order> order, std::string group, std::vector<std::string> partners)
       : user_(std::move(user)), rank_(rank), main_(std::move(main)), pairs_(std::move(pairs)),
-        order_(std::move(order)) {
+        order_(std::move(order)), group_(std::move(group)), partners_(std::move(partners)) {
     // ranges_[d]: the part this rank holds after d reduce-scatters.
     ranges_.push_back({0, user_->total});
     for (size_t d = 0; d < pairs_.size(); ++d) {
@@ -1108,8 +1109,19 @@ private:
     c->out = scatter ? view(half) : view(whole);
     c->total = whole.second;
     c->seg = {0, (whole.second + 1) / 2, whole.second};
-    c->on_done = [self = shared_from_this()](const status& s) { self->step(s); };
+    c->on_done = [self = shared_from_this(), p, level](const status& s) {
+      self->step(s ? s : status(self->explain(s.err(), p, level)));
+    };
     start_call(pairs_[static_cast<size_t>(level)], std::move(c));
+  }
+
+  /// A step's error, saying which all-reduce step it ended (unless it is
+  /// already such an error, passed on from another rank).
+  error explain(const error& e, int p, int level) const {
+    const std::string head = "collective '" + group_ + "': all-reduce by halving and doubling";
+    if (e.message.rfind(head, 0) == 0) return e;
+    return error{head + ", step " + std::to_string(p + 1) + " of " + std::to_string(2 * pairs_.size()) +
+                 " (with rank " + partners_[static_cast<size_t>(level)] + "): " + e.message};
   }
 
   void finish(const status& st) {
@@ -1130,6 +1142,8 @@ private:
   const ring_parts main_;
   const std::vector<ring_parts> pairs_;
   const std::shared_ptr<call_order> order_;
+  const std::string group_;
+  const std::vector<std::string> partners_;
   std::vector<std::pair<uint64_t, uint64_t>> ranges_; ///< {first element, count}
   int phase_ = 0;
 };
@@ -1154,18 +1168,23 @@ struct communicator::impl {
 
   /// Takes the pair rings (rank `rank`'s, pairs[p] with rank ^ 2^p) and
   /// routes calls through a call order from now on.
-  void attach_pairs(int rank, std::vector<std::shared_ptr<impl>> p, size_t max_bytes) {
+  void attach_pairs(int rank, std::vector<std::shared_ptr<impl>> p, const collective_options& o) {
     pairs = std::move(p);
-    hd_max_bytes = max_bytes;
+    hd_max_bytes = o.halving_doubling_max_bytes;
     std::vector<ring_parts> rings;
-    for (auto& q : pairs) rings.push_back(q->parts());
+    std::vector<std::string> partners;
+    for (auto& q : pairs) {
+      partners.push_back(rank_name(o, rank ^ (1 << rings.size())));
+      rings.push_back(q->parts());
+    }
     const ring_parts main = parts();
     order = std::make_shared<call_order>(
         [main](std::shared_ptr<collective_call> c, const std::shared_ptr<call_order>&) {
           start_call(main, std::move(c));
         },
-        [main, rings, rank](std::shared_ptr<collective_call> c, const std::shared_ptr<call_order>& o) {
-          std::make_shared<hd_allreduce>(std::move(c), rank, main, rings, o)->start();
+        [main, rings, rank, group = o.group, partners](std::shared_ptr<collective_call> c,
+                                                       const std::shared_ptr<call_order>& ord) {
+          std::make_shared<hd_allreduce>(std::move(c), rank, main, rings, ord, group, partners)->start();
         });
   }
 
@@ -1190,6 +1209,9 @@ result<std::shared_ptr<communicator::impl>> start_peer(caf::actor_system& sys, i
   if (size < 1 || rank < 0 || rank >= size)
     return error{"collective '" + o.group + "': rank " + std::to_string(rank) + " of " + std::to_string(size)};
   if (o.chunk_bytes < 8) return error{"collective '" + o.group + "': chunk_bytes must be at least 8"};
+  if (!o.rank_names.empty() && o.rank_names.size() != static_cast<size_t>(size))
+    return error{"collective '" + o.group + "': " + std::to_string(o.rank_names.size()) + " rank names for " +
+                 std::to_string(size) + " ranks"};
   auto im = std::make_shared<communicator::impl>();
   im->sys = &sys;
   im->advertised = advertised;
@@ -1320,8 +1342,7 @@ result<std::vector<std::unique_ptr<communicator>>> communicator::create_local(ca
         pairs[static_cast<size_t>(low | (1 << p))].push_back(std::move((*sub)[1]->impl_));
       }
     for (int r = 0; r < size; ++r)
-      out[static_cast<size_t>(r)]->impl_->attach_pairs(r, std::move(pairs[static_cast<size_t>(r)]),
-                                                       o.halving_doubling_max_bytes);
+      out[static_cast<size_t>(r)]->impl_->attach_pairs(r, std::move(pairs[static_cast<size_t>(r)]), o);
   }
   return out;
 }
@@ -1396,7 +1417,7 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
         return error{"collective '" + o.group + "': connecting the halving-doubling pairs: " + sub.err().message};
       pairs.push_back(std::move((*sub)->impl_));
     }
-    c->impl_->attach_pairs(rank, std::move(pairs), o.halving_doubling_max_bytes);
+    c->impl_->attach_pairs(rank, std::move(pairs), o);
   }
   return c;
 }
