@@ -1,6 +1,7 @@
 #pragma once
 // `luoshu bench allreduce`: all-reduce bus bandwidth (2(n-1)/n * bytes /
-// time) of Luoshu's ring (actors/collective.hpp) at 1, 16 and 128 MiB for 2
+// time) of Luoshu's all-reduce (actors/collective.hpp: the ring, or halving
+// and doubling where the communicator picks it) at 1, 16 and 128 MiB for 2
 // and 4 ranks, each rank its own process on this machine, and in the same
 // run OpenMPI's MPI_Allreduce (over TCP and over shared memory) and
 // torch.distributed's gloo backend, and the floor of a TCP ring on this

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All-reduce across processes (loopback, OS-chosen ports; every run bounded
 # by `timeout`, every child reaped):
-#   - `luoshu train --strategy allreduce --workers 2` (Wide&Deep on generated
+#   - `luoshu train --strategy allreduce --workers 2` and 4 (Wide&Deep on generated
 #     Criteo-format data: dense buckets plus sparse embedding gradients)
 #     ends with the test loss and AUC of one process on the same global
 #     batches (up to float rounding), with and without overlap;
@@ -49,6 +49,8 @@ ar=(--strategy allreduce --workers 2 --job-timeout 240)
 run local --summary-json "$tmp/local.json"
 run ar "${ar[@]}" --summary-json "$tmp/ar.json"
 run ar_small_buckets "${ar[@]}" --fusion-bytes 512 --summary-json "$tmp/ar_small.json"
+# 4 workers: buckets up to 1 MiB are all-reduced by halving and doubling.
+run ar4 --strategy allreduce --workers 4 --job-timeout 240 --summary-json "$tmp/ar4.json"
 run ar_no_overlap "${ar[@]}" --no-overlap --summary-json "$tmp/ar_no_overlap.json"
 run hybrid --strategy hybrid --servers 1 --workers 2 --job-timeout 240 --summary-json "$tmp/hybrid.json"
 run first "${ar[@]}" --set run.epochs=1 --set run.checkpoint="$tmp/ckpt"
@@ -59,11 +61,11 @@ grep -q "gradient all-reduce: 60 steps" "$tmp/ar.log" || fail "no gradient excha
 python3 - "$tmp" <<'PY' || fails=$((fails + 1))
 import json, sys
 d = sys.argv[1]
-j = {n: json.load(open(f"{d}/{n}.json")) for n in ("local", "ar", "ar_small", "ar_no_overlap", "hybrid", "resumed")}
+j = {n: json.load(open(f"{d}/{n}.json")) for n in ("local", "ar", "ar_small", "ar4", "ar_no_overlap", "hybrid", "resumed")}
 for k in ("test_loss", "test_auc", "test_log_loss"):
     if j["local"][k] is None:
         sys.exit(f"FAIL: {k} missing in the local run")
-    for n in ("ar", "ar_small", "ar_no_overlap", "hybrid"):
+    for n in ("ar", "ar_small", "ar4", "ar_no_overlap", "hybrid"):
         if j[n][k] is None or abs(j[n][k] - j["local"][k]) > 1e-4:
             sys.exit(f"FAIL: {k}: {n} {j[n][k]} vs one process {j['local'][k]}")
     if abs(j["resumed"][k] - j["ar"][k]) > 1e-9:
@@ -72,7 +74,7 @@ if j["ar"]["steps"] != 60 or j["hybrid"]["steps"] != 60:
     sys.exit(f"FAIL: steps {j['ar']['steps']} / {j['hybrid']['steps']}, expected 60")
 if [e["epoch"] for e in j["resumed"]["per_epoch"]] != [2]:
     sys.exit(f"FAIL: the resumed run trained epochs {[e['epoch'] for e in j['resumed']['per_epoch']]}, not only epoch 2")
-print("ok: allreduce (3 bucket/overlap settings) and hybrid match one process; resume is exact")
+print("ok: allreduce (3 bucket/overlap settings, 2 and 4 workers) and hybrid match one process; resume is exact")
 PY
 
 # Bad options are named.
