@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "actors/atoms.hpp"
@@ -40,13 +41,15 @@ struct collective_call {
   int root = 0;              ///< broadcast
   int mean_divisor = 0;      ///< reduce_op::mean divides by this (0: the ring's size)
   std::promise<status> done;
-  /// Called (before `done` is kept, outside the engine's mutex) when the
-  /// call completes: the next step of a halving-doubling all-reduce, or
-  /// the communicator's call order.
+  /// Called when the call completes, after `done` is kept and outside the
+  /// engine's mutex, on whichever thread completed it (often CAF's I/O
+  /// thread): the next step of a halving-doubling all-reduce, or the
+  /// communicator's call order starting what waited for this call.
   std::function<void(const status&)> on_done;
 };
 
-/// Keeps `c`'s promise, then calls its on_done.
+/// Keeps `c`'s promise, then calls its on_done (which must not throw: the
+/// ones here catch what they call).
 void complete(collective_call& c, status st) {
   auto then = std::move(c.on_done);
   c.on_done = nullptr;
@@ -342,6 +345,12 @@ public:
     run([&] { fail(e); });
   }
 
+  /// Called once with this ring's failure (not when it is stopped), outside
+  /// the mutex: a communicator with pair rings fails all of them with it.
+  void on_fail(std::function<void(const error&)> f) {
+    run([&] { on_fail_ = std::move(f); });
+  }
+
   /// The peer actor's periodic check: the job's failure (as the coordinator
   /// reports it; empty while healthy), ranks that left, the timeout.
   void tick(const std::string& job_failure) {
@@ -403,6 +412,7 @@ private:
     uint64_t base_elem = 0;
     size_t chunk_elems = 1;
     bool send = false;
+    bool announce = false; ///< one chunk without elements (collective_kind::halving_doubling)
     char* copy_to = nullptr;
     const char* copy_from = nullptr;
     size_t bytes = 0;
@@ -420,6 +430,15 @@ private:
     std::unique_lock lock(mu_);
     f();
     for (;;) {
+      if (spread_) {
+        const error e = std::move(*spread_);
+        spread_.reset();
+        auto hook = on_fail_;
+        lock.unlock();
+        if (hook) hook(e);
+        lock.lock();
+        continue;
+      }
       if (!done_.empty()) {
         auto done = std::move(done_);
         done_.clear();
@@ -522,6 +541,10 @@ private:
     if (p.bytes != 0) std::memmove(p.copy_to, p.copy_from, p.bytes);
     if (!p.send) return "";
     const collective_call& call = *p.call;
+    if (p.announce) {
+      auto r = p.right->send_message(chunk_meta(call, p.op, 0, 0, 0, 0, -1), 0, [](char*) {}, "an announcement");
+      return r ? "" : r.err().message;
+    }
     const size_t es = size_of(call.type);
     const uint64_t b = call.seg[static_cast<size_t>(p.seg)], e = call.seg[static_cast<size_t>(p.seg) + 1];
     for (uint64_t o = b; o < e && !aborted_.load(std::memory_order_relaxed); o += p.chunk_elems) {
@@ -543,6 +566,7 @@ private:
   void fail(const error& e, int blame = -1, bool tell_right = true) {
     if (failed_) return;
     failed_ = e;
+    if (on_fail_ && !stopped_) spread_ = e; // run() passes it on once the mutex is released
     left_cv_.notify_all();
     aborted_.store(true, std::memory_order_relaxed);
     {
@@ -581,6 +605,7 @@ private:
         const auto st = static_cast<uint32_t>(mod(rank_ - cur_->root - 1, size_));
         return rank_ == cur_->root ? std::pair<uint32_t, uint32_t>{0, 0} : std::pair<uint32_t, uint32_t>{st, st + 1};
       }
+      case collective_kind::halving_doubling: return {0, 1};
     }
     return {0, 0};
   }
@@ -606,9 +631,10 @@ private:
   /// first chunks are sent.
   void maybe_complete() {
     if (!cur_ || failed_ || first_pending_ || received_ != expected_) return;
+    // A halving-doubling all-reduce counts once all its steps are done.
+    if (cur_->kind != collective_kind::halving_doubling) ++shared_->ops;
     done_.emplace_back(std::move(cur_), status::success());
     cur_.reset();
-    ++shared_->ops;
     start_next();
   }
 
@@ -636,7 +662,9 @@ private:
     auto [first, last] = n == 1 ? std::pair<uint32_t, uint32_t>{0, 0} : receive_stages();
     next_chunk_.assign(2 * static_cast<size_t>(n), 0);
     expected_ = 0;
-    for (uint32_t st = first; st < last; ++st) expected_ += chunks_in(received_segment(st));
+    if (c.kind == collective_kind::halving_doubling) expected_ = last - first; // the left's one announcement
+    else
+      for (uint32_t st = first; st < last; ++st) expected_ += chunks_in(received_segment(st));
 
     // What this rank already has (its own part of the result) and what it
     // sends first (always read from `in`): handed to the thread that
@@ -664,6 +692,10 @@ private:
           p.send = n > 1;
         }
         break;
+      case collective_kind::halving_doubling:
+        p.announce = true;
+        p.send = n > 1;
+        break;
       case collective_kind::allreduce:
       case collective_kind::reduce_scatter:
         if (n == 1) {
@@ -678,7 +710,7 @@ private:
         break;
     }
     if (p.copy_to == p.copy_from) p.bytes = 0;
-    if (p.send && chunks_in(p.seg) == 0) p.send = false;
+    if (p.send && !p.announce && chunks_in(p.seg) == 0) p.send = false;
     if (p.send && !right_)
       return fail(error{"collective '" + group_ + "': rank " + who(rank_) + " is not connected to rank " +
                         who(right_rank())},
@@ -720,6 +752,15 @@ private:
     auto [first, last] = receive_stages();
     if (c.stage < first || c.stage >= last)
       return fail(mismatch(c, "stage " + std::to_string(c.stage) + " is not one this rank receives"), left());
+    if (call.kind == collective_kind::halving_doubling) {
+      // The left neighbour's announcement of the same all-reduce: no elements.
+      if (c.count != 0 || c.offset != 0 || c.slot >= 0 || payload.size() != 0 || next_chunk_[0] != 0)
+        return fail(mismatch(c, "an announcement with elements, or twice"), left());
+      ++next_chunk_[0];
+      last_progress_ = std::chrono::steady_clock::now();
+      ++received_;
+      return maybe_complete();
+    }
     const int seg = received_segment(c.stage);
     const uint64_t sb = call.seg[static_cast<size_t>(seg)], se = call.seg[static_cast<size_t>(seg) + 1];
     const uint64_t idx = next_chunk_[c.stage];
@@ -797,14 +838,14 @@ private:
     if (failed_) return;
     if (left_known_ && conn != left_conn_) {
       spdlog::warn("collective '{}' rank {}: ignoring a message from a connection that is not rank {}'s", group_,
-                   rank_, left());
+                   who(rank_), who(left()));
       return;
     }
     auto m = transport::decode_collective_message(meta);
     if (!m) {
       if (!left_known_) {
         spdlog::warn("collective '{}' rank {}: ignoring a connection that did not introduce itself: {}", group_,
-                     rank_, m.err().message);
+                     who(rank_), m.err().message);
         return;
       }
       return fail(error{"collective '" + group_ + "': rank " + who(left()) + " sent " + m.err().message},
@@ -815,7 +856,7 @@ private:
       if (m->kind != collective_message::kind_t::hello || h.group != group_ || h.size != size_ || h.rank != left()) {
         spdlog::warn("collective '{}' rank {}: ignoring a connection that is not rank {} of this ring (it says: "
                      "group '{}', rank {} of {})",
-                     group_, rank_, left(), h.group, h.rank, h.size);
+                     group_, who(rank_), who(left()), h.group, h.rank, h.size);
         return;
       }
       left_known_ = true;
@@ -882,6 +923,8 @@ private:
   std::vector<std::pair<std::shared_ptr<collective_call>, status>> done_; ///< promises for run() to keep
   /// failed_ for send_first(), which reads it without the mutex.
   std::atomic<bool> aborted_{false};
+  std::function<void(const error&)> on_fail_;
+  std::optional<error> spread_; ///< a failure for run() to hand to on_fail_
 };
 
 // --- the peer actor ---------------------------------------------------------------
@@ -943,8 +986,8 @@ caf::behavior peer_behavior(peer_actor* self, int rank, int size, collective_opt
         auto slots = bulk::shm_slots::create(opt.shm_slots, opt.chunk_bytes);
         if (slots) offer = std::move(*slots);
         else
-          spdlog::info("collective '{}' rank {}: payloads to rank {} go over TCP: {}", opt.group, rank,
-                       mod(rank + 1, size), slots.err().message);
+          spdlog::info("collective '{}' rank {}: payloads to rank {} go over TCP: {}", opt.group,
+                       rank_name(opt, rank), rank_name(opt, mod(rank + 1, size)), slots.err().message);
       }
       return s.engine->attach_right(std::move(*snd), std::move(offer));
     },
@@ -1018,7 +1061,20 @@ private:
       if (e.hd) hd_running_ = true;
       else ++ring_running_;
       lock.unlock();
-      (e.hd ? start_hd_ : start_ring_)(std::move(e.call), shared_from_this());
+      auto call = e.call;
+      try {
+        (e.hd ? start_hd_ : start_ring_)(std::move(e.call), shared_from_this());
+      } catch (const std::exception& x) { // e.g. out of memory: the call fails, the order goes on
+        lock.lock();
+        if (e.hd) hd_running_ = false;
+        else --ring_running_;
+        lock.unlock();
+        call->on_done = nullptr;
+        try {
+          call->done.set_value(error{std::string("collective: ") + x.what()});
+        } catch (const std::future_error&) { // it had completed before the throw
+        }
+      }
       lock.lock();
     }
     pumping_ = false;
@@ -1052,18 +1108,34 @@ void start_call(const ring_parts& r, std::shared_ptr<collective_call> c) {
   r.engine->submit(std::move(c));
 }
 
+/// Fails every ring of a communicator with the first failure of any of
+/// them (ring_engine::on_fail), once: the others' collectives end at once,
+/// and each tells its neighbour.
+struct failure_spread {
+  std::atomic<bool> fired{false};
+  std::vector<std::weak_ptr<ring_engine>> engines;
+  void fire(const error& e) {
+    if (fired.exchange(true)) return;
+    for (auto& w : engines)
+      if (auto p = w.lock()) p->abort(e);
+  }
+};
+
 /// One all-reduce by recursive halving and doubling: step p < k (k =
 /// log2 n pair rings) is a reduce-scatter with the partner at distance 2^p
 /// that keeps the half of the current range this rank's bit p picks; steps
 /// k..2k-1 all-gather back in reverse order. Each step starts when the one
-/// before completes (on the thread that completed it).
+/// before completes (on the thread that completed it). Meanwhile the ring
+/// carries its announcement (collective_kind::halving_doubling), which
+/// catches a rank that runs another collective; the call is done when both
+/// are.
 class hd_allreduce : public std::enable_shared_from_this<hd_allreduce> {
 public:
-  /// `partners[p]`: how errors name the partner at distance 2^p.
-  hd_allreduce(std::shared_ptr<collective_call> user, int rank, ring_parts main, std::vector<ring_parts> pairs,
-               std::shared_ptr<call_order> order, std::string group, std::vector<std::string> partners)
-      : user_(std::move(user)), rank_(rank), main_(std::move(main)), pairs_(std::move(pairs)),
-        order_(std::move(order)), group_(std::move(group)), partners_(std::move(partners)) {
+  hd_allreduce(std::shared_ptr<collective_call> user, int rank, int size, ring_parts main,
+               std::vector<ring_parts> pairs, std::shared_ptr<call_order> order,
+               std::shared_ptr<failure_spread> spread)
+      : user_(std::move(user)), rank_(rank), size_(size), main_(std::move(main)), pairs_(std::move(pairs)),
+        order_(std::move(order)), spread_(std::move(spread)) {
     // ranges_[d]: the part this rank holds after d reduce-scatters.
     ranges_.push_back({0, user_->total});
     for (size_t d = 0; d < pairs_.size(); ++d) {
@@ -1074,16 +1146,30 @@ public:
   }
 
   void start() {
-    std::string failure;
-    {
-      std::lock_guard lock(main_.shared->mu);
-      failure = main_.shared->failure;
+    try {
+      auto a = announcement();
+      a->seg = {0, user_->total};
+      a->on_done = [self = shared_from_this()](const status& s) { self->part_done(s); };
+      start_call(main_, std::move(a));
+    } catch (const std::exception& e) {
+      part_done(error{std::string("collective: ") + e.what()});
     }
-    if (!failure.empty()) return finish(error{failure});
     step(status::success());
   }
 
 private:
+  /// What the ring carries for this call (no elements).
+  std::shared_ptr<collective_call> announcement() const {
+    auto c = std::make_shared<collective_call>();
+    c->kind = collective_kind::halving_doubling;
+    c->op = user_->op;
+    c->type = user_->type;
+    c->in = user_->in;
+    c->out = user_->out;
+    c->total = user_->total;
+    return c;
+  }
+
   /// `out` elements [lo, lo + len) as a 1-d tensor sharing its storage.
   tensor view(std::pair<uint64_t, uint64_t> r) const {
     const tensor& o = user_->out;
@@ -1093,59 +1179,65 @@ private:
 
   void step(const status& st) {
     const auto k = static_cast<int>(pairs_.size());
-    if (!st || phase_ == 2 * k) return finish(st);
-    const int p = phase_++;
-    const bool scatter = p < k;
-    const int level = scatter ? p : 2 * k - 1 - p;
-    const auto whole = ranges_[static_cast<size_t>(level)], half = ranges_[static_cast<size_t>(level) + 1];
-    auto c = std::make_shared<collective_call>();
-    c->kind = scatter ? collective_kind::reduce_scatter : collective_kind::allgather;
-    // A mean sums, and the last reduce-scatter divides by every rank (as
-    // the ring does: dividing at each step would round integers twice).
-    c->op = !scatter || (user_->op == reduce_op::mean && p + 1 < k) ? reduce_op::sum : user_->op;
-    c->mean_divisor = 1 << k;
-    c->type = user_->type;
-    c->in = scatter ? (p == 0 ? user_->in : view(whole)) : view(half);
-    c->out = scatter ? view(half) : view(whole);
-    c->total = whole.second;
-    c->seg = {0, (whole.second + 1) / 2, whole.second};
-    c->on_done = [self = shared_from_this(), p, level](const status& s) {
-      self->step(s ? s : status(self->explain(s.err(), p, level)));
-    };
-    start_call(pairs_[static_cast<size_t>(level)], std::move(c));
+    if (!st || phase_ == 2 * k || failed()) return part_done(st);
+    try {
+      const int p = phase_++;
+      const bool scatter = p < k;
+      const int level = scatter ? p : 2 * k - 1 - p;
+      const auto whole = ranges_[static_cast<size_t>(level)], half = ranges_[static_cast<size_t>(level) + 1];
+      auto c = std::make_shared<collective_call>();
+      c->kind = scatter ? collective_kind::reduce_scatter : collective_kind::allgather;
+      // A mean sums, and the last reduce-scatter divides by every rank (as
+      // the ring does: dividing at each step would round integers twice).
+      c->op = !scatter || (user_->op == reduce_op::mean && p + 1 < k) ? reduce_op::sum : user_->op;
+      c->mean_divisor = size_;
+      c->type = user_->type;
+      c->in = scatter ? (p == 0 ? user_->in : view(whole)) : view(half);
+      c->out = scatter ? view(half) : view(whole);
+      c->total = whole.second;
+      c->seg = {0, (whole.second + 1) / 2, whole.second};
+      c->on_done = [self = shared_from_this()](const status& s) { self->step(s); };
+      start_call(pairs_[static_cast<size_t>(level)], std::move(c));
+    } catch (const std::exception& e) {
+      part_done(error{std::string("collective: ") + e.what()});
+    }
   }
 
-  /// A step's error, saying which all-reduce step it ended (unless it is
-  /// already such an error, passed on from another rank).
-  error explain(const error& e, int p, int level) const {
-    const std::string head = "collective '" + group_ + "': all-reduce by halving and doubling";
-    if (e.message.rfind(head, 0) == 0) return e;
-    return error{head + ", step " + std::to_string(p + 1) + " of " + std::to_string(2 * pairs_.size()) +
-                 " (with rank " + partners_[static_cast<size_t>(level)] + "): " + e.message};
+  bool failed() const {
+    std::lock_guard lock(mu_);
+    return error_.has_value();
   }
 
-  void finish(const status& st) {
-    if (!st) {
-      // Every ring of this rank fails with it, and tells its neighbour.
-      main_.engine->abort(st.err());
-      for (auto& r : pairs_) r.engine->abort(st.err());
+  /// The announcement or the steps are done; the call once both are.
+  void part_done(const status& st) {
+    std::optional<error> e;
+    {
+      std::lock_guard lock(mu_);
+      if (!st && !error_) error_ = st.err();
+      if (--pending_ > 0) return;
+      e = error_;
+    }
+    if (e) {
+      spread_->fire(*e); // every ring of this communicator fails with it
     } else {
       ++main_.shared->ops;
       ++main_.shared->ops_hd;
     }
-    complete(*user_, st);
+    complete(*user_, e ? status(*e) : status::success());
     order_->hd_done();
   }
 
   std::shared_ptr<collective_call> user_;
-  const int rank_;
+  const int rank_, size_;
   const ring_parts main_;
   const std::vector<ring_parts> pairs_;
   const std::shared_ptr<call_order> order_;
-  const std::string group_;
-  const std::vector<std::string> partners_;
+  const std::shared_ptr<failure_spread> spread_;
   std::vector<std::pair<uint64_t, uint64_t>> ranges_; ///< {first element, count}
   int phase_ = 0;
+  mutable std::mutex mu_;
+  int pending_ = 2; ///< the announcement and the steps
+  std::optional<error> error_;
 };
 
 } // namespace
@@ -1168,23 +1260,25 @@ struct communicator::impl {
 
   /// Takes the pair rings (rank `rank`'s, pairs[p] with rank ^ 2^p) and
   /// routes calls through a call order from now on.
-  void attach_pairs(int rank, std::vector<std::shared_ptr<impl>> p, const collective_options& o) {
+  void attach_pairs(int rank, int size, std::vector<std::shared_ptr<impl>> p, const collective_options& o) {
     pairs = std::move(p);
     hd_max_bytes = o.halving_doubling_max_bytes;
+    // A failure of any of the rings fails them all.
+    auto spread = std::make_shared<failure_spread>();
+    spread->engines.push_back(engine);
     std::vector<ring_parts> rings;
-    std::vector<std::string> partners;
     for (auto& q : pairs) {
-      partners.push_back(rank_name(o, rank ^ (1 << rings.size())));
       rings.push_back(q->parts());
+      spread->engines.push_back(q->engine);
     }
+    for (auto& w : spread->engines) w.lock()->on_fail([spread](const error& e) { spread->fire(e); });
     const ring_parts main = parts();
     order = std::make_shared<call_order>(
         [main](std::shared_ptr<collective_call> c, const std::shared_ptr<call_order>&) {
           start_call(main, std::move(c));
         },
-        [main, rings, rank, group = o.group, partners](std::shared_ptr<collective_call> c,
-                                                       const std::shared_ptr<call_order>& ord) {
-          std::make_shared<hd_allreduce>(std::move(c), rank, main, rings, ord, group, partners)->start();
+        [main, rings, rank, size, spread](std::shared_ptr<collective_call> c, const std::shared_ptr<call_order>& ord) {
+          std::make_shared<hd_allreduce>(std::move(c), rank, size, main, rings, ord, spread)->start();
         });
   }
 
@@ -1207,11 +1301,13 @@ result<std::shared_ptr<communicator::impl>> start_peer(caf::actor_system& sys, i
                                                        const collective_options& o, const std::string& bind,
                                                        const std::string& advertised) {
   if (size < 1 || rank < 0 || rank >= size)
-    return error{"collective '" + o.group + "': rank " + std::to_string(rank) + " of " + std::to_string(size)};
+    return error{"collective '" + o.group + "': rank " + rank_name(o, rank) + " of " + std::to_string(size)};
   if (o.chunk_bytes < 8) return error{"collective '" + o.group + "': chunk_bytes must be at least 8"};
   if (!o.rank_names.empty() && o.rank_names.size() != static_cast<size_t>(size))
     return error{"collective '" + o.group + "': " + std::to_string(o.rank_names.size()) + " rank names for " +
                  std::to_string(size) + " ranks"};
+  if (std::set<int>(o.rank_names.begin(), o.rank_names.end()).size() != o.rank_names.size())
+    return error{"collective '" + o.group + "': two ranks have the same name in rank_names"};
   auto im = std::make_shared<communicator::impl>();
   im->sys = &sys;
   im->advertised = advertised;
@@ -1227,7 +1323,7 @@ result<std::shared_ptr<communicator::impl>> start_peer(caf::actor_system& sys, i
   bulk::lane_options lo;
   lo.pool = pool;
   auto l = bulk::listen(sys, bind, 0, std::move(h), lo);
-  if (!l) return error{"collective '" + o.group + "': rank " + std::to_string(rank) + ": " + l.err().message};
+  if (!l) return error{"collective '" + o.group + "': rank " + rank_name(o, rank) + ": " + l.err().message};
   im->listener.emplace(std::move(*l));
   im->peer = sys.spawn<caf::detached>(peer_behavior, rank, size, o, im->engine, pool);
   return im;
@@ -1256,8 +1352,8 @@ result<uint64_t> accept_left_shm(ring_engine& e, int rank, const collective_opti
   if (hello->shm_name.empty()) return uint64_t{0};
   auto slots = bulk::shm_slots::open(hello->shm_name, hello->shm_nonce, hello->shm_slots, hello->shm_slot_bytes);
   if (!slots) {
-    spdlog::info("collective '{}' rank {}: payloads from rank {} come over TCP: {}", o.group, rank, hello->rank,
-                 slots.err().message);
+    spdlog::info("collective '{}' rank {}: payloads from rank {} come over TCP: {}", o.group, rank_name(o, rank),
+                 rank_name(o, hello->rank), slots.err().message);
     return uint64_t{0};
   }
   const uint64_t nonce = (*slots)->nonce();
@@ -1279,9 +1375,13 @@ bool wants_pairs(const collective_options& o, int size) {
 collective_options pair_options(const collective_options& o, int rank, int p) {
   collective_options q = o;
   const int low = rank & ~(1 << p), high = low | (1 << p);
-  q.group = o.group + "/halving-doubling/" + std::to_string(1 << p) + "/" + rank_name(o, low);
+  q.group = o.group + "/pair-" + rank_name(o, low) + "-" + rank_name(o, high);
   q.rank_names = {rank_id(o, low), rank_id(o, high)};
   q.halving_doubling_max_bytes = 0;
+  // Shared memory for what one step sends at most (half of the largest
+  // all-reduce), not a whole ring's allotment.
+  const size_t step_bytes = std::max<size_t>(1, o.halving_doubling_max_bytes / 2);
+  q.shm_slots = std::min<uint32_t>(o.shm_slots, static_cast<uint32_t>((step_bytes + o.chunk_bytes - 1) / o.chunk_bytes + 1));
   // Segments are not halved: the two ranks of a pair already send to each
   // other at once, and halves only add frames (1 MiB over 4 ranks measured
   // about 5% faster without them, over TCP and shared memory).
@@ -1346,7 +1446,7 @@ result<std::vector<std::unique_ptr<communicator>>> communicator::create_local(ca
         pairs[static_cast<size_t>(low | (1 << p))].push_back(std::move((*sub)[1]->impl_));
       }
     for (int r = 0; r < size; ++r)
-      out[static_cast<size_t>(r)]->impl_->attach_pairs(r, std::move(pairs[static_cast<size_t>(r)]), o);
+      out[static_cast<size_t>(r)]->impl_->attach_pairs(r, size, std::move(pairs[static_cast<size_t>(r)]), o);
   }
   return out;
 }
@@ -1371,8 +1471,8 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
   // (~actor_system waiting for the detached actor's last reference).
   const std::string lane = endpoint{c->impl_->advertised, c->impl_->listener->port()}.text();
   if (auto pub = n.publish(name_of(rank) + "/lane", lane); !pub || !*pub)
-    return error{"collective '" + o.group + "': cannot publish rank " + std::to_string(rank) + "'s address" +
-                 (pub ? std::string(": the name is taken (two ranks " + std::to_string(rank) + "?)")
+    return error{"collective '" + o.group + "': cannot publish rank " + rank_name(o, rank) + "'s address" +
+                 (pub ? std::string(": the name is taken (two ranks " + rank_name(o, rank) + "?)")
                       : ": " + pub.err().message)};
   auto l = std::make_shared<collective_links>();
   l->job_failure = [&n] { return n.failure(); };
@@ -1382,11 +1482,11 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
     const int right = (rank + 1) % size;
     auto addr = n.fetch(name_of(right) + "/lane", o.connect_timeout);
     if (!addr)
-      return error{"collective '" + o.group + "': rank " + std::to_string(right) + " did not publish its address: " +
+      return error{"collective '" + o.group + "': rank " + rank_name(o, right) + " did not publish its address: " +
                    addr.err().message};
     auto at = parse_endpoint(*addr);
     if (!at)
-      return error{"collective '" + o.group + "': rank " + std::to_string(right) + " published " + at.err().message};
+      return error{"collective '" + o.group + "': rank " + rank_name(o, right) + " published " + at.err().message};
     l->port = at->port;
     l->host = at->host;
     l->offer_shm = l->host == c->impl_->advertised;
@@ -1401,12 +1501,12 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
     auto mapped = accept_left_shm(*c->impl_->engine, rank, o);
     if (!mapped) return mapped.err();
     if (auto pub = n.publish(name_of(rank) + "/shm", std::to_string(*mapped)); !pub || !*pub)
-      return error{"collective '" + o.group + "': cannot publish rank " + std::to_string(rank) + "'s shared memory" +
+      return error{"collective '" + o.group + "': cannot publish rank " + rank_name(o, rank) + "'s shared memory" +
                    (pub ? std::string(": the name is taken") : ": " + pub.err().message)};
     const int right = (rank + 1) % size;
     auto answer = n.fetch(name_of(right) + "/shm", o.connect_timeout);
     if (!answer)
-      return error{"collective '" + o.group + "': rank " + std::to_string(right) + " did not say what it mapped: " +
+      return error{"collective '" + o.group + "': rank " + rank_name(o, right) + " did not say what it mapped: " +
                    answer.err().message};
     char* end = nullptr;
     const uint64_t nonce = std::strtoull(answer->c_str(), &end, 10);
@@ -1421,7 +1521,7 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
         return error{"collective '" + o.group + "': connecting the halving-doubling pairs: " + sub.err().message};
       pairs.push_back(std::move((*sub)->impl_));
     }
-    c->impl_->attach_pairs(rank, std::move(pairs), o);
+    c->impl_->attach_pairs(rank, size, std::move(pairs), o);
   }
   return c;
 }

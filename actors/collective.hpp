@@ -38,10 +38,14 @@
 // all-gathers back in reverse order. It moves as many bytes as the ring
 // but in 2 log2(n) steps instead of 2(n-1), which wins where the steps,
 // not the bytes, cost the time: small buffers, many ranks, more ranks than
-// cores. Each pair is a two-rank ring of its own (same lanes, chunking and
-// shared memory, and failures reported the same way, naming ranks by their
-// rank in the job); create() connects them, and calls keep their order
-// across the two kinds. A failure in any of them fails the communicator.
+// cores. Each pair is a two-rank ring of its own, `group`/pair-A-B (same
+// lanes and chunking, failures reported the same way, naming ranks by their
+// rank in the job, and shared-memory slots for one step's half);
+// create() connects them. Calls keep their order across the two kinds, and
+// the ring still carries every call: for one that runs on the pairs, each
+// rank sends its right neighbour a message without elements, so that a
+// rank running something else is a mismatch at once (as on the ring), not
+// a timeout. A failure of any of the rings fails them all.
 //
 // Semantics are NCCL's: every rank issues the same collectives in the same
 // order (a mismatch in kind, type, operation or size is an error naming both

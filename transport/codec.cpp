@@ -727,7 +727,7 @@ result<collective_message> decode_collective_message(std::span<const char> bytes
         collective_chunk& x = m.chunk;
         x.op = c.getOp();
         const auto kind = static_cast<uint16_t>(c.getKind());
-        if (kind > static_cast<uint16_t>(collective_kind::broadcast))
+        if (kind > static_cast<uint16_t>(collective_kind::halving_doubling))
           fail("unknown collective kind " + std::to_string(kind));
         x.kind = static_cast<collective_kind>(kind);
         if (c.getDtype() >= dtype_count) fail("unknown dtype code " + std::to_string(c.getDtype()));

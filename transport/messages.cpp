@@ -23,6 +23,7 @@ const char* name(collective_kind k) {
     case collective_kind::allgather: return "allgather";
     case collective_kind::reduce_scatter: return "reduce_scatter";
     case collective_kind::broadcast: return "broadcast";
+    case collective_kind::halving_doubling: return "allreduce by halving and doubling";
   }
   return "?";
 }

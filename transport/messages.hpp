@@ -130,7 +130,7 @@ struct ps_reply {
 
 /// The collectives (actors/collective.hpp). Every collective message is one
 /// of these three; a chunk's elements travel beside it as a raw payload.
-enum class collective_kind : uint8_t { allreduce, allgather, reduce_scatter, broadcast };
+enum class collective_kind : uint8_t { allreduce, allgather, reduce_scatter, broadcast, halving_doubling };
 const char* name(collective_kind k);
 
 struct collective_hello {

@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1024));
   ar_cmd->add_option("--halving-doubling-max-bytes", ao.hd_max_bytes,
                      "Luoshu all-reduces up to this size by recursive halving and doubling over 4, 8, 16... ranks; "
-                     "0: always the ring (default 4M)")
+                     "0: always the ring (default 1M)")
       ->transform(CLI::AsSizeValue(false))
       ->check(CLI::Range(0LL, 1LL << 40));
   ar_cmd->add_option("--python", ao.python, "Python with torch for gloo (default: $LUOSHU_BENCH_PYTHON or .venv-bench)");

@@ -12,6 +12,11 @@ enum CollectiveKind {
   allgather @1;
   reduceScatter @2;
   broadcast @3;
+  # An all-reduce that runs by halving and doubling on pair rings: on the
+  # ring each rank sends one chunk without elements (stage 0, count 0) to
+  # its right neighbour, so that calls stay numbered alike on every rank
+  # and a rank running something else there is caught at once.
+  halvingDoubling @4;
 }
 
 # The first message on a connection from rank r to rank r + 1: who it is,
