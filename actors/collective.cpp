@@ -46,11 +46,13 @@ struct collective_call {
   /// thread): the next step of a halving-doubling all-reduce, or the
   /// communicator's call order starting what waited for this call.
   std::function<void(const status&)> on_done;
+  std::atomic<bool> completed{false}; ///< complete() ran
 };
 
 /// Keeps `c`'s promise, then calls its on_done (which must not throw: the
-/// ones here catch what they call).
+/// ones here catch what they call). Only the first call does anything.
 void complete(collective_call& c, status st) {
+  if (c.completed.exchange(true)) return;
   auto then = std::move(c.on_done);
   c.on_done = nullptr;
   if (!then) return c.done.set_value(std::move(st));
@@ -348,7 +350,10 @@ public:
   /// Called once with this ring's failure (not when it is stopped), outside
   /// the mutex: a communicator with pair rings fails all of them with it.
   void on_fail(std::function<void(const error&)> f) {
-    run([&] { on_fail_ = std::move(f); });
+    run([&] {
+      on_fail_ = std::move(f);
+      if (failed_ && !stopped_) spread_ = *failed_; // it failed before this was set
+    });
   }
 
   /// The peer actor's periodic check: the job's failure (as the coordinator
@@ -1064,16 +1069,8 @@ private:
       auto call = e.call;
       try {
         (e.hd ? start_hd_ : start_ring_)(std::move(e.call), shared_from_this());
-      } catch (const std::exception& x) { // e.g. out of memory: the call fails, the order goes on
-        lock.lock();
-        if (e.hd) hd_running_ = false;
-        else --ring_running_;
-        lock.unlock();
-        call->on_done = nullptr;
-        try {
-          call->done.set_value(error{std::string("collective: ") + x.what()});
-        } catch (const std::future_error&) { // it had completed before the throw
-        }
+      } catch (...) { // out of memory, say: the call fails (once) and the order goes on
+        complete(*call, error{"collective: cannot start the call (out of memory?)"}); // a ring call's on_done counts it
       }
       lock.lock();
     }
@@ -1113,9 +1110,12 @@ void start_call(const ring_parts& r, std::shared_ptr<collective_call> c) {
 /// and each tells its neighbour.
 struct failure_spread {
   std::atomic<bool> fired{false};
+  /// The communicator is being closed or killed: its rings stop without
+  /// telling anyone (the others learn it as from a closed or dead rank).
+  std::atomic<bool> closing{false};
   std::vector<std::weak_ptr<ring_engine>> engines;
   void fire(const error& e) {
-    if (fired.exchange(true)) return;
+    if (closing.load() || fired.exchange(true)) return;
     for (auto& w : engines)
       if (auto p = w.lock()) p->abort(e);
   }
@@ -1149,10 +1149,10 @@ public:
     try {
       auto a = announcement();
       a->seg = {0, user_->total};
-      a->on_done = [self = shared_from_this()](const status& s) { self->part_done(s); };
+      a->on_done = [self = shared_from_this()](const status& s) { self->part_done(announced, s); };
       start_call(main_, std::move(a));
     } catch (const std::exception& e) {
-      part_done(error{std::string("collective: ") + e.what()});
+      part_done(announced, error{std::string("collective: ") + e.what()});
     }
     step(status::success());
   }
@@ -1179,7 +1179,7 @@ private:
 
   void step(const status& st) {
     const auto k = static_cast<int>(pairs_.size());
-    if (!st || phase_ == 2 * k || failed()) return part_done(st);
+    if (!st || phase_ == 2 * k || failed()) return part_done(stepped, st);
     try {
       const int p = phase_++;
       const bool scatter = p < k;
@@ -1199,7 +1199,7 @@ private:
       c->on_done = [self = shared_from_this()](const status& s) { self->step(s); };
       start_call(pairs_[static_cast<size_t>(level)], std::move(c));
     } catch (const std::exception& e) {
-      part_done(error{std::string("collective: ") + e.what()});
+      part_done(stepped, error{std::string("collective: ") + e.what()});
     }
   }
 
@@ -1209,12 +1209,15 @@ private:
   }
 
   /// The announcement or the steps are done; the call once both are.
-  void part_done(const status& st) {
+  enum part { announced, stepped };
+  void part_done(part which, const status& st) {
     std::optional<error> e;
     {
       std::lock_guard lock(mu_);
+      if (done_[which]) return; // reported already (an exception after the engine took a step)
+      done_[which] = true;
       if (!st && !error_) error_ = st.err();
-      if (--pending_ > 0) return;
+      if (!done_[announced] || !done_[stepped]) return;
       e = error_;
     }
     if (e) {
@@ -1236,7 +1239,7 @@ private:
   std::vector<std::pair<uint64_t, uint64_t>> ranges_; ///< {first element, count}
   int phase_ = 0;
   mutable std::mutex mu_;
-  int pending_ = 2; ///< the announcement and the steps
+  bool done_[2] = {false, false}; ///< the announcement, the steps
   std::optional<error> error_;
 };
 
@@ -1255,6 +1258,7 @@ struct communicator::impl {
   std::vector<std::shared_ptr<impl>> pairs;
   size_t hd_max_bytes = 0;
   std::shared_ptr<call_order> order;
+  std::shared_ptr<failure_spread> spread; ///< with pairs: one ring's failure fails all
 
   ring_parts parts() const { return {engine, shared}; }
 
@@ -1264,25 +1268,34 @@ struct communicator::impl {
     pairs = std::move(p);
     hd_max_bytes = o.halving_doubling_max_bytes;
     // A failure of any of the rings fails them all.
-    auto spread = std::make_shared<failure_spread>();
+    spread = std::make_shared<failure_spread>();
     spread->engines.push_back(engine);
     std::vector<ring_parts> rings;
     for (auto& q : pairs) {
       rings.push_back(q->parts());
       spread->engines.push_back(q->engine);
     }
-    for (auto& w : spread->engines) w.lock()->on_fail([spread](const error& e) { spread->fire(e); });
+    for (auto& w : spread->engines) w.lock()->on_fail([sp = spread](const error& e) { sp->fire(e); });
     const ring_parts main = parts();
     order = std::make_shared<call_order>(
         [main](std::shared_ptr<collective_call> c, const std::shared_ptr<call_order>&) {
           start_call(main, std::move(c));
         },
-        [main, rings, rank, size, spread](std::shared_ptr<collective_call> c, const std::shared_ptr<call_order>& ord) {
-          std::make_shared<hd_allreduce>(std::move(c), rank, size, main, rings, ord, spread)->start();
+        [main, rings, rank, size, sp = spread](std::shared_ptr<collective_call> c,
+                                               const std::shared_ptr<call_order>& ord) {
+          std::shared_ptr<hd_allreduce> op;
+          try {
+            op = std::make_shared<hd_allreduce>(c, rank, size, main, rings, ord, sp);
+          } catch (...) { // nothing started
+            complete(*c, error{"collective: cannot start the all-reduce (out of memory?)"});
+            return ord->hd_done();
+          }
+          op->start(); // reports its own failures
         });
   }
 
   ~impl() {
+    if (spread) spread->closing = true; // closing is not a failure to pass on
     if (peer) {
       caf::scoped_actor self{*sys};
       self->monitor(peer);
@@ -1381,7 +1394,8 @@ collective_options pair_options(const collective_options& o, int rank, int p) {
   // Shared memory for what one step sends at most (half of the largest
   // all-reduce), not a whole ring's allotment.
   const size_t step_bytes = std::max<size_t>(1, o.halving_doubling_max_bytes / 2);
-  q.shm_slots = std::min<uint32_t>(o.shm_slots, static_cast<uint32_t>((step_bytes + o.chunk_bytes - 1) / o.chunk_bytes + 1));
+  q.shm_slots = static_cast<uint32_t>(
+      std::min<size_t>(o.shm_slots, (step_bytes + o.chunk_bytes - 1) / o.chunk_bytes + 1));
   // Segments are not halved: the two ranks of a pair already send to each
   // other at once, and halves only add frames (1 MiB over 4 ranks measured
   // about 5% faster without them, over TCP and shared memory).
@@ -1529,6 +1543,7 @@ result<std::unique_ptr<communicator>> communicator::create(node& n, int rank, in
 communicator::~communicator() = default;
 
 void communicator::kill_for_testing() {
+  if (impl_->spread) impl_->spread->closing = true; // a dead rank tells nobody
   kill_peer(*impl_);
   for (auto& p : impl_->pairs) kill_peer(*p);
 }

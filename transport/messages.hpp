@@ -128,8 +128,9 @@ struct ps_reply {
   int64_t staleness = 0;       ///< pull: the worker's clock minus the slowest worker's
 };
 
-/// The collectives (actors/collective.hpp). Every collective message is one
-/// of these three; a chunk's elements travel beside it as a raw payload.
+/// The collectives (actors/collective.hpp). Every collective message is a
+/// hello, a chunk or an abort; a chunk's elements travel beside it as a raw
+/// payload.
 enum class collective_kind : uint8_t { allreduce, allgather, reduce_scatter, broadcast, halving_doubling };
 const char* name(collective_kind k);
 

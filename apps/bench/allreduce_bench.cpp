@@ -393,9 +393,15 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
       if (!a || !b || *b <= 0) return std::nullopt;
       return *a / *b;
     };
-    std::printf("%5s %8s %10s %9s %9s %9s %10s %9s | %8s %8s %8s %8s | %8s %8s\n", "ranks", "size", "luoshu-tcp",
-                "mpi-tcp", "raw-tcp", "gloo", "luoshu-shm", "mpi-shm", "tcp/tcp", "tcp/gloo", "tcp/raw", "raw/tcp",
-                "shm/shm", "shm/tcp");
+    // Luoshu's algorithm in its TCP run: the ring, or halving and doubling ("hd").
+    auto algorithm = [&](int n, uint64_t b) -> std::string {
+      auto i = results.find("luoshu-tcp");
+      if (i == results.end() || !i->second.count(n) || !i->second[n].count(b)) return "-";
+      return i->second[n][b].value("algorithm", "") == "halving-doubling" ? "hd" : "ring";
+    };
+    std::printf("%5s %8s %10s %9s %9s %9s %10s %9s | %8s %8s %8s %8s | %8s %8s | %s\n", "ranks", "size",
+                "luoshu-tcp", "mpi-tcp", "raw-tcp", "gloo", "luoshu-shm", "mpi-shm", "tcp/tcp", "tcp/gloo", "tcp/raw",
+                "raw/tcp", "shm/shm", "shm/tcp", "algorithm");
     nlohmann::json rows = nlohmann::json::array();
     bool tcp_met = true, gloo_met = true, any_tcp = false, any_gloo = false;
     std::optional<double> shm_lo, shm_hi, raw_lo, raw_hi;
@@ -409,10 +415,11 @@ int run_allreduce_bench(const allreduce_bench_options& o) {
         if (rg) any_gloo = true, gloo_met = gloo_met && *rg >= gloo_goal;
         if (rs) shm_lo = std::min(shm_lo.value_or(*rs), *rs), shm_hi = std::max(shm_hi.value_or(*rs), *rs);
         if (rwt) raw_lo = std::min(raw_lo.value_or(*rwt), *rwt), raw_hi = std::max(raw_hi.value_or(*rwt), *rwt);
-        std::printf("%5d %8s %10s %9s %9s %9s %10s %9s | %8s %8s %8s %8s | %8s %8s\n", n, human(b).c_str(),
+        std::printf("%5d %8s %10s %9s %9s %9s %10s %9s | %8s %8s %8s %8s | %8s %8s | %s\n", n, human(b).c_str(),
                     fmt(l).c_str(), fmt(t).c_str(), fmt(w).c_str(), fmt(g).c_str(), fmt(ls).c_str(), fmt(s).c_str(),
                     fmt(rt, "%.2f").c_str(), fmt(rg, "%.2f").c_str(), fmt(rw, "%.2f").c_str(),
-                    fmt(rwt, "%.2f").c_str(), fmt(rs, "%.2f").c_str(), fmt(rst, "%.2f").c_str());
+                    fmt(rwt, "%.2f").c_str(), fmt(rs, "%.2f").c_str(), fmt(rst, "%.2f").c_str(),
+                    algorithm(n, b).c_str());
         nlohmann::json row = {{"ranks", n}, {"bytes", b}};
         for (const char* impl : {"luoshu-tcp", "luoshu-shm", "mpi-tcp", "mpi-shm", "gloo", "raw-tcp"}) {
           auto i = results.find(impl);

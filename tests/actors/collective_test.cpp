@@ -486,6 +486,23 @@ void rank_1_dies_mid_allreduce(int n) {
 
 TEST(collective, ARankThatDiesIsNamedByEverySurvivor) { rank_1_dies_mid_allreduce(3); }
 
+TEST(collective, ClosingACommunicatorMidCallFailsNoOtherRank) {
+  // Rank 0 alone starts a halving-doubling all-reduce, then closes: its call
+  // fails, and the others, which issued nothing, are not failed by it (as
+  // on the ring: they would learn it only from a collective of their own).
+  ring g(4);
+  ASSERT_TRUE(g.comms[0]->halving_doubling());
+  tensor x = filled(dtype::f32, 100, 0);
+  auto f = g.comms[0]->allreduce(x, x, reduce_op::sum);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  g.comms[0].reset();
+  status st = f.get();
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.err().message.find("closed"), std::string::npos) << st.err().message;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int r = 1; r < 4; ++r) EXPECT_EQ(g.comms[static_cast<size_t>(r)]->failure(), "") << "rank " << r;
+}
+
 TEST(collective, ARankThatDiesDuringHalvingDoublingIsNamedByEverySurvivor) {
   // Rank 0 waits for rank 1 in its first pair, rank 3 in its second, and
   // rank 2 for rank 0 (which failed), besides the ring.
