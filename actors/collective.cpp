@@ -1148,7 +1148,6 @@ public:
   void start() {
     try {
       auto a = announcement();
-      a->seg = {0, user_->total};
       a->on_done = [self = shared_from_this()](const status& s) { self->part_done(announced, s); };
       start_call(main_, std::move(a));
     } catch (const std::exception& e) {
@@ -1167,6 +1166,7 @@ private:
     c->in = user_->in;
     c->out = user_->out;
     c->total = user_->total;
+    c->seg = {0, user_->total};
     return c;
   }
 
@@ -1294,15 +1294,22 @@ struct communicator::impl {
         });
   }
 
-  ~impl() {
-    if (spread) spread->closing = true; // closing is not a failure to pass on
+  /// Stops the peer actor (`how`: user_shutdown to close, kill as if the
+  /// process died), waiting up to 10 s for it, and closes the lane.
+  void stop_peer(caf::exit_reason how) {
     if (peer) {
       caf::scoped_actor self{*sys};
       self->monitor(peer);
-      self->send_exit(peer, caf::exit_reason::user_shutdown);
+      self->send_exit(peer, how);
       self->receive([](const caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
+      peer = caf::actor();
     }
     if (listener) listener->close();
+  }
+
+  ~impl() {
+    if (spread) spread->closing = true; // closing is not a failure to pass on
+    stop_peer(caf::exit_reason::user_shutdown);
     pairs.clear(); // after the ring: a halving-doubling step in progress fails, then the call
   }
 };
@@ -1401,17 +1408,6 @@ collective_options pair_options(const collective_options& o, int rank, int p) {
   // about 5% faster without them, over TCP and shared memory).
   q.split_floor_bytes = std::max(q.split_floor_bytes, q.chunk_bytes);
   return q;
-}
-
-/// Stops rank `im`'s peer actor abruptly and closes its lane.
-void kill_peer(communicator::impl& im) {
-  if (!im.peer) return;
-  caf::scoped_actor self{*im.sys};
-  self->monitor(im.peer);
-  self->send_exit(im.peer, caf::exit_reason::kill);
-  self->receive([](const caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
-  im.peer = caf::actor();
-  if (im.listener) im.listener->close();
 }
 
 } // namespace
@@ -1544,8 +1540,8 @@ communicator::~communicator() = default;
 
 void communicator::kill_for_testing() {
   if (impl_->spread) impl_->spread->closing = true; // a dead rank tells nobody
-  kill_peer(*impl_);
-  for (auto& p : impl_->pairs) kill_peer(*p);
+  impl_->stop_peer(caf::exit_reason::kill);
+  for (auto& p : impl_->pairs) p->stop_peer(caf::exit_reason::kill);
 }
 
 std::string communicator::failure() const {
